@@ -1,0 +1,5 @@
+"""Checkpoint I/O shared by training and the demos: load by hub id, folder or alias; the default backbone."""
+
+from hub.checkpoint import Checkpoint, CheckpointError, Task, builtin_aliases, load_checkpoint, task_from_config
+
+__all__ = ["Checkpoint", "CheckpointError", "Task", "builtin_aliases", "load_checkpoint", "task_from_config"]

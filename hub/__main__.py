@@ -1,0 +1,55 @@
+"""Checkpoint command line.
+
+    python -m hub default --out DIR [--variant efficientnet-lite0]   # write the offline default backbone
+    python -m hub show REF                                           # what a checkpoint is (alias, folder or hub id)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hub.checkpoint import CheckpointError, load_checkpoint
+from hub.default_backbone import BACKBONES, write_backbone
+from hub.preprocessing import image_spec
+
+
+def _default(args: argparse.Namespace) -> None:
+    folder = write_backbone(Path(args.out), args.variant)
+    print(f"Wrote {args.variant} (timm tf_efficientnet layout) to {folder}")
+
+
+def _show(args: argparse.Namespace) -> None:
+    checkpoint = load_checkpoint(args.ref, revision=args.revision)
+    task = checkpoint.task
+    print(f"source: {checkpoint.source}\nfolder: {checkpoint.folder}\narchitecture: {type(checkpoint.model).__name__}")
+    print(f"input: {image_spec(checkpoint.processor)}")
+    if task.is_regression:
+        print(f"task: regression of {task.target or 'a number'} in {task.unit or 'unstated units'}")
+    else:
+        print(f"task: classification into {len(task.labels)} classes: {', '.join(task.labels[:10])}{' ...' if len(task.labels) > 10 else ''}")
+    for metric, value in checkpoint.metrics.items():
+        print(f"{metric}: {value:.4g}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    default = commands.add_parser("default", help="write the offline default backbone as a checkpoint folder")
+    default.add_argument("--out", required=True, help="folder to write")
+    default.add_argument("--variant", default="efficientnet-lite0", choices=sorted(BACKBONES))
+    default.set_defaults(run=_default)
+    show = commands.add_parser("show", help="load a checkpoint and print what it is")
+    show.add_argument("ref", help="hub id, folder or builtin alias")
+    show.add_argument("--revision")
+    show.set_defaults(run=_show)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (CheckpointError, ImportError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

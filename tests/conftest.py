@@ -1,0 +1,38 @@
+"""Shared fixtures. Every test runs offline: the hub is never reached."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face import reads it
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.tiny_checkpoints import ARCHITECTURES, TASKS, build_tiny_checkpoint
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """The default backbone is built into a fresh cache once per session, as on a new machine."""
+    os.environ["TRANSFERLAB_CACHE"] = str(tmp_path_factory.mktemp("transferlab-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """{(architecture, task): folder} for every tiny random checkpoint."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        (arch, task): build_tiny_checkpoint(root / f"{arch}-{task}", arch, task)
+        for arch in ARCHITECTURES
+        for task in TASKS
+    }
+
+
+@pytest.fixture
+def photo():
+    """A made-up RGB photo: smooth colour gradients with a disc, 96x64."""
+    y, x = np.mgrid[0:64, 0:96]
+    image = np.stack([x * 2.5, y * 4.0, 255 - x * 2.5], axis=-1)
+    image[(x - 48) ** 2 + (y - 32) ** 2 < 300] = (240, 200, 40)
+    return Image.fromarray(image.astype(np.uint8))

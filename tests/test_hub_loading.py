@@ -1,0 +1,103 @@
+"""The one loader: folders, aliases, the offline default backbone, and its failure paths."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from skimage import data as skimage_data
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+from hub import CheckpointError, load_checkpoint
+from tests.tiny_checkpoints import LABELS
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGENET_CATS = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
+
+
+@pytest.mark.parametrize("architecture", ["vit", "resnet", "timm"])
+def test_folder_load_gives_model_processor_and_task(tiny_checkpoints, architecture, photo):
+    classifier = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
+    assert classifier.task.kind == "classification"
+    assert classifier.task.labels == LABELS
+    assert not classifier.model.training
+    regressor = load_checkpoint(str(tiny_checkpoints[(architecture, "regression")]))
+    assert regressor.task.is_regression
+    assert (regressor.task.target, regressor.task.unit) == ("bone age", "months")
+    inputs = regressor.processor(photo, return_tensors="pt")
+    assert regressor.model(**inputs).logits.shape == (1, 1)
+
+
+def test_default_alias_recognises_a_cat():
+    checkpoint = load_checkpoint("efficientnet-lite0")
+    assert len(checkpoint.task.labels) == 1000
+    cat = Image.fromarray(skimage_data.chelsea())
+    with torch.no_grad():
+        logits = checkpoint.model(**checkpoint.processor(cat, return_tensors="pt")).logits[0]
+    top5 = {checkpoint.task.labels[i] for i in logits.topk(5).indices.tolist()}
+    assert top5 & IMAGENET_CATS, top5
+
+
+def test_hub_default_command_writes_a_folder_plain_transformers_loads(tmp_path):
+    out = tmp_path / "lite0"
+    subprocess.run([sys.executable, "-m", "hub", "default", "--out", str(out)], cwd=REPO, check=True)
+    assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in out.iterdir()}
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert type(model).__name__ == "TimmWrapperForImageClassification"
+    assert AutoImageProcessor.from_pretrained(out) is not None
+    predictions = pipeline("image-classification", model=str(out))(Image.fromarray(skimage_data.chelsea()))
+    assert predictions[0]["label"] in IMAGENET_CATS
+
+
+def test_offline_hub_id_fails_fast_with_a_way_out():
+    start = time.monotonic()
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint("someone/not-cached-model")
+    assert time.monotonic() - start < 5
+    message = str(error.value)
+    assert "someone/not-cached-model" in message and "folder" in message
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_hub_fails_within_five_seconds_without_offline_flag(tmp_path):
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+        "HF_HOME": str(tmp_path),
+    }
+    code = "from hub import load_checkpoint\nload_checkpoint('someone/not-cached-model')"
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert time.monotonic() - start < 5 + 4  # the 5 s budget, plus starting Python and importing torch
+    assert result.returncode != 0
+    assert "Could not reach the Hugging Face hub" in result.stderr
+    assert "someone/not-cached-model" in result.stderr
+
+
+def test_pickled_weights_are_refused_unless_allowed(tiny_checkpoints, tmp_path):
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "classification")])
+    model.save_pretrained(tmp_path, safe_serialization=False)
+    AutoImageProcessor.from_pretrained(tiny_checkpoints[("vit", "classification")]).save_pretrained(tmp_path)
+    if (tmp_path / "model.safetensors").exists():  # transformers may ignore safe_serialization=False
+        (tmp_path / "model.safetensors").unlink()
+        torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickled weights"):
+        load_checkpoint(str(tmp_path))
+    assert load_checkpoint(str(tmp_path), allow_pickle=True).task.labels == LABELS
+
+
+@pytest.mark.parametrize("ref", ["./no/such/folder", "/tmp"])
+def test_a_path_that_is_not_a_checkpoint_is_named(ref):
+    with pytest.raises(CheckpointError, match="not a checkpoint folder|no config.json"):
+        load_checkpoint(ref)
