@@ -1,0 +1,241 @@
+"""Model cards for training runs, built from typed card data (`ModelCardData`) and the template hub/model_card.md.
+
+    python -c "from pathlib import Path; from hub.cards import write_model_card; write_model_card(Path('runs/food10'))"
+
+A run folder holds the checkpoint (config.json, model.safetensors, processor) plus what training measured:
+eval_results.json, training_config.json and confusion_matrix.png (classification) or predicted_vs_true.png
+(regression). `write_model_card(run_dir)` turns those into run_dir/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hub.checkpoint import SHIPPED_CHECKPOINTS
+
+TEMPLATE = Path(__file__).with_name("model_card.md")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+# Hub tokens start with "hf_"; a command line recorded in a card must never carry one.
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+
+CLASSIFICATION_METRICS = {  # key in eval_results.json -> (model-index metric type, pretty name)
+    "accuracy": ("accuracy", "Accuracy"),
+    "macro_f1": ("f1", "Macro F1"),
+    "top5_accuracy": ("top5_accuracy", "Top-5 accuracy"),
+}
+REGRESSION_METRICS = {"mae": ("mae", "MAE"), "rmse": ("rmse", "RMSE"), "r2": ("r2", "R²")}
+# Terms of the project's own data sets, for runs that did not record theirs (the data owners require them on the card).
+KNOWN_DATA_TERMS = {
+    "food10": "Food-101 subset: the photos come from Foodspotting and the Food-101 terms allow scientific fair use only.",
+    "boneage": "RSNA Pediatric Bone Age challenge radiographs: for non-commercial research use only.",
+}
+MODE_TEXT = {
+    "feature-extraction": "frozen backbone, only the new head trained",
+    "full": "all weights trained",
+    "two-stage": "head trained on the frozen backbone first, then all weights",
+}
+
+
+class CardError(ValueError):
+    """The run folder lacks what a model card is built from; the message names the missing file."""
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CardError(f"{path} is missing: a model card is built from the files a training run writes.")
+    return json.loads(path.read_text())
+
+
+def is_timm_format(config: dict) -> bool:
+    return "architecture" in config and "pretrained_cfg" in config
+
+
+def hub_base_model(base: str | None) -> str | None:
+    """A hub-valid `base_model` for what training started from, or None when it has no hub id."""
+    from hub.default_backbone import BACKBONES
+
+    if not base:
+        return None
+    if base in BACKBONES:
+        return f"timm/tf_efficientnet_lite{BACKBONES[base]}.in1k"
+    folder = SHIPPED_CHECKPOINTS.get(base) or Path(base).expanduser()
+    if folder.is_dir():  # a local checkpoint: it derives from whatever its own card says
+        card = folder / "README.md"
+        return ModelCard.load(card).data.base_model if card.is_file() else None
+    return base if HUB_ID.match(base) else None
+
+
+def hub_dataset(dataset: str | None) -> str | None:
+    """The dataset as a hub id, or None for a local folder (which is described in the text instead)."""
+    return dataset if dataset and HUB_ID.match(dataset) and not Path(dataset).expanduser().exists() else None
+
+
+def _redact(text: str) -> str:
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return TOKEN_PATTERN.sub("hf_***", text)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _eval_results(evaluation: dict, dataset_id: str | None, dataset_label: str, unit: str | None) -> list[EvalResult]:
+    regression = evaluation["task"] == "regression"
+    names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    results = []
+    for key, (metric_type, pretty) in names.items():
+        if key not in evaluation["metrics"]:
+            continue
+        in_unit = regression and unit and metric_type in {"mae", "rmse"}
+        results.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image regression" if regression else "Image classification",
+                dataset_type=dataset_id or "imagefolder",
+                dataset_name=dataset_label,
+                dataset_split=evaluation.get("split"),
+                metric_type=metric_type,
+                metric_name=f"{pretty} ({unit})" if in_unit else pretty,
+                metric_value=round(float(evaluation["metrics"][key]), 4),
+            )
+        )
+    return results
+
+
+def _license(training: dict, dataset_label: str) -> dict:
+    """Who may use the weights: the run's stated licence, else restricted when the data's terms restrict it."""
+    if training.get("license"):
+        return {"license": training["license"]}
+    if training.get("data_terms") or dataset_label in KNOWN_DATA_TERMS:
+        return {"license": "other", "license_name": "research-only", "license_link": "README.md#data-terms"}
+    return {"license": "apache-2.0"}
+
+
+def _usage(model_ref: str, regression: bool, target: str, unit: str) -> tuple[str, str]:
+    if not regression:
+        code = (
+            "from transformers import pipeline\n\n"
+            f'classifier = pipeline("image-classification", model="{model_ref}")\n'
+            'print(classifier("photo.jpg"))'
+        )
+        return code, "The pipeline applies the checkpoint's own image processor (resize, crop, normalisation)."
+    code = (
+        "import torch\nfrom PIL import Image\n"
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+        f'processor = AutoImageProcessor.from_pretrained("{model_ref}")\n'
+        f'model = AutoModelForImageClassification.from_pretrained("{model_ref}").eval()\n'
+        'inputs = processor(Image.open("image.png").convert("RGB"), return_tensors="pt")\n'
+        "with torch.no_grad():\n"
+        f"    {unit.replace(' ', '_')} = model(**inputs).logits[:, 0]  # already in {unit}\n"
+        f'print(f"{target}: {{{unit.replace(" ", "_")}.item():.1f}} {unit}")'
+    )
+    note = (
+        f"The single output `logits[:, 0]` is the {target} in {unit}: any normalisation used in training is "
+        "folded back into the head. Use the processor as shown, not `pipeline`, which reports scores, not a number."
+    )
+    return code, note
+
+
+def _intended_use(regression: bool, target: str, dataset_text: str, training: dict) -> str:
+    text = (
+        f"A transfer-learning result on {dataset_text}, for learning, demos and as a starting point for further "
+        "fine-tuning. It was evaluated only on the split named above; expect lower quality on images unlike its "
+        "training data (other cameras, framing, populations)."
+    )
+    if regression and ("bone" in target.lower() or "boneage" in str(training.get("dataset", "")).lower()):
+        text += (
+            "\n\n**Research demo, not a medical device.** It must not be used to diagnose, treat or make any "
+            "clinical decision about a patient; its estimates have not been validated clinically."
+        )
+    return text
+
+
+def _data_terms(training: dict, dataset_label: str) -> str:
+    known = KNOWN_DATA_TERMS.get(dataset_label)
+    return training.get("data_terms") or known or "The training data's terms were not recorded: check them before reusing this model."
+
+
+def _hyper_rows(training: dict, regression: bool) -> list[dict]:
+    keys = ["epochs", "learning_rate", "backbone_learning_rate", "batch_size", "image_size", "augment", "seed"]
+    if regression:
+        keys[4:4] = ["loss", "target_column"]
+    rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
+    return rows
+
+
+def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
+    """The model card of the run in `run_dir`; `repo_id` (else the folder) is what the usage snippet loads."""
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json")
+    evaluation = _read_json(run_dir / "eval_results.json")
+    training = _read_json(run_dir / "training_config.json")
+    regression = evaluation["task"] == "regression"
+    target = config.get("target_name") or training.get("target_column") or "target"
+    unit = config.get("target_unit") or training.get("target_unit") or "units"
+
+    dataset = evaluation.get("dataset") or training.get("dataset")
+    dataset_id = hub_dataset(dataset)
+    dataset_label = dataset_id or Path(str(dataset)).name
+    dataset_text = f"the hub dataset `{dataset_id}`" if dataset_id else f"the local image folder `{dataset_label}`"
+    base_id = hub_base_model(training.get("base_model"))
+    base_text = f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{training.get('base_model')}`"
+
+    card_data = ModelCardData(
+        base_model=base_id,
+        datasets=[dataset_id] if dataset_id else None,
+        pipeline_tag="image-classification",
+        library_name="timm" if is_timm_format(config) else "transformers",
+        tags=["image-classification", "transferlab", "regression" if regression else "classification"],
+        model_name=repo_id.split("/")[-1] if repo_id else run_dir.resolve().name,
+        eval_results=_eval_results(evaluation, dataset_id, dataset_label, unit if regression else None),
+        **_license(training, dataset_label),
+    )
+    metric_names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    metric_rows = [
+        {"name": pretty + (f" ({unit})" if regression and key in {"mae", "rmse"} else ""), "value": _fmt(evaluation["metrics"][key])}
+        for key, (_, pretty) in metric_names.items()
+        if key in evaluation["metrics"]
+    ]
+    per_class = evaluation["metrics"].get("per_class_accuracy") or {}
+    usage, usage_note = _usage(repo_id or str(run_dir), regression, target, unit)
+    if regression:
+        summary = f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
+    else:
+        labels = [config["id2label"][key] for key in sorted(config["id2label"], key=int)] if "id2label" in config else config.get("label_names", [])
+        summary = f"Classifies an image into {len(labels)} classes ({', '.join(labels)}), fine-tuned on {dataset_text}."
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=card_data.model_name,
+        summary=summary,
+        split=evaluation.get("split", "validation"),
+        dataset_text=dataset_text,
+        num_examples=evaluation.get("num_examples", "?"),
+        metric_rows=metric_rows,
+        per_class_rows=[{"name": name, "value": _fmt(float(value))} for name, value in per_class.items()],
+        plot_file="predicted_vs_true.png" if regression else "confusion_matrix.png",
+        plot_caption=f"Predicted vs true {target}" if regression else "Confusion matrix",
+        usage=usage,
+        usage_note=usage_note,
+        base_text=base_text,
+        mode=training.get("mode", "?"),
+        mode_text=MODE_TEXT.get(training.get("mode"), "see the command below"),
+        hyper_rows=_hyper_rows(training, regression),
+        command=_redact(training["command"]) if training.get("command") else None,
+        intended_use=_intended_use(regression, target, dataset_text, training),
+        data_terms=_data_terms(training, dataset_label),
+    )
+
+
+def write_model_card(run_dir: Path, *, repo_id: str | None = None) -> Path:
+    """Write run_dir/README.md (the model card of the run) and return its path."""
+    path = Path(run_dir) / "README.md"
+    build_model_card(run_dir, repo_id=repo_id).save(path)
+    return path

@@ -1,0 +1,84 @@
+"""Model cards built from a run folder: typed metadata the hub parses, metrics the loader reads, terms stated."""
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hub.cards import CardError, hub_base_model, write_model_card
+from hub.checkpoint import card_metrics, load_checkpoint
+from tests.tiny_checkpoints import build_tiny_checkpoint
+
+FOOD_TERMS = "Food-101 (Foodspotting photos): scientific fair use only."
+RSNA_TERMS = "RSNA Pediatric Bone Age challenge data: non-commercial research only."
+
+
+def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "python -m train") -> Path:
+    """A tiny checkpoint plus the files a training run writes next to it (made-up but well-formed figures)."""
+    build_tiny_checkpoint(out, architecture, task)
+    if task == "classification":
+        metrics = {"accuracy": 0.8125, "top5_accuracy": 1.0, "macro_f1": 0.79, "per_class_accuracy": {"apple": 0.9, "banana": 0.7, "cherry": 0.8}}
+        extra = {"dataset": "food10", "mode": "two-stage", "data_terms": FOOD_TERMS, "base_model": "efficientnet-lite0"}
+        plot = "confusion_matrix.png"
+    else:
+        metrics = {"mae": 11.5, "rmse": 15.25, "r2": 0.83}
+        extra = {"dataset": "boneage", "mode": "full", "data_terms": RSNA_TERMS, "base_model": "google/vit-base-patch16-224",
+                 "loss": "huber", "target_column": "boneage", "target_unit": "months"}
+        plot = "predicted_vs_true.png"
+    evaluation = {"task": task, "dataset": extra["dataset"], "split": "validation", "num_examples": 64, "metrics": metrics}
+    training = {"task": task, "epochs": 2, "learning_rate": 0.001, "backbone_learning_rate": 0.0001, "batch_size": 8,
+                "image_size": [32, 32], "augment": True, "seed": 0, "command": command, **extra}
+    (out / "eval_results.json").write_text(json.dumps(evaluation))
+    (out / "training_config.json").write_text(json.dumps(training))
+    (out / plot).write_bytes(b"\x89PNG\r\n\x1a\n")  # the card links the plot; its pixels do not matter here
+    return out
+
+
+def test_classification_card_metadata_parses_and_feeds_the_loader(tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    card = ModelCard.load(write_model_card(run, repo_id="alice/food-vit"))
+    data = card.data
+    assert data.base_model == "timm/tf_efficientnet_lite0.in1k"
+    assert data.pipeline_tag == "image-classification" and data.library_name == "transformers"
+    assert data.datasets is None  # a local folder is no hub dataset id: it is named in the text only
+    assert {r.dataset_split for r in data.eval_results} == {"validation"}
+    assert card_metrics(run) == {"accuracy": 0.8125, "f1": 0.79, "top5_accuracy": 1.0}
+    assert load_checkpoint(str(run)).metrics["accuracy"] == 0.8125
+    assert FOOD_TERMS in card.text and "](confusion_matrix.png)" in card.text
+    assert 'pipeline("image-classification", model="alice/food-vit")' in card.text
+    assert "two-stage" in card.text and "| banana | 0.7 |" in card.text
+
+
+def test_regression_card_says_unit_snippet_and_not_a_medical_device(tmp_path):
+    run = make_run_folder(tmp_path / "run", "timm", "regression")
+    card = ModelCard.load(write_model_card(run))
+    assert card.data.library_name == "timm" and card.data.base_model == "google/vit-base-patch16-224"
+    assert card_metrics(run) == {"mae": 11.5, "rmse": 15.25, "r2": 0.83}
+    assert {r.metric_name for r in card.data.eval_results} >= {"MAE (months)", "RMSE (months)"}
+    assert "model(**inputs).logits[:, 0]" in card.text and "not a medical device" in card.text
+    assert RSNA_TERMS in card.text and "](predicted_vs_true.png)" in card.text
+    assert card.data.license == "other"  # the data's terms restrict the weights too
+
+
+def test_card_never_records_a_token(tmp_path, monkeypatch):
+    fake = "hf_FakeTokenValue1234567890"
+    monkeypatch.setenv("HF_TOKEN", fake)
+    run = make_run_folder(tmp_path / "run", "resnet", "classification", command=f"python -m train --token {fake}")
+    text = write_model_card(run).read_text()
+    assert fake not in text and "python -m train --token" in text
+
+
+def test_base_model_is_mapped_to_hub_ids(tmp_path):
+    assert hub_base_model("efficientnet-lite1") == "timm/tf_efficientnet_lite1.in1k"
+    assert hub_base_model("microsoft/resnet-50") == "microsoft/resnet-50"
+    assert hub_base_model(str(tmp_path / "no" / "such" / "folder")) is None
+    parent = make_run_folder(tmp_path / "parent", "vit", "classification")
+    write_model_card(parent)
+    assert hub_base_model(str(parent)) == "timm/tf_efficientnet_lite0.in1k"  # a local folder inherits its card's
+
+
+def test_missing_run_files_are_named(tmp_path):
+    folder = build_tiny_checkpoint(tmp_path / "bare", "vit", "classification")
+    with pytest.raises(CardError, match="eval_results.json"):
+        write_model_card(folder)
