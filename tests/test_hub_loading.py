@@ -76,11 +76,14 @@ def test_unreachable_hub_fails_within_five_seconds_without_offline_flag(tmp_path
         "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
         "HF_HOME": str(tmp_path),
     }
-    code = "from hub import load_checkpoint\nload_checkpoint('someone/not-cached-model')"
-    start = time.monotonic()
+    code = (
+        "import time\nfrom hub import CheckpointError, load_checkpoint\nstart = time.monotonic()\n"
+        "try:\n    load_checkpoint('someone/not-cached-model')\n"
+        "except CheckpointError:\n    print(time.monotonic() - start)\n    raise\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
-    assert time.monotonic() - start < 5 + 4  # the 5 s budget, plus starting Python and importing torch
     assert result.returncode != 0
+    assert float(result.stdout) < 5  # timed inside the process: Python start-up and imports are not the hub's
     assert "Could not reach the Hugging Face hub" in result.stderr
     assert "someone/not-cached-model" in result.stderr
 
