@@ -2,6 +2,8 @@
 
     python -m hub default --out DIR [--variant efficientnet-lite0]   # write the offline default backbone
     python -m hub show REF                                           # what a checkpoint is (alias, folder or hub id)
+    python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]  # publish a checkpoint folder (one commit)
+    python -m hub pull REPO_ID [--revision R] --out DIR              # download a hub checkpoint into a folder
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from hub.checkpoint import CheckpointError, load_checkpoint
 from hub.default_backbone import BACKBONES, write_backbone
 from hub.preprocessing import image_spec
+from hub.push import PushError, pull_checkpoint, push_checkpoint
 
 
 def _default(args: argparse.Namespace) -> None:
@@ -33,6 +36,16 @@ def _show(args: argparse.Namespace) -> None:
         print(f"{metric}: {value:.4g}")
 
 
+def _push(args: argparse.Namespace) -> None:
+    info = push_checkpoint(Path(args.run_dir), args.repo_id, private=args.private, revision=args.revision)
+    print(f"Pushed {args.run_dir} to {args.repo_id} ({'private' if args.private else 'public'}): {info.commit_url}")
+
+
+def _pull(args: argparse.Namespace) -> None:
+    folder = pull_checkpoint(args.repo_id, revision=args.revision, out=Path(args.out))
+    print(f"Pulled {args.repo_id} into {folder}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,10 +57,21 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("ref", help="hub id, folder or builtin alias")
     show.add_argument("--revision")
     show.set_defaults(run=_show)
+    push = commands.add_parser("push", help="upload a checkpoint folder to the hub as one commit")
+    push.add_argument("run_dir", help="checkpoint folder written by training (config.json, model.safetensors, card)")
+    push.add_argument("repo_id", help="hub repo to create or update, e.g. your-name/food10-vit")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--revision", help="branch to commit to (created if missing); default main")
+    push.set_defaults(run=_push)
+    pull = commands.add_parser("pull", help="download a hub checkpoint (safetensors only) into a folder")
+    pull.add_argument("repo_id")
+    pull.add_argument("--revision")
+    pull.add_argument("--out", required=True, help="folder to write")
+    pull.set_defaults(run=_pull)
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (CheckpointError, ImportError) as err:
+    except (CheckpointError, PushError, ImportError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -1,0 +1,152 @@
+"""Publish a checkpoint folder on the Hugging Face hub as one commit, and fetch one back.
+
+    python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]
+    python -m hub pull REPO_ID [--revision R] --out DIR
+
+The token comes from where huggingface_hub looks (HF_TOKEN, then `hf auth login`); it is never printed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import _http
+
+from hub.cards import write_model_card
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
+RUN_FILES = ("eval_results.json", "training_config.json")  # what write_model_card builds the card from
+# Trainer leaves resumable states, logs and pickled arguments next to the weights: none belongs in the repo.
+UPLOAD_IGNORE = [
+    "checkpoint-*", "runs/*", "logs/*", "*.log", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
+    "trainer_state.json", "*.bin", ".ipynb_checkpoints/*",
+]
+PULL_PATTERNS = ["*.json", "*.safetensors", "README.md", "*.png"]  # safetensors only: no pickled weights
+RETRY_DELAYS_S = (2.0, 8.0, 30.0)  # waits between tries; tests set zeros
+REQUEST_TIMEOUT_S = 300.0  # huggingface_hub's client waits forever by default; a hung server must fail a try
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class PushError(RuntimeError):
+    """A push or pull failed; the message says why, what is intact, and how to retry."""
+
+
+def retry_command(folder: Path, repo_id: str, *, private: bool, revision: str | None) -> str:
+    """The exact command that repeats a push."""
+    args = ["python", "-m", "hub", "push", str(folder), repo_id]
+    args += ["--private"] if private else []
+    args += ["--revision", revision] if revision else []
+    return shlex.join(args)
+
+
+def check_complete(folder: Path) -> None:
+    """Fail before any network call unless `folder` is a whole checkpoint; write its card if the run files allow."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PushError(f"{folder} is not a folder: pass the run folder that training wrote.")
+    if not (folder / "README.md").is_file() and all((folder / name).is_file() for name in RUN_FILES):
+        write_model_card(folder)
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        hint = (
+            "write the model card with hub.cards.write_model_card (it needs eval_results.json and training_config.json)"
+            if missing == ["README.md"]
+            else "save the model with save_pretrained (safetensors) and finish training before pushing"
+        )
+        raise PushError(f"{folder} is not a complete checkpoint: missing {', '.join(missing)}; {hint}.")
+
+
+def _is_transient(err: Exception) -> bool:
+    if isinstance(err, httpx2.TransportError):  # timeouts, refused or dropped connections
+        return True
+    return isinstance(err, HfHubHTTPError) and err.response is not None and err.response.status_code in TRANSIENT_STATUS
+
+
+def _is_auth(err: Exception) -> bool:
+    return isinstance(err, HfHubHTTPError) and err.response is not None and err.response.status_code in {401, 403}
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        return f"HTTP {err.response.status_code} from {err.response.request.url.host}: {str(err).splitlines()[0]}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _use_request_timeout(seconds: float) -> None:
+    def client_factory() -> httpx2.Client:
+        client = _http.default_client_factory()
+        client.timeout = httpx2.Timeout(seconds, connect=min(seconds, 30.0))
+        return client
+
+    _http.set_client_factory(client_factory)
+
+
+def _upload(folder: Path, repo_id: str, *, private: bool, revision: str | None, token: str | None, commit_message: str):
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        revision=revision,
+        commit_message=commit_message,
+        ignore_patterns=UPLOAD_IGNORE,
+    )
+
+
+def push_checkpoint(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    retry_delays: Sequence[float] | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+):
+    """Upload the complete checkpoint in `folder` to `repo_id` as one commit; returns huggingface_hub's CommitInfo.
+
+    Transient failures (timeouts, connection errors, HTTP 408/429/5xx) are retried after each delay of
+    `retry_delays` (default RETRY_DELAYS_S). Raises PushError, saying why, that the folder is intact and the
+    command to retry, when the push finally fails.
+    """
+    folder = Path(folder)
+    check_complete(folder)
+    delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
+    message = commit_message or f"Upload {folder.resolve().name} with TransferLab"
+    retry = retry_command(folder, repo_id, private=private, revision=revision)
+    _use_request_timeout(request_timeout_s)
+    for attempt in range(len(delays) + 1):
+        try:
+            return _upload(folder, repo_id, private=private, revision=revision, token=token, commit_message=message)
+        except Exception as err:  # sorted below: transient ones are retried, the rest reported
+            intact = f"The local checkpoint {folder} is intact (nothing was changed on disk)."
+            if _is_auth(err):
+                raise PushError(
+                    f"The hub refused the credentials ({_reason(err)}). Log in with `hf auth login` or set HF_TOKEN "
+                    f"to a token with write access to '{repo_id}'. {intact} Retry with:\n  {retry}"
+                ) from err
+            if not _is_transient(err) or attempt == len(delays):
+                tries = f" after {attempt + 1} tries" if _is_transient(err) else ""
+                raise PushError(f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}") from err
+            time.sleep(delays[attempt])
+
+
+def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, token: str | None = None) -> Path:
+    """Download the checkpoint files (safetensors weights only) of `repo_id` into the folder `out`."""
+    out = Path(out)
+    try:
+        snapshot_download(repo_id, revision=revision, local_dir=out, allow_patterns=PULL_PATTERNS, token=token)
+    except HfHubHTTPError as err:
+        raise PushError(f"Could not pull '{repo_id}'{f' at {revision}' if revision else ''}: {_reason(err)}") from err
+    if not (out / "model.safetensors").is_file():
+        raise PushError(f"'{repo_id}' has no model.safetensors: only safetensors checkpoints are pulled.")
+    return out

@@ -1,0 +1,175 @@
+"""Publishing: push a run folder to a local stand-in for the hub, load it back by repo id, survive hub failures."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import constants
+
+import hub.push
+from hub.__main__ import main as hub_cli
+from hub.push import PushError, push_checkpoint
+from tests.hub_server import HubStandIn
+from tests.test_cards import make_run_folder
+from tests.tiny_checkpoints import build_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_TOKEN = "hf_FakeTokenForTheStandIn0123456789"
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    server = HubStandIn(tmp_path / "hub-storage").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def online(stand_in, monkeypatch):
+    """This process talks to the stand-in: huggingface_hub read HF_ENDPOINT/HF_HUB_OFFLINE at import, so patch them."""
+    monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setattr(hub.push, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+    return stand_in
+
+
+def subprocess_env(stand_in, tmp_path) -> dict:
+    """A fresh process pointed at the stand-in, with an empty hub cache."""
+    return dict(os.environ, HF_ENDPOINT=stand_in.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN=FAKE_TOKEN)
+
+
+def digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fixed_input() -> torch.Tensor:
+    return torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
+
+
+FRESH_PROCESS_LOAD = textwrap.dedent("""
+    import json, sys
+    import numpy as np, torch
+    from PIL import Image
+    from transformers import AutoModelForImageClassification, pipeline
+    from hub import load_checkpoint
+    from hub.__main__ import main as hub_cli
+    repo_id, pulled = sys.argv[1], sys.argv[2]
+    model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+    with torch.no_grad():
+        logits = model(pixel_values=torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)).logits
+    image = Image.fromarray(np.full((40, 48, 3), 128, np.uint8))
+    labels = [p["label"] for p in pipeline("image-classification", model=repo_id)(image)]
+    checkpoint = load_checkpoint(repo_id)
+    hub_cli(["pull", repo_id, "--out", pulled])
+    print(json.dumps({"logits": logits.tolist(), "labels": labels, "metrics": checkpoint.metrics}))
+""")
+
+
+def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")  # no README.md yet: push writes the card
+    (run / "checkpoint-1").mkdir()
+    (run / "checkpoint-1" / "optimizer.pt").write_bytes(b"resumable state")
+    env = subprocess_env(stand_in, tmp_path)
+    pushed = subprocess.run([sys.executable, "-m", "hub", "push", str(run), "alice/food-vit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    assert stand_in.commit_messages("alice/food-vit") == ["initial commit", "Upload run with TransferLab"]
+    remote = stand_in.repos["alice/food-vit"].commit("main").files
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "confusion_matrix.png"} <= set(remote)
+    assert not any(name.startswith("checkpoint-") for name in remote)
+
+    pulled = tmp_path / "pulled"
+    loaded = subprocess.run([sys.executable, "-c", FRESH_PROCESS_LOAD, "alice/food-vit", str(pulled)], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert loaded.returncode == 0, loaded.stderr
+    result = json.loads(loaded.stdout.strip().splitlines()[-1])
+
+    from transformers import AutoModelForImageClassification
+
+    with torch.no_grad():
+        local_logits = AutoModelForImageClassification.from_pretrained(run).eval()(pixel_values=fixed_input()).logits
+    assert torch.equal(torch.tensor(result["logits"]), local_logits)
+    assert sorted(result["labels"]) == ["apple", "banana", "cherry"]
+    assert result["metrics"] == {"accuracy": 0.8125, "f1": 0.79, "top5_accuracy": 1.0}
+    assert digest(pulled)["model.safetensors"] == digest(run)["model.safetensors"]
+    everything = pushed.stdout + pushed.stderr + loaded.stdout + loaded.stderr + (run / "README.md").read_text()
+    assert FAKE_TOKEN not in everything
+
+
+def test_second_push_is_a_second_commit_private_and_branches_honoured(online, tmp_path):
+    run = make_run_folder(tmp_path / "run", "resnet", "regression")
+    push_checkpoint(run, "bob/bone-age", private=True)
+    build_tiny_checkpoint(run, "resnet", "regression")  # retrained: new random weights
+    info = push_checkpoint(run, "bob/bone-age", private=True, commit_message="Second run")
+    assert online.commit_messages("bob/bone-age") == ["initial commit", "Upload run with TransferLab", "Second run"]
+    assert online.repos["bob/bone-age"].private
+    assert online.file("bob/bone-age", "model.safetensors") == (run / "model.safetensors").read_bytes()
+    assert info.oid == online.repos["bob/bone-age"].branches["main"]
+
+    push_checkpoint(run, "bob/public-bone-age")
+    assert not online.repos["bob/public-bone-age"].private
+    build_tiny_checkpoint(run, "resnet", "regression")
+    push_checkpoint(run, "bob/public-bone-age", revision="experiment")
+    branches = online.repos["bob/public-bone-age"].branches
+    assert set(branches) == {"main", "experiment"} and branches["main"] != branches["experiment"]
+
+
+def test_transient_failures_are_retried(online, tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    online.fail_writes = 2
+    push_checkpoint(run, "carol/retried")
+    assert [p for m, p in online.requests if p == "/api/repos/create"] == ["/api/repos/create"] * 3
+    assert online.commit_messages("carol/retried")[-1] == "Upload run with TransferLab"
+
+
+def test_a_hung_request_times_out_and_is_retried(online, tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    online.hang_writes, online.hang_s = 1, 3.0
+    push_checkpoint(run, "carol/slow", request_timeout_s=0.5)
+    assert len(online.commit_messages("carol/slow")) == 2
+
+
+def test_a_push_that_keeps_failing_leaves_the_folder_and_says_how_to_retry(online, tmp_path, capsys):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    before = digest(run)
+    online.fail_writes = 100
+    with pytest.raises(SystemExit) as failure:
+        hub_cli(["push", str(run), "dave/broken", "--private"])
+    message = str(failure.value.code)
+    assert "HTTP 503" in message and "after 4 tries" in message
+    assert f"The local checkpoint {run} is intact" in message
+    assert f"python -m hub push {run} dave/broken --private" in message
+    after = digest(run)
+    assert after.pop("README.md") and after == before  # only the card was added, before any network call
+    captured = capsys.readouterr()
+    assert FAKE_TOKEN not in message + captured.out + captured.err
+
+
+def test_refused_credentials_are_not_retried_and_say_how_to_log_in(online, tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    online.deny_writes = True
+    with pytest.raises(PushError, match="hf auth login") as failure:
+        push_checkpoint(run, "erin/denied")
+    assert FAKE_TOKEN not in str(failure.value)
+    assert [p for m, p in online.requests if m == "POST"] == ["/api/repos/create"]
+
+
+def test_an_incomplete_folder_fails_before_any_network_call(online, tmp_path):
+    folder = build_tiny_checkpoint(tmp_path / "half", "vit", "classification")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(PushError, match="missing model.safetensors, README.md"):
+        push_checkpoint(folder, "frank/half")
+    assert online.requests == []
+
+
+def test_the_hub_rejecting_the_card_is_reported_not_retried(online, tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    (run / "README.md").write_text("---\nbase_model: /home/me/my-local-folder\n---\n# card\n")
+    with pytest.raises(PushError, match="must be hub ids"):
+        push_checkpoint(run, "gina/bad-card")
+    assert online.requests.count(("POST", "/api/validate-yaml")) == 1
