@@ -1,0 +1,41 @@
+"""Open the TransferLab demo on http://127.0.0.1:7860.
+
+    python -m demos
+    python -m demos --port 7861 --share --food-model food10 --boneage-model ./runs/boneage --examples ./photos
+
+--food-model / --boneage-model take a hub id, a checkpoint folder or an alias (efficientnet-lite0,
+food10, boneage); the defaults are the shipped checkpoints/food10 and checkpoints/boneage, or the
+offline default backbone efficientnet-lite0 (ImageNet labels) while those do not exist, which is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from demos.app import build_app, launch
+from hub import CheckpointError
+
+DEFAULT_PORT = 7860
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demos", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="local port (default %(default)s)")
+    parser.add_argument("--share", action="store_true", help="also make a temporary public link through Gradio's share server")
+    parser.add_argument("--food-model", default=None, help="hub id, folder or alias (default: checkpoints/food10)")
+    parser.add_argument("--boneage-model", default=None, help="hub id, folder or alias (default: checkpoints/boneage)")
+    parser.add_argument("--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        demo = build_app(food_model=args.food_model, boneage_model=args.boneage_model, examples_dir=args.examples)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise SystemExit(f"python -m demos: {err}") from err
+    launch(demo, port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

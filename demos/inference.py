@@ -1,0 +1,258 @@
+"""Inference behind the demo tabs, free of Gradio: predictions, feature maps, PCA views, Grad-CAM, attention.
+
+Every function takes a `hub.Checkpoint` and a PIL image. Preprocessing is the checkpoint's own image
+processor; pixel-space views (overlays) come from `hub.preprocessing.denormalize` of that same input,
+so an overlay lines up with exactly what the model saw.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, RawScoresOutputTarget
+from torchvision.utils import make_grid
+
+from hub import Checkpoint
+from hub.preprocessing import denormalize, image_spec
+
+TOP_K = 5
+GRID_CHANNELS = 16
+DISPLAY_PX = 224  # side of the square views shown in the app; a display choice, not a model input size
+# Hooks registered on a shared model would catch each other's activations under concurrent requests.
+_HOOK_LOCK = threading.Lock()
+
+
+@dataclass
+class ModelInput:
+    inputs: torch.Tensor  # (1, 3, H, W), normalised: what the model receives
+    pixels: np.ndarray  # (H, W, 3) float in [0, 1]: the same image, for overlays
+
+
+def prepare(checkpoint: Checkpoint, image: Image.Image) -> ModelInput:
+    inputs = checkpoint.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    pixels = denormalize(image_spec(checkpoint.processor), inputs[0]).clamp(0, 1)
+    return ModelInput(inputs=inputs, pixels=pixels.permute(1, 2, 0).numpy().astype(np.float32))
+
+
+def logits(checkpoint: Checkpoint, inputs: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return checkpoint.model(pixel_values=inputs).logits[0]
+
+
+def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[str, float]:
+    """{label: probability} for the k most probable classes of a classification checkpoint."""
+    if checkpoint.task.is_regression:
+        raise ValueError(f"{checkpoint.name} is a regression checkpoint: it predicts a number, not classes.")
+    probabilities = logits(checkpoint, prepare(checkpoint, image).inputs).softmax(-1)
+    values, indices = probabilities.topk(min(k, probabilities.numel()))
+    return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())}
+
+
+def regress(checkpoint: Checkpoint, image: Image.Image) -> float:
+    """The regression checkpoint's output, in the unit its config states (logits[:, 0] by contract)."""
+    if not checkpoint.task.is_regression:
+        raise ValueError(f"{checkpoint.name} is a classification checkpoint: it predicts classes, not a number.")
+    return float(logits(checkpoint, prepare(checkpoint, image).inputs)[0])
+
+
+# --- layers -------------------------------------------------------------------------------------
+
+
+def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """{display name: module} of the stages (CNNs) or blocks (ViTs) whose outputs are feature maps."""
+    if hasattr(model, "timm_model"):  # timm declares its feature stages itself
+        modules = dict(model.timm_model.named_modules())
+        return {f"stage {info['stage']} ({info['module']})": modules[info["module"]] for info in model.timm_model.feature_info}
+    base = model.base_model
+    encoder = getattr(base, "encoder", None)
+    if encoder is not None and hasattr(encoder, "stages"):  # ResNet, ConvNeXt, RegNet...
+        return {f"stage {i + 1}": stage for i, stage in enumerate(encoder.stages)}
+    blocks = getattr(base, "layers", None) or getattr(encoder, "layer", None)  # ViT family (transformers 5 / 4)
+    if blocks is not None:
+        return {f"block {i + 1}": block for i, block in enumerate(blocks)}
+    raise ValueError(f"Feature maps are not wired for {type(model).__name__}: use a ViT, ResNet/ConvNeXt or timm checkpoint.")
+
+
+def resolve_layer(model: torch.nn.Module, name: str | None) -> tuple[str, torch.nn.Module]:
+    """The named layer, or the last one when `name` is empty."""
+    layers = feature_layers(model)
+    if not name:
+        name = list(layers)[-1]
+    if name not in layers:
+        raise ValueError(f"No layer '{name}' in {type(model).__name__}; choose one of: {', '.join(layers)}.")
+    return name, layers[name]
+
+
+def token_grid(model: torch.nn.Module) -> tuple[int, int] | None:
+    """(rows, cols) of patch tokens for a ViT, read from the model; None for CNNs."""
+    timm_model = getattr(model, "timm_model", None)
+    if timm_model is not None:
+        patch_embed = getattr(timm_model, "patch_embed", None)
+        return tuple(patch_embed.grid_size) if patch_embed is not None else None
+    config = model.config
+    if hasattr(config, "patch_size") and hasattr(config, "image_size"):
+        side = config.image_size // config.patch_size
+        return side, side
+    return None
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, N, D) tokens -> (B, D, rows, cols): the last rows*cols tokens are patches (CLS etc. come first)."""
+    rows, cols = grid
+    patches = tokens[:, -rows * cols :, :]
+    return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], rows, cols)
+
+
+def _as_feature_map(output, grid: tuple[int, int] | None) -> torch.Tensor:
+    tensor = output[0] if isinstance(output, (tuple, list)) else output
+    if tensor.ndim == 3:
+        if grid is None:
+            raise ValueError("This layer outputs tokens but the model states no patch grid.")
+        return tokens_to_map(tensor, grid)
+    return tensor
+
+
+def capture_features(checkpoint: Checkpoint, inputs: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
+    """The (C, h, w) output of `layer` for one input; ViT tokens reshaped to their patch grid."""
+    captured = []
+    with _HOOK_LOCK:
+        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            logits(checkpoint, inputs)
+        finally:
+            handle.remove()
+    return _as_feature_map(captured[0], token_grid(checkpoint.model))[0].float()
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def _upscale(maps: torch.Tensor, side: int = DISPLAY_PX) -> torch.Tensor:
+    """(N, h, w) -> (N, side, side) with visible cells (nearest neighbour)."""
+    return F.interpolate(maps[:, None], size=(side, side), mode="nearest")[:, 0]
+
+
+def _to_unit_range(values: torch.Tensor) -> torch.Tensor:
+    """Scale each map (dim 0) to [0, 1] independently."""
+    flat = values.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    scale = (high - low).clamp_min(1e-8)
+    return (values - low.view(-1, 1, 1)) / scale.view(-1, 1, 1)
+
+
+def channel_grid(features: torch.Tensor, count: int = GRID_CHANNELS) -> np.ndarray:
+    """The `count` channels with the highest mean activation, each scaled to [0, 1], tiled as uint8 RGB."""
+    strongest = features.mean(dim=(1, 2)).topk(min(count, features.shape[0])).indices
+    tiles = _upscale(_to_unit_range(features[strongest]), side=DISPLAY_PX // 2)
+    grid = make_grid(tiles[:, None], nrow=int(np.ceil(np.sqrt(len(tiles)))), padding=2, pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def pca_rgb(features: torch.Tensor) -> np.ndarray:
+    """Project each position's feature vector on the first 3 principal components -> an RGB image."""
+    channels, rows, cols = features.shape
+    vectors = features.reshape(channels, -1).T  # (positions, channels)
+    components = min(3, channels, vectors.shape[0])
+    _, _, basis = torch.pca_lowrank(vectors, q=components, center=True)
+    projected = (vectors - vectors.mean(0)) @ basis[:, :components]
+    if components < 3:
+        projected = F.pad(projected, (0, 3 - components))
+    image = _to_unit_range(projected.T.reshape(3, rows, cols))
+    return (_upscale(image).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+# --- Grad-CAM and attention -----------------------------------------------------------------------
+
+
+class _LogitsOnly(torch.nn.Module):
+    """pytorch-grad-cam expects model(x) -> scores tensor; transformers models return an output object."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def cam_target_layer(model: torch.nn.Module, layer: torch.nn.Module) -> torch.nn.Module:
+    # A ViT's last block reaches the head only through the CLS token, so its patch tokens get no
+    # gradient; the usual ViT Grad-CAM target is the normalised tokens entering the block instead.
+    return getattr(layer, "layernorm_before", None) or getattr(layer, "norm1", None) or layer
+
+
+def grad_cam(checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None) -> np.ndarray:
+    """Grad-CAM overlay (uint8 RGB at the model's input size) for a class (default: the top one) or the regression output."""
+    prepared = prepare(checkpoint, image)
+    model = checkpoint.model
+    _, layer = resolve_layer(model, layer_name)
+    if checkpoint.task.is_regression:
+        target = RawScoresOutputTarget()
+    else:
+        if class_index is None:
+            class_index = int(logits(checkpoint, prepared.inputs).argmax())
+        target = ClassifierOutputTarget(class_index)
+    grid = token_grid(model)
+    reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
+    with _HOOK_LOCK, torch.enable_grad(), GradCAM(
+        model=_LogitsOnly(model), target_layers=[cam_target_layer(model, layer)], reshape_transform=reshape
+    ) as cam:
+        heatmap = cam(input_tensor=prepared.inputs, targets=[target])[0]
+    return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True)
+
+
+def attention_rollout(checkpoint: Checkpoint, image: Image.Image) -> np.ndarray | None:
+    """Attention rollout (Abnar & Zuidema 2020) overlay for ViT checkpoints; None for models without attentions.
+
+    Hand-written: neither transformers nor pytorch-grad-cam provides rollout.
+    """
+    grid = token_grid(checkpoint.model)
+    if grid is None or hasattr(checkpoint.model, "timm_model"):
+        return None
+    prepared = prepare(checkpoint, image)
+    with torch.inference_mode():
+        attentions = checkpoint.model(pixel_values=prepared.inputs, output_attentions=True).attentions
+    if not attentions:
+        return None
+    rollout = None
+    for attention in attentions:  # (1, heads, N, N) per block
+        mixed = attention[0].mean(0)
+        mixed = mixed + torch.eye(mixed.shape[0])  # the residual connection keeps each token's own value
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    rows, cols = grid
+    relevance = rollout[0, -rows * cols :].reshape(1, rows, cols)  # how much the first (CLS) token draws on each patch
+    height, width = prepared.pixels.shape[:2]
+    mask = F.interpolate(_to_unit_range(relevance)[None], size=(height, width), mode="bilinear")[0, 0]
+    return show_cam_on_image(prepared.pixels, mask.numpy(), use_rgb=True)
+
+
+@dataclass
+class FeatureViews:
+    layer: str
+    shape: tuple[int, int, int]  # (channels, rows, cols) of the layer's map
+    channels: np.ndarray
+    pca: np.ndarray
+    cam: np.ndarray
+    rollout: np.ndarray | None
+
+
+def feature_views(checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None) -> FeatureViews:
+    """Everything the feature-map tab shows for one image and one layer."""
+    name, layer = resolve_layer(checkpoint.model, layer_name)
+    features = capture_features(checkpoint, prepare(checkpoint, image).inputs, layer)
+    return FeatureViews(
+        layer=name,
+        shape=tuple(features.shape),
+        channels=channel_grid(features),
+        pca=pca_rgb(features),
+        cam=grad_cam(checkpoint, image, name, class_index),
+        rollout=attention_rollout(checkpoint, image),
+    )

@@ -1,0 +1,124 @@
+"""The demo's inference functions on tiny random ViT, ResNet and timm checkpoints (no Gradio involved)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from demos import inference, summary
+from demos.app import load_model
+
+ARCHITECTURES = ("vit", "resnet", "timm")
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return Image.fromarray(data.chelsea())
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoints):
+    return {key: load_model(str(folder)) for key, folder in tiny_checkpoints.items()}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_top_k_ranks_the_checkpoints_own_labels_by_softmax(loaded, cat, arch):
+    checkpoint = loaded[(arch, "classification")]
+    ranked = inference.top_k(checkpoint, cat, k=2)
+    inputs = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        expected = checkpoint.model(pixel_values=inputs).logits[0].softmax(-1)
+    best = int(expected.argmax())
+    assert list(ranked)[0] == checkpoint.task.labels[best]
+    assert ranked[checkpoint.task.labels[best]] == pytest.approx(float(expected[best]), abs=1e-5)
+    assert len(ranked) == 2
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_regress_returns_the_raw_first_logit(loaded, cat, arch):
+    checkpoint = loaded[(arch, "regression")]
+    inputs = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        expected = float(checkpoint.model(pixel_values=inputs).logits[0, 0])
+    assert inference.regress(checkpoint, cat) == pytest.approx(expected, abs=1e-5)
+
+
+def test_task_mismatch_is_a_clear_error(loaded, cat):
+    with pytest.raises(ValueError, match="regression checkpoint"):
+        inference.top_k(loaded[("resnet", "regression")], cat)
+    with pytest.raises(ValueError, match="classification checkpoint"):
+        inference.regress(loaded[("vit", "classification")], cat)
+
+
+def test_vit_tokens_are_shown_on_the_grid_the_config_states(loaded, cat):
+    checkpoint = loaded[("vit", "classification")]
+    config = checkpoint.model.config
+    side = config.image_size // config.patch_size
+    views = inference.feature_views(checkpoint, cat, "block 1")
+    assert views.shape == (config.hidden_size, side, side)
+    assert views.rollout is not None and views.rollout.shape == views.cam.shape
+
+
+@pytest.mark.parametrize("arch, task", [(a, t) for a in ARCHITECTURES for t in ("classification", "regression")])
+def test_every_layer_gives_all_views(loaded, cat, arch, task):
+    checkpoint = loaded[(arch, task)]
+    layers = inference.feature_layers(checkpoint.model)
+    assert len(layers) >= 2
+    for name in layers:
+        views = inference.feature_views(checkpoint, cat, name)
+        height, width = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"].shape[-2:]
+        assert views.cam.shape == (height, width, 3) and views.cam.dtype == np.uint8
+        assert views.pca.shape[2] == 3 and views.channels.shape[2] == 3
+        assert (views.rollout is not None) == (arch == "vit")
+
+
+def test_cnn_stage_maps_match_a_hidden_state(loaded, cat):
+    checkpoint = loaded[("resnet", "classification")]
+    inputs = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"]
+    name, layer = inference.resolve_layer(checkpoint.model, "stage 2")
+    captured = inference.capture_features(checkpoint, inputs, layer)
+    with torch.inference_mode():
+        hidden = checkpoint.model(pixel_values=inputs, output_hidden_states=True).hidden_states[-1][0]
+    torch.testing.assert_close(captured, hidden)
+
+
+def test_unknown_layer_names_the_choices(loaded, cat):
+    with pytest.raises(ValueError, match="stage 1, stage 2"):
+        inference.feature_views(loaded[("resnet", "classification")], cat, "stage 9")
+
+
+def test_grad_cam_depends_on_the_class(loaded, cat):
+    checkpoint = loaded[("timm", "classification")]
+    layer = list(inference.feature_layers(checkpoint.model))[2]  # a 4x4 map: the last stage of the tiny model is 1x1
+    overlays = [inference.grad_cam(checkpoint, cat, layer, class_index=i) for i in range(3)]
+    assert any(not np.array_equal(overlays[0], other) for other in overlays[1:])
+
+
+def test_pca_rgb_separates_two_kinds_of_position():
+    features = torch.zeros(8, 4, 4)
+    features[:, :, :2] = torch.randn(8, 1, 1)  # left half: one feature vector, right half: zero
+    image = inference.pca_rgb(features)
+    left, right = image[:, : image.shape[1] // 2], image[:, image.shape[1] // 2 :]
+    assert not np.array_equal(left.mean((0, 1)), right.mean((0, 1)))
+
+
+def test_channel_grid_shows_the_strongest_channels_first():
+    features = torch.zeros(20, 2, 2)
+    features[7] = 5.0
+    features[7, 0, 0] = 0.0
+    grid = inference.channel_grid(features, count=4)
+    assert grid.shape[2] == 3 and grid.dtype == np.uint8
+    first_tile = grid[2 : 2 + inference.DISPLAY_PX // 2, 2 : 2 + inference.DISPLAY_PX // 2, 0]
+    assert first_tile.min() == 0 and first_tile.max() == 255  # channel 7, scaled to [0, 1]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_layer_table_lists_modules_with_shapes_and_parameters(loaded, arch):
+    checkpoint = loaded[(arch, "classification")]
+    table = summary.layer_table(checkpoint)
+    assert list(table.columns) == ["layer", "type", "output shape", "parameters", "trainable"]
+    assert table.loc[0, "parameters"] == sum(p.numel() for p in checkpoint.model.parameters())
+    assert table.loc[0, "output shape"] == f"[1, {len(checkpoint.task.labels)}]"
+    text = summary.describe(checkpoint)
+    assert "apple, banana, cherry" in text and "none stated in the card" in text
