@@ -163,9 +163,10 @@ def _data_terms(training: dict, dataset_label: str) -> str:
 
 
 def _hyper_rows(training: dict, regression: bool) -> list[dict]:
-    keys = ["epochs", "learning_rate", "backbone_learning_rate", "batch_size", "image_size", "augment", "seed"]
+    keys = ["epochs", "learning_rate", "backbone_learning_rate", "head_epochs", "head_learning_rate", "batch_size",
+            "image_size", "augment", "seed"]
     if regression:
-        keys[4:4] = ["loss", "target_column"]
+        keys[6:6] = ["loss", "target_column"]
     rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
     return rows
 
@@ -204,6 +205,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
         if key in evaluation["metrics"]
     ]
     per_class = evaluation["metrics"].get("per_class_accuracy") or {}
+    plot = "predicted_vs_true.png" if regression else "confusion_matrix.png"
     usage, usage_note = _usage(repo_id or str(run_dir), regression, target, unit)
     if regression:
         summary = f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
@@ -220,7 +222,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
         num_examples=evaluation.get("num_examples", "?"),
         metric_rows=metric_rows,
         per_class_rows=[{"name": name, "value": _fmt(float(value))} for name, value in per_class.items()],
-        plot_file="predicted_vs_true.png" if regression else "confusion_matrix.png",
+        plot_file=plot if (run_dir / plot).is_file() else None,
         plot_caption=f"Predicted vs true {target}" if regression else "Confusion matrix",
         usage=usage,
         usage_note=usage_note,

@@ -82,3 +82,9 @@ def test_missing_run_files_are_named(tmp_path):
     folder = build_tiny_checkpoint(tmp_path / "bare", "vit", "classification")
     with pytest.raises(CardError, match="eval_results.json"):
         write_model_card(folder)
+
+
+def test_no_plot_no_image_link(tmp_path):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    (run / "confusion_matrix.png").unlink()
+    assert "confusion_matrix.png" not in write_model_card(run).read_text()
