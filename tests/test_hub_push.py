@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import RepositoryNotFoundError
 
 import hub.push
 from hub.__main__ import main as hub_cli
@@ -30,14 +32,21 @@ def stand_in(tmp_path):
     server.stop()
 
 
-@pytest.fixture
-def online(stand_in, monkeypatch):
+@contextmanager
+def online_in_this_process(stand_in):
     """This process talks to the stand-in: huggingface_hub read HF_ENDPOINT/HF_HUB_OFFLINE at import, so patch them."""
-    monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    monkeypatch.setattr(hub.push, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
-    return stand_in
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", stand_in.url)
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)
+        patch.setenv("HF_TOKEN", FAKE_TOKEN)
+        patch.setattr(hub.push, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+        yield stand_in
+
+
+@pytest.fixture
+def online(stand_in):
+    with online_in_this_process(stand_in):
+        yield stand_in
 
 
 def subprocess_env(stand_in, tmp_path) -> dict:
@@ -60,15 +69,18 @@ FRESH_PROCESS_LOAD = textwrap.dedent("""
     from transformers import AutoModelForImageClassification, pipeline
     from hub import load_checkpoint
     from hub.__main__ import main as hub_cli
-    repo_id, pulled = sys.argv[1], sys.argv[2]
-    model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+    repo_id, regression_id, pulled = sys.argv[1:]
+    pixels = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
     with torch.no_grad():
-        logits = model(pixel_values=torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)).logits
+        logits = AutoModelForImageClassification.from_pretrained(repo_id).eval()(pixel_values=pixels).logits
+        months = AutoModelForImageClassification.from_pretrained(regression_id).eval()(pixel_values=pixels).logits[:, 0]
     image = Image.fromarray(np.full((40, 48, 3), 128, np.uint8))
     labels = [p["label"] for p in pipeline("image-classification", model=repo_id)(image)]
     checkpoint = load_checkpoint(repo_id)
+    regression = load_checkpoint(regression_id)
     hub_cli(["pull", repo_id, "--out", pulled])
-    print(json.dumps({"logits": logits.tolist(), "labels": labels, "metrics": checkpoint.metrics}))
+    print(json.dumps({"logits": logits.tolist(), "months": months.tolist(), "labels": labels, "metrics": checkpoint.metrics,
+                      "regression": [regression.task.kind, regression.task.unit, regression.metrics]}))
 """)
 
 
@@ -84,8 +96,13 @@ def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "confusion_matrix.png"} <= set(remote)
     assert not any(name.startswith("checkpoint-") for name in remote)
 
+    regression_run = make_run_folder(tmp_path / "bone", "timm", "regression")
+    with online_in_this_process(stand_in):
+        push_checkpoint(regression_run, "alice/bone-timm")
+
     pulled = tmp_path / "pulled"
-    loaded = subprocess.run([sys.executable, "-c", FRESH_PROCESS_LOAD, "alice/food-vit", str(pulled)], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    args = [sys.executable, "-c", FRESH_PROCESS_LOAD, "alice/food-vit", "alice/bone-timm", str(pulled)]
+    loaded = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert loaded.returncode == 0, loaded.stderr
     result = json.loads(loaded.stdout.strip().splitlines()[-1])
 
@@ -93,7 +110,10 @@ def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
 
     with torch.no_grad():
         local_logits = AutoModelForImageClassification.from_pretrained(run).eval()(pixel_values=fixed_input()).logits
+        local_months = AutoModelForImageClassification.from_pretrained(regression_run).eval()(pixel_values=fixed_input()).logits[:, 0]
     assert torch.equal(torch.tensor(result["logits"]), local_logits)
+    assert torch.equal(torch.tensor(result["months"]), local_months)
+    assert result["regression"] == ["regression", "months", {"mae": 11.5, "rmse": 15.25, "r2": 0.83}]
     assert sorted(result["labels"]) == ["apple", "banana", "cherry"]
     assert result["metrics"] == {"accuracy": 0.8125, "f1": 0.79, "top5_accuracy": 1.0}
     assert digest(pulled)["model.safetensors"] == digest(run)["model.safetensors"]
@@ -108,6 +128,9 @@ def test_second_push_is_a_second_commit_private_and_branches_honoured(online, tm
     info = push_checkpoint(run, "bob/bone-age", private=True, commit_message="Second run")
     assert online.commit_messages("bob/bone-age") == ["initial commit", "Upload run with TransferLab", "Second run"]
     assert online.repos["bob/bone-age"].private
+    assert HfApi().model_info("bob/bone-age").private
+    with pytest.raises(RepositoryNotFoundError):  # what anyone without the token sees
+        HfApi(token=False).model_info("bob/bone-age")
     assert online.file("bob/bone-age", "model.safetensors") == (run / "model.safetensors").read_bytes()
     assert info.oid == online.repos["bob/bone-age"].branches["main"]
 
