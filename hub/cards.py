@@ -126,6 +126,7 @@ def _usage(model_ref: str, regression: bool, target: str, unit: str) -> tuple[st
             'print(classifier("photo.jpg"))'
         )
         return code, "The pipeline applies the checkpoint's own image processor (resize, crop, normalisation)."
+    name = unit.replace(" ", "_") if unit.replace(" ", "_").isidentifier() else "prediction"
     code = (
         "import torch\nfrom PIL import Image\n"
         "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
@@ -133,8 +134,8 @@ def _usage(model_ref: str, regression: bool, target: str, unit: str) -> tuple[st
         f'model = AutoModelForImageClassification.from_pretrained("{model_ref}").eval()\n'
         'inputs = processor(Image.open("image.png").convert("RGB"), return_tensors="pt")\n'
         "with torch.no_grad():\n"
-        f"    {unit.replace(' ', '_')} = model(**inputs).logits[:, 0]  # already in {unit}\n"
-        f'print(f"{target}: {{{unit.replace(" ", "_")}.item():.1f}} {unit}")'
+        f"    {name} = model(**inputs).logits[:, 0]  # already in {unit}\n"
+        f'print(f"{target}: {{{name}.item():.1f}} {unit}")'
     )
     note = (
         f"The single output `logits[:, 0]` is the {target} in {unit}: any normalisation used in training is "
@@ -167,8 +168,7 @@ def _hyper_rows(training: dict, regression: bool) -> list[dict]:
             "image_size", "augment", "seed"]
     if regression:
         keys[6:6] = ["loss", "target_column"]
-    rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
-    return rows
+    return [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
 
 
 def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
