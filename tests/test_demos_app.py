@@ -1,0 +1,139 @@
+"""The demo app served in-process on tiny checkpoints, driven through gradio_client like any API user."""
+
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from demos import app as demo_app
+from demos.images import load_image
+from demos.inference import prepare, regress, top_k
+from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoints):
+    """(client, models) for an app with a ViT food classifier and a ResNet bone-age regressor."""
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
+    demo = demo_app.build_app(models=models)
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    yield Client(url, verbose=False), models
+    demo.close()
+
+
+@pytest.fixture
+def cat_file(tmp_path):
+    return cat_photo(tmp_path / "cat.png")
+
+
+def test_the_named_endpoints_are_public(served):
+    client, _ = served
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/classify", "/bone_age", "/feature_maps", "/load_model"} <= set(endpoints)
+
+
+def test_classify_returns_the_models_top_labels(served, cat_file):
+    client, models = served
+    result = client.predict(handle_file(cat_file), api_name="/classify")
+    expected = top_k(models.get("food"), load_image(cat_file))
+    assert result["label"] == next(iter(expected))
+    assert {c["label"]: c["confidence"] for c in result["confidences"]} == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("make", [cat_photo, xray_16bit, xray_dicom], ids=["photo", "16-bit png", "dicom"])
+def test_bone_age_gives_months_years_and_a_cam(served, tmp_path, make):
+    client, models = served
+    upload = make(tmp_path / ("upload.dcm" if make is xray_dicom else "upload.png"))
+    months, text, overlay, decoded = client.predict(handle_file(upload), api_name="/bone_age")
+    assert months == pytest.approx(regress(models.get("boneage"), load_image(upload)), abs=1e-4)
+    assert f"{months:.1f} months" in text and f"{months / 12:.1f} years" in text
+    assert "Uncertainty: not stated" in text  # the tiny checkpoint's card declares no MAE
+    height, width = prepare(models.get("boneage"), load_image(upload)).pixels.shape[:2]
+    assert Image.open(overlay).size == (width, height)  # the CAM lies on exactly what the model saw
+    assert Image.open(decoded).size == load_image(upload).size and np.asarray(Image.open(decoded)).std() > 0
+
+
+def test_feature_maps_for_a_vit_include_attention_rollout(served, cat_file):
+    client, _ = served
+    channels, pca, cam, rollout, caption = client.predict(handle_file(cat_file), "food", "block 1", "banana", api_name="/feature_maps")
+    assert "block 1" in caption and "4x4 grid" in caption  # 32 px / 8 px patches, from the config
+    for path in (channels, pca, cam, rollout):
+        assert Image.open(path).mode in ("RGB", "RGBA")
+
+
+def test_feature_maps_for_a_cnn_have_no_rollout(served, cat_file):
+    client, _ = served
+    channels, pca, cam, rollout, caption = client.predict(handle_file(cat_file), "boneage", "stage 1", "", api_name="/feature_maps")
+    assert rollout is None and "no attention rollout" in caption and "stage 1" in caption
+    assert Image.open(cam).size == (32, 32)
+
+
+def test_feature_maps_unknown_layer_lists_the_choices(served, cat_file):
+    client, _ = served
+    with pytest.raises(AppError, match="stage 1, stage 2"):
+        client.predict(handle_file(cat_file), "boneage", "block 7", "", api_name="/feature_maps")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [(not_an_image, "not an image"), (truncated_png, "truncated"), (png_bomb, "decompression bomb")],
+    ids=["not an image", "truncated", "bomb"],
+)
+@pytest.mark.parametrize("endpoint", ["/classify", "/bone_age"])
+def test_bad_uploads_get_a_clear_error_and_the_app_keeps_serving(served, tmp_path, cat_file, make, message, endpoint):
+    client, _ = served
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(make(tmp_path / "upload.jpg")), api_name=endpoint)
+    assert client.predict(handle_file(cat_file), api_name="/classify")["label"]
+
+
+def test_upload_over_the_cap_is_refused(served, tmp_path, cat_file):
+    client, _ = served
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (21 * 1024 * 1024))  # MAX_FILE_SIZE is 20mb
+    with pytest.raises(Exception, match="exceeds the maximum file size of 20971520 bytes"):
+        client.predict(handle_file(huge), api_name="/classify")
+    assert client.predict(handle_file(cat_file), api_name="/classify")["label"]
+
+
+def test_model_tab_loads_a_folder_and_explains_an_offline_hub_id(served, tiny_checkpoints):
+    client, models = served
+    folder = str(tiny_checkpoints[("timm", "regression")])
+    _, description, table = client.predict(folder, api_name="/load_model")
+    assert "regression: bone age in months" in description and "TimmWrapperForImageClassification" in description
+    assert table["headers"] == ["layer", "type", "output shape", "parameters", "trainable"]
+    assert folder in models.names()
+    with pytest.raises(AppError, match="HF_HUB_OFFLINE"):
+        client.predict("someone/not-cached-model", api_name="/load_model")
+
+
+def test_missing_shipped_checkpoint_falls_back_to_the_default_backbone_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setitem(demo_app.SHIPPED_CHECKPOINTS, "food10", tmp_path / "food10")
+    ref, note = demo_app.default_ref("food")
+    assert ref == "efficientnet-lite0" and "ImageNet" in note and str(tmp_path / "food10") in note
+
+
+def test_share_without_network_says_why_and_keeps_serving(tiny_checkpoints, monkeypatch, capsys, cat_file):
+    import gradio.networking
+
+    monkeypatch.setattr(gradio.networking, "GRADIO_API_SERVER", "http://127.0.0.1:9/unreachable")  # as offline
+    models = demo_app.load_models(str(tiny_checkpoints[("timm", "classification")]), str(tiny_checkpoints[("timm", "regression")]))
+    demo = demo_app.build_app(models=models)
+    try:
+        url, share_url = demo_app.launch(demo, port=free_port(), share=True, prevent_thread_lock=True)
+        assert share_url is None
+        assert "No public link" in capsys.readouterr().out
+        assert Client(url, verbose=False).predict(handle_file(cat_file), api_name="/classify")["label"]
+    finally:
+        demo.close()
