@@ -1,6 +1,7 @@
 """Model cards built from a run folder: typed metadata the hub parses, metrics the loader reads, terms stated."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,15 @@ def test_no_plot_no_image_link(tmp_path):
     run = make_run_folder(tmp_path / "run", "vit", "classification")
     (run / "confusion_matrix.png").unlink()
     assert "confusion_matrix.png" not in write_model_card(run).read_text()
+
+
+@pytest.mark.parametrize("architecture, task", [("vit", "classification"), ("timm", "regression")])
+def test_the_cards_usage_snippet_runs(tmp_path, monkeypatch, capsys, photo, architecture, task):
+    run = make_run_folder(tmp_path / "run", architecture, task)
+    text = write_model_card(run).read_text()
+    snippet = re.search(r"## How to use\n\n```python\n(.+?)\n```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    photo.save(tmp_path / ("photo.jpg" if task == "classification" else "image.png"))
+    exec(snippet, {})
+    printed = capsys.readouterr().out
+    assert ("'label': 'apple'" in printed) if task == "classification" else re.fullmatch(r"bone age: -?[\d.]+ months\n", printed)
