@@ -45,13 +45,13 @@ def retry_command(folder: Path, repo_id: str, *, private: bool, revision: str | 
     return shlex.join(args)
 
 
-def check_complete(folder: Path) -> None:
+def check_complete(folder: Path, *, repo_id: str | None = None) -> None:
     """Fail before any network call unless `folder` is a whole checkpoint; write its card if the run files allow."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PushError(f"{folder} is not a folder: pass the run folder that training wrote.")
     if not (folder / "README.md").is_file() and all((folder / name).is_file() for name in RUN_FILES):
-        write_model_card(folder)
+        write_model_card(folder, repo_id=repo_id)
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         hint = (
@@ -119,7 +119,7 @@ def push_checkpoint(
     command to retry, when the push finally fails.
     """
     folder = Path(folder)
-    check_complete(folder)
+    check_complete(folder, repo_id=repo_id)
     delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
     message = commit_message or f"Upload {folder.resolve().name} with TransferLab"
     retry = retry_command(folder, repo_id, private=private, revision=revision)

@@ -119,6 +119,7 @@ def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
     assert digest(pulled)["model.safetensors"] == digest(run)["model.safetensors"]
     everything = pushed.stdout + pushed.stderr + loaded.stdout + loaded.stderr + (run / "README.md").read_text()
     assert FAKE_TOKEN not in everything
+    assert 'pipeline("image-classification", model="alice/food-vit")' in (run / "README.md").read_text()
 
 
 def test_second_push_is_a_second_commit_private_and_branches_honoured(online, tmp_path):
