@@ -50,14 +50,14 @@ def render(models) -> None:
         gr.Markdown(f"> {models.notes['boneage']}")
     with gr.Row():
         with gr.Column():
-            xray = gr.File(label="Hand X-ray (PNG/JPEG of any bit depth, or DICOM)", file_types=UPLOAD_TYPES)
+            xray = gr.File(label="Hand X-ray (PNG/JPEG of any bit depth, or DICOM)", file_types=UPLOAD_TYPES, elem_id="boneage-xray")
             button = gr.Button("Estimate bone age", variant="primary")
         with gr.Column():
             months = gr.Number(label="Bone age (months)", interactive=False)
-            text = gr.Markdown()
+            text = gr.Markdown(elem_id="boneage-text")
     with gr.Row():
         decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False)
-        overlay = gr.Image(label="Grad-CAM: what drove the number", interactive=False)
+        overlay = gr.Image(label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam")
     button.click(
         user_errors(lambda payload: predict(models, payload)),
         inputs=xray,

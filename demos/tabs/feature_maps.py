@@ -42,17 +42,17 @@ def render(models) -> None:
     first = models.get(models.names()[0])
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"])
+            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="features-image")
             model_name = gr.Dropdown(models.names(), value=models.names()[0], label="Model")
             layer = gr.Dropdown(list(feature_layers(first.model)), value=list(feature_layers(first.model))[-1], label="Layer / stage", allow_custom_value=True)
             target = gr.Dropdown(class_choices(first), value=class_choices(first)[0], label="Grad-CAM target", allow_custom_value=True)
             button = gr.Button("Show feature maps", variant="primary")
         with gr.Column():
-            caption = gr.Markdown()
+            caption = gr.Markdown(elem_id="features-caption")
             channels = gr.Image(label="Strongest channels", interactive=False)
     with gr.Row():
         pca = gr.Image(label="PCA of the features (first 3 components as RGB)", interactive=False)
-        cam = gr.Image(label="Grad-CAM", interactive=False)
+        cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="features-cam")
         rollout = gr.Image(label="Attention rollout (ViT)", interactive=False)
 
     def model_changed(name: str):

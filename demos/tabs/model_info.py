@@ -22,8 +22,8 @@ def render(models) -> None:
         with gr.Column():
             ref = gr.Textbox(label="Load another checkpoint: hub id, folder or alias", placeholder="google/vit-base-patch16-224")
             load = gr.Button("Load")
-    description = gr.Markdown(describe(models.get(first)))
-    table = gr.Dataframe(layer_table(models.get(first)), label="Layers (like Keras' model.summary())", interactive=False, wrap=True)
+    description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
+    table = gr.Dataframe(layer_table(models.get(first)), label="Layers (like Keras' model.summary())", interactive=False, wrap=True, elem_id="model-table")
 
     model_name.change(user_errors(lambda name: summarise(models, name)), inputs=model_name, outputs=[description, table], api_name="model_summary")
 
