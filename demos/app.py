@@ -47,8 +47,11 @@ class DemoModels:
 
 
 def load_model(ref: str) -> Checkpoint:
-    # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
-    return load_checkpoint(ref, attn_implementation="eager")
+    checkpoint = load_checkpoint(ref)
+    if not hasattr(checkpoint.model, "timm_model"):  # timm keeps its own attention; transformers warns if asked
+        # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
+        checkpoint.model.set_attn_implementation("eager")
+    return checkpoint
 
 
 def default_ref(role: str) -> tuple[str, str | None]:

@@ -49,7 +49,7 @@ def logits(checkpoint: Checkpoint, inputs: torch.Tensor) -> torch.Tensor:
 def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[str, float]:
     """{label: probability} for the k most probable classes of a classification checkpoint."""
     if checkpoint.task.is_regression:
-        raise ValueError(f"{checkpoint.name} is a regression checkpoint: it predicts a number, not classes.")
+        raise ValueError(f"{checkpoint.source} is a regression checkpoint: it predicts a number, not classes.")
     probabilities = logits(checkpoint, prepare(checkpoint, image).inputs).softmax(-1)
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())}
@@ -58,7 +58,7 @@ def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[st
 def regress(checkpoint: Checkpoint, image: Image.Image) -> float:
     """The regression checkpoint's output, in the unit its config states (logits[:, 0] by contract)."""
     if not checkpoint.task.is_regression:
-        raise ValueError(f"{checkpoint.name} is a classification checkpoint: it predicts classes, not a number.")
+        raise ValueError(f"{checkpoint.source} is a classification checkpoint: it predicts classes, not a number.")
     return float(logits(checkpoint, prepare(checkpoint, image).inputs)[0])
 
 

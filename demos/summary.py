@@ -66,7 +66,7 @@ def describe(checkpoint: Checkpoint) -> str:
     metrics = ", ".join(f"{name} = {value:g}" for name, value in checkpoint.metrics.items()) or "none stated in the card"
     return "\n".join(
         [
-            f"**{checkpoint.name}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",
+            f"**{checkpoint.source}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",
             f"- task: {task_line}",
             f"- input: {spec.height}x{spec.width} px, resize `{spec.resize}` (crop_pct {spec.crop_pct:g}, "
             f"{spec.interpolation}), mean {spec.mean}, std {spec.std}",

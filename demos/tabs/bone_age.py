@@ -35,7 +35,7 @@ def predict(models, payload):
     if not checkpoint.task.is_regression:  # the fallback backbone stands in: say so, show what it does predict
         best = ", ".join(f"{label} ({p:.0%})" for label, p in top_k(checkpoint, image, k=3).items())
         text = (
-            f"**No bone-age regression model is loaded**: {checkpoint.name} is a classifier, so it gives no age. "
+            f"**No bone-age regression model is loaded**: {checkpoint.source} is a classifier, so it gives no age. "
             f"Its top classes: {best}. Pass `--boneage-model` a regression checkpoint."
         )
         return None, text, overlay, image
@@ -45,7 +45,7 @@ def predict(models, payload):
 
 def render(models) -> None:
     checkpoint = models.get("boneage")
-    gr.Markdown(f"Model: **{checkpoint.name}**, card: {card_link(checkpoint)}")
+    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
     if "boneage" in models.notes:
         gr.Markdown(f"> {models.notes['boneage']}")
     with gr.Row():

@@ -24,7 +24,7 @@ def class_index(checkpoint, choice: str | None) -> int | None:
     if checkpoint.task.is_regression or not choice or choice == TOP_CLASS:
         return None
     if choice not in checkpoint.task.labels:
-        raise ValueError(f"'{choice}' is not a class of {checkpoint.name}.")
+        raise ValueError(f"'{choice}' is not a class of {checkpoint.source}.")
     return checkpoint.task.labels.index(choice)
 
 
@@ -34,7 +34,7 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
     views = feature_views(checkpoint, read_upload(payload), layer or None, class_index(checkpoint, target))
     channels, rows, cols = views.shape
     rollout = "attention rollout below" if views.rollout is not None else "no attention rollout (not a ViT with attention weights)"
-    caption = f"**{checkpoint.name}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; {rollout}."
+    caption = f"**{checkpoint.source}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; {rollout}."
     return views.channels, views.pca, views.cam, views.rollout, caption
 
 

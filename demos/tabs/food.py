@@ -14,7 +14,7 @@ EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 def render(models) -> None:
     checkpoint = models.get("food")
-    gr.Markdown(f"Model: **{checkpoint.name}**, card: {card_link(checkpoint)}")
+    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
     if "food" in models.notes:
         gr.Markdown(f"> {models.notes['food']}")
     with gr.Row():
