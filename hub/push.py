@@ -119,6 +119,8 @@ def push_checkpoint(
     command to retry, when the push finally fails.
     """
     folder = Path(folder)
+    if repo_id.count("/") != 1:
+        raise PushError(f"'{repo_id}' is not a repo id: use your-name/model-name (or an organisation you write to).")
     check_complete(folder, repo_id=repo_id)
     delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
     message = commit_message or f"Upload {folder.resolve().name} with TransferLab"

@@ -188,6 +188,8 @@ def test_an_incomplete_folder_fails_before_any_network_call(online, tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(PushError, match="missing model.safetensors, README.md"):
         push_checkpoint(folder, "frank/half")
+    with pytest.raises(PushError, match="not a repo id: use your-name/model-name"):
+        push_checkpoint(folder, "no-namespace")
     assert online.requests == []
 
 
