@@ -68,6 +68,9 @@ def default_ref(role: str) -> tuple[str, str | None]:
 
 def load_models(food_model: str | None = None, boneage_model: str | None = None, examples_dir: str | Path | None = None) -> DemoModels:
     """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback."""
+    examples = Path(examples_dir) if examples_dir else None
+    if examples is not None and not examples.is_dir():
+        raise FileNotFoundError(f"--examples {examples}: no such folder.")
     refs, notes = {}, {}
     for role, ref in (("food", food_model), ("boneage", boneage_model)):
         if ref is None:
@@ -79,9 +82,6 @@ def load_models(food_model: str | None = None, boneage_model: str | None = None,
     loaded: dict[str, Checkpoint] = {}
     for ref in set(refs.values()):
         loaded[ref] = load_model(ref)
-    examples = Path(examples_dir) if examples_dir else None
-    if examples is not None and not examples.is_dir():
-        raise FileNotFoundError(f"--examples {examples}: no such folder.")
     return DemoModels(checkpoints={role: loaded[ref] for role, ref in refs.items()}, notes=notes, examples_dir=examples)
 
 
@@ -117,8 +117,9 @@ def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, pre
     if share and share_url is None:
         # Gradio catches the tunnel failure itself (no exception reaches us) and leaves share_url empty.
         print(
-            "* No public link: Gradio's share server (api.gradio.app) could not be reached from this machine "
-            f"(offline, or a firewall blocks it). The demo keeps serving locally on {local_url}",
+            "* No public link was made: Gradio could not set up its share tunnel (reason above: it must reach "
+            "api.gradio.app and, the first time, download its tunnel client, so this machine is offline or "
+            f"firewalled). The demo keeps serving locally on {local_url}",
             flush=True,
         )
     if not prevent_thread_lock:

@@ -64,6 +64,24 @@ def test_bone_age_gives_months_years_and_a_cam(served, tmp_path, make):
     assert Image.open(decoded).size == load_image(upload).size and np.asarray(Image.open(decoded)).std() > 0
 
 
+def test_exif_orientation_is_honoured_end_to_end(served, tmp_path):
+    client, _ = served
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, "rotate 90 degrees to display", as phones write portrait shots
+    Image.new("RGB", (60, 20), (90, 90, 90)).save(tmp_path / "portrait.jpg", exif=exif)
+    *_, decoded = client.predict(handle_file(tmp_path / "portrait.jpg"), api_name="/bone_age")
+    assert Image.open(decoded).size == (20, 60)
+
+
+def test_examples_folder_adds_examples_to_the_food_tab(tiny_checkpoints, tmp_path):
+    cat_photo(tmp_path / "pie.png")
+    (tmp_path / "notes.txt").write_text("not an example")
+    models = demo_app.load_models(str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("vit", "regression")]), tmp_path)
+    demo = demo_app.build_app(models=models)
+    datasets = [c for c in demo.config["components"] if c["type"] == "dataset"]
+    assert len(datasets) == 1 and len(datasets[0]["props"]["samples"]) == 1
+
+
 def test_feature_maps_for_a_vit_include_attention_rollout(served, cat_file):
     client, _ = served
     channels, pca, cam, rollout, caption = client.predict(handle_file(cat_file), "food", "block 1", "banana", api_name="/feature_maps")
@@ -133,7 +151,18 @@ def test_share_without_network_says_why_and_keeps_serving(tiny_checkpoints, monk
     try:
         url, share_url = demo_app.launch(demo, port=free_port(), share=True, prevent_thread_lock=True)
         assert share_url is None
-        assert "No public link" in capsys.readouterr().out
+        assert "No public link was made" in capsys.readouterr().out
         assert Client(url, verbose=False).predict(handle_file(cat_file), api_name="/classify")["label"]
     finally:
         demo.close()
+
+
+def test_cli_defaults_and_a_clear_exit_on_bad_arguments(tiny_checkpoints, tmp_path):
+    from demos.__main__ import main, parse_args
+
+    args = parse_args([])
+    assert (args.port, args.share, args.food_model, args.boneage_model, args.examples) == (7860, False, None, None, None)
+    with pytest.raises(SystemExit, match="no such folder"):
+        main(["--examples", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="not a checkpoint folder"):
+        main(["--food-model", str(tmp_path / "nowhere"), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])])
