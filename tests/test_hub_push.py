@@ -13,6 +13,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub.utils._http import default_client_factory, set_client_factory
 
 import hub.push
 from hub.__main__ import main as hub_cli
@@ -40,7 +41,10 @@ def online_in_this_process(stand_in):
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
         patch.setenv("HF_TOKEN", FAKE_TOKEN)
         patch.setattr(hub.push, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
-        yield stand_in
+        try:
+            yield stand_in
+        finally:  # push_checkpoint installed a client with its request timeout: later tests get the default back
+            set_client_factory(default_client_factory)
 
 
 @pytest.fixture
