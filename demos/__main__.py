@@ -21,10 +21,14 @@ DEFAULT_PORT = 7860
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demos", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="local port (default %(default)s)")
-    parser.add_argument("--share", action="store_true", help="also make a temporary public link through Gradio's share server")
+    parser.add_argument(
+        "--share", action="store_true", help="also make a temporary public link through Gradio's share server"
+    )
     parser.add_argument("--food-model", default=None, help="hub id, folder or alias (default: checkpoints/food10)")
     parser.add_argument("--boneage-model", default=None, help="hub id, folder or alias (default: checkpoints/boneage)")
-    parser.add_argument("--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab")
+    parser.add_argument(
+        "--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab"
+    )
     return parser.parse_args(argv)
 
 

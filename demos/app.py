@@ -66,7 +66,9 @@ def default_ref(role: str) -> tuple[str, str | None]:
     return FALLBACK_MODEL, note
 
 
-def load_models(food_model: str | None = None, boneage_model: str | None = None, examples_dir: str | Path | None = None) -> DemoModels:
+def load_models(
+    food_model: str | None = None, boneage_model: str | None = None, examples_dir: str | Path | None = None
+) -> DemoModels:
     """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback."""
     examples = Path(examples_dir) if examples_dir else None
     if examples is not None and not examples.is_dir():
@@ -92,10 +94,13 @@ def build_app(
     *,
     models: DemoModels | None = None,
 ) -> gr.Blocks:
-    """The app with every tab in `TABS`, queued with a concurrency limit. Launch it with `max_file_size=MAX_FILE_SIZE`."""
+    """The app with every tab in `TABS`, queued with a concurrency limit; serve it with `launch` (upload cap)."""
     models = models or load_models(food_model, boneage_model, examples_dir)
     with gr.Blocks(title="TransferLab demo") as demo:
-        gr.Markdown("# TransferLab demo\nFine-tuned vision checkpoints: classify food, estimate bone age, look inside the network.")
+        gr.Markdown(
+            "# TransferLab demo\n"
+            "Fine-tuned vision checkpoints: classify food, estimate bone age, look inside the network."
+        )
         for note in models.notes.values():
             gr.Markdown(f"> **Note:** {note}")
         for tab in TABS:

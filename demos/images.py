@@ -55,7 +55,8 @@ def _decode_with_pil(path: Path) -> Image.Image:
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageDecodeError(
-            f"{name} declares too many pixels to decode safely ({err}), a decompression bomb or a needlessly huge image: "
+            f"{name} declares too many pixels to decode safely ({err}), "
+            "a decompression bomb or a needlessly huge image: "
             f"this demo decodes up to {MAX_PIXELS // 1_000_000} megapixels, so downscale it first."
         ) from err
     except UnidentifiedImageError as err:
@@ -113,7 +114,8 @@ def _dicom_pixels(path: Path) -> np.ndarray:
         raise ImageDecodeError(f"{path.name} is not a DICOM image with pixel data ({err}).") from err
     except (RuntimeError, NotImplementedError, ValueError, OSError) as err:
         raise ImageDecodeError(
-            f"{path.name}: its DICOM pixel data cannot be decoded here ({err}). Export it as an uncompressed DICOM or a 16-bit PNG."
+            f"{path.name}: its DICOM pixel data cannot be decoded here ({err}). "
+            "Export it as an uncompressed DICOM or a 16-bit PNG."
         ) from err
     if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":  # bright means low values: invert
         pixels = pixels.max() - pixels

@@ -52,7 +52,7 @@ def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[st
         raise ValueError(f"{checkpoint.source} is a regression checkpoint: it predicts a number, not classes.")
     probabilities = logits(checkpoint, prepare(checkpoint, image).inputs).softmax(-1)
     values, indices = probabilities.topk(min(k, probabilities.numel()))
-    return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist())}
+    return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist(), strict=True)}
 
 
 def regress(checkpoint: Checkpoint, image: Image.Image) -> float:
@@ -69,7 +69,10 @@ def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """{display name: module} of the stages (CNNs) or blocks (ViTs) whose outputs are feature maps."""
     if hasattr(model, "timm_model"):  # timm declares its feature stages itself
         modules = dict(model.timm_model.named_modules())
-        return {f"stage {info['stage']} ({info['module']})": modules[info["module"]] for info in model.timm_model.feature_info}
+        return {
+            f"stage {info['stage']} ({info['module']})": modules[info["module"]]
+            for info in model.timm_model.feature_info
+        }
     base = model.base_model
     encoder = getattr(base, "encoder", None)
     if encoder is not None and hasattr(encoder, "stages"):  # ResNet, ConvNeXt, RegNet...
@@ -77,7 +80,9 @@ def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     blocks = getattr(base, "layers", None) or getattr(encoder, "layer", None)  # ViT family (transformers 5 / 4)
     if blocks is not None:
         return {f"block {i + 1}": block for i, block in enumerate(blocks)}
-    raise ValueError(f"Feature maps are not wired for {type(model).__name__}: use a ViT, ResNet/ConvNeXt or timm checkpoint.")
+    raise ValueError(
+        f"Feature maps are not wired for {type(model).__name__}: use a ViT, ResNet/ConvNeXt or timm checkpoint."
+    )
 
 
 def resolve_layer(model: torch.nn.Module, name: str | None) -> tuple[str, torch.nn.Module]:
@@ -188,8 +193,10 @@ def cam_target_layer(model: torch.nn.Module, layer: torch.nn.Module) -> torch.nn
     return getattr(layer, "layernorm_before", None) or getattr(layer, "norm1", None) or layer
 
 
-def grad_cam(checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None) -> np.ndarray:
-    """Grad-CAM overlay (uint8 RGB at the model's input size) for a class (default: the top one) or the regression output."""
+def grad_cam(
+    checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None
+) -> np.ndarray:
+    """Grad-CAM overlay (uint8 RGB, model input size) for a class (default: the top one) or the regression output."""
     prepared = prepare(checkpoint, image)
     model = checkpoint.model
     _, layer = resolve_layer(model, layer_name)
@@ -201,9 +208,13 @@ def grad_cam(checkpoint: Checkpoint, image: Image.Image, layer_name: str | None 
         target = ClassifierOutputTarget(class_index)
     grid = token_grid(model)
     reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
-    with _HOOK_LOCK, torch.enable_grad(), GradCAM(
-        model=_LogitsOnly(model), target_layers=[cam_target_layer(model, layer)], reshape_transform=reshape
-    ) as cam:
+    with (
+        _HOOK_LOCK,
+        torch.enable_grad(),
+        GradCAM(
+            model=_LogitsOnly(model), target_layers=[cam_target_layer(model, layer)], reshape_transform=reshape
+        ) as cam,
+    ):
         heatmap = cam(input_tensor=prepared.inputs, targets=[target])[0]
     return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True)
 
@@ -244,7 +255,9 @@ class FeatureViews:
     rollout: np.ndarray | None
 
 
-def feature_views(checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None) -> FeatureViews:
+def feature_views(
+    checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None
+) -> FeatureViews:
     """Everything the feature-map tab shows for one image and one layer."""
     name, layer = resolve_layer(checkpoint.model, layer_name)
     features = capture_features(checkpoint, prepare(checkpoint, image).inputs, layer)

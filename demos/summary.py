@@ -63,7 +63,9 @@ def describe(checkpoint: Checkpoint) -> str:
         shown = ", ".join(task.labels[:LABELS_SHOWN])
         more = f", … ({len(task.labels)} in all)" if len(task.labels) > LABELS_SHOWN else ""
         task_line = f"classification into {len(task.labels)} classes: {shown}{more}"
-    metrics = ", ".join(f"{name} = {value:g}" for name, value in checkpoint.metrics.items()) or "none stated in the card"
+    metrics = (
+        ", ".join(f"{name} = {value:g}" for name, value in checkpoint.metrics.items()) or "none stated in the card"
+    )
     return "\n".join(
         [
             f"**{checkpoint.source}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",

@@ -12,6 +12,7 @@ from demos import app as demo_app
 from demos.images import load_image
 from demos.inference import prepare, regress, top_k
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
+from tests.tiny_checkpoints import LABELS
 
 
 def free_port() -> int:
@@ -76,7 +77,9 @@ def test_exif_orientation_is_honoured_end_to_end(served, tmp_path):
 def test_examples_folder_adds_examples_to_the_food_tab(tiny_checkpoints, tmp_path):
     cat_photo(tmp_path / "pie.png")
     (tmp_path / "notes.txt").write_text("not an example")
-    models = demo_app.load_models(str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("vit", "regression")]), tmp_path)
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("vit", "regression")]), tmp_path
+    )
     demo = demo_app.build_app(models=models)
     datasets = [c for c in demo.config["components"] if c["type"] == "dataset"]
     assert len(datasets) == 1 and len(datasets[0]["props"]["samples"]) == 1
@@ -84,7 +87,9 @@ def test_examples_folder_adds_examples_to_the_food_tab(tiny_checkpoints, tmp_pat
 
 def test_feature_maps_for_a_vit_include_attention_rollout(served, cat_file):
     client, _ = served
-    channels, pca, cam, rollout, caption = client.predict(handle_file(cat_file), "food", "block 1", "banana", api_name="/feature_maps")
+    channels, pca, cam, rollout, caption = client.predict(
+        handle_file(cat_file), "food", "block 1", "banana", api_name="/feature_maps"
+    )
     assert "block 1" in caption and "4x4 grid" in caption  # 32 px / 8 px patches, from the config
     for path in (channels, pca, cam, rollout):
         assert Image.open(path).mode in ("RGB", "RGBA")
@@ -92,7 +97,9 @@ def test_feature_maps_for_a_vit_include_attention_rollout(served, cat_file):
 
 def test_feature_maps_for_a_cnn_have_no_rollout(served, cat_file):
     client, _ = served
-    channels, pca, cam, rollout, caption = client.predict(handle_file(cat_file), "boneage", "stage 1", "", api_name="/feature_maps")
+    channels, pca, cam, rollout, caption = client.predict(
+        handle_file(cat_file), "boneage", "stage 1", "", api_name="/feature_maps"
+    )
     assert rollout is None and "no attention rollout" in caption and "stage 1" in caption
     assert Image.open(cam).size == (32, 32)
 
@@ -146,7 +153,9 @@ def test_share_without_network_says_why_and_keeps_serving(tiny_checkpoints, monk
     import gradio.networking
 
     monkeypatch.setattr(gradio.networking, "GRADIO_API_SERVER", "http://127.0.0.1:9/unreachable")  # as offline
-    models = demo_app.load_models(str(tiny_checkpoints[("timm", "classification")]), str(tiny_checkpoints[("timm", "regression")]))
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("timm", "classification")]), str(tiny_checkpoints[("timm", "regression")])
+    )
     demo = demo_app.build_app(models=models)
     try:
         url, share_url = demo_app.launch(demo, port=free_port(), share=True, prevent_thread_lock=True)
@@ -161,8 +170,25 @@ def test_cli_defaults_and_a_clear_exit_on_bad_arguments(tiny_checkpoints, tmp_pa
     from demos.__main__ import main, parse_args
 
     args = parse_args([])
-    assert (args.port, args.share, args.food_model, args.boneage_model, args.examples) == (7860, False, None, None, None)
+    assert (args.port, args.share, args.food_model, args.boneage_model, args.examples) == (
+        7860,
+        False,
+        None,
+        None,
+        None,
+    )
     with pytest.raises(SystemExit, match="no such folder"):
         main(["--examples", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="not a checkpoint folder"):
-        main(["--food-model", str(tmp_path / "nowhere"), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])])
+        main(
+            ["--food-model", str(tmp_path / "nowhere"), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])]
+        )
+
+
+def test_choosing_another_model_offers_its_layers_and_target(served):
+    client, _ = served
+    layers, target = client.predict("boneage", api_name="/feature_layers")
+    assert [choice[0] for choice in layers["choices"]] == ["stage 1", "stage 2"] and layers["value"] == "stage 2"
+    assert target["value"] == "regression output"
+    layers, target = client.predict("food", api_name="/feature_layers")
+    assert layers["value"] == "block 2" and [choice[0] for choice in target["choices"]] == ["top prediction", *LABELS]

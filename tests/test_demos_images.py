@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage import data
 
 from demos.images import MAX_PIXELS, ImageDecodeError, load_image
-import pytest
 
 
 def cat_photo(path: Path) -> Path:
@@ -74,7 +74,12 @@ def png_bomb(path: Path, side: int = 100_000) -> Path:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -97,7 +102,11 @@ def test_exif_orientation_is_honoured(tmp_path):
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "CMYK", "L", "1", "I;16"])
 def test_every_common_mode_becomes_rgb(tmp_path, mode):
     source = Image.fromarray(data.chelsea()).resize((40, 30))
-    image = source.convert("RGBA").convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(source.convert("L")).astype(np.uint16) * 257))
+    image = (
+        source.convert("RGBA").convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.asarray(source.convert("L")).astype(np.uint16) * 257)
+    )
     suffix = ".jpg" if mode == "CMYK" else ".png" if mode != "P" else ".gif"
     image.save(tmp_path / f"image{suffix}")
     decoded = load_image(tmp_path / f"image{suffix}")

@@ -1,4 +1,7 @@
-"""Bone-age tab: a hand X-ray (PNG/JPEG of any bit depth, or DICOM) in; months, years and a Grad-CAM out (endpoint /bone_age)."""
+"""Bone-age tab: a hand X-ray (PNG/JPEG of any bit depth, or DICOM) in; months, years and a Grad-CAM out.
+
+Endpoint /bone_age.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +53,11 @@ def render(models) -> None:
         gr.Markdown(f"> {models.notes['boneage']}")
     with gr.Row():
         with gr.Column():
-            xray = gr.File(label="Hand X-ray (PNG/JPEG of any bit depth, or DICOM)", file_types=UPLOAD_TYPES, elem_id="boneage-xray")
+            xray = gr.File(
+                label="Hand X-ray (PNG/JPEG of any bit depth, or DICOM)",
+                file_types=UPLOAD_TYPES,
+                elem_id="boneage-xray",
+            )
             button = gr.Button("Estimate bone age", variant="primary")
         with gr.Column():
             months = gr.Number(label="Bone age (months)", interactive=False)

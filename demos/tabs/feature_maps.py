@@ -33,7 +33,11 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
     checkpoint = models.get(model_name)
     views = feature_views(checkpoint, read_upload(payload), layer or None, class_index(checkpoint, target))
     channels, rows, cols = views.shape
-    rollout = "attention rollout below" if views.rollout is not None else "no attention rollout (not a ViT with attention weights)"
+    rollout = (
+        "attention rollout below"
+        if views.rollout is not None
+        else "no attention rollout (not a ViT with attention weights)"
+    )
     caption = f"**{checkpoint.source}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; {rollout}."
     return views.channels, views.pca, views.cam, views.rollout, caption
 
@@ -44,8 +48,15 @@ def render(models) -> None:
         with gr.Column():
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="features-image")
             model_name = gr.Dropdown(models.names(), value=models.names()[0], label="Model")
-            layer = gr.Dropdown(list(feature_layers(first.model)), value=list(feature_layers(first.model))[-1], label="Layer / stage", allow_custom_value=True)
-            target = gr.Dropdown(class_choices(first), value=class_choices(first)[0], label="Grad-CAM target", allow_custom_value=True)
+            layer = gr.Dropdown(
+                list(feature_layers(first.model)),
+                value=list(feature_layers(first.model))[-1],
+                label="Layer / stage",
+                allow_custom_value=True,
+            )
+            target = gr.Dropdown(
+                class_choices(first), value=class_choices(first)[0], label="Grad-CAM target", allow_custom_value=True
+            )
             button = gr.Button("Show feature maps", variant="primary")
         with gr.Column():
             caption = gr.Markdown(elem_id="features-caption")
@@ -63,7 +74,11 @@ def render(models) -> None:
 
     model_name.change(user_errors(model_changed), inputs=model_name, outputs=[layer, target], api_name="feature_layers")
     button.click(
-        user_errors(lambda payload, name, chosen_layer, chosen_target: explore(models, payload, name, chosen_layer, chosen_target)),
+        user_errors(
+            lambda payload, name, chosen_layer, chosen_target: explore(
+                models, payload, name, chosen_layer, chosen_target
+            )
+        ),
         inputs=[image, model_name, layer, target],
         outputs=[channels, pca, cam, rollout, caption],
         api_name="feature_maps",

@@ -18,7 +18,9 @@ def render(models) -> None:
     if "food" in models.notes:
         gr.Markdown(f"> {models.notes['food']}")
     with gr.Row():
-        photo = gr.Image(label="Food photo (upload or paste)", type="filepath", elem_id="food-photo", sources=["upload", "clipboard"])
+        photo = gr.Image(
+            label="Food photo (upload or paste)", type="filepath", elem_id="food-photo", sources=["upload", "clipboard"]
+        )
         labels = gr.Label(num_top_classes=TOP_K, label="Top-5", elem_id="food-labels")
     button = gr.Button("Classify", variant="primary")
 

@@ -20,12 +20,25 @@ def render(models) -> None:
     with gr.Row():
         model_name = gr.Dropdown(models.names(), value=first, label="Model")
         with gr.Column():
-            ref = gr.Textbox(label="Load another checkpoint: hub id, folder or alias", placeholder="google/vit-base-patch16-224")
+            ref = gr.Textbox(
+                label="Load another checkpoint: hub id, folder or alias", placeholder="google/vit-base-patch16-224"
+            )
             load = gr.Button("Load")
     description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
-    table = gr.Dataframe(layer_table(models.get(first)), label="Layers (like Keras' model.summary())", interactive=False, wrap=True, elem_id="model-table")
+    table = gr.Dataframe(
+        layer_table(models.get(first)),
+        label="Layers (like Keras' model.summary())",
+        interactive=False,
+        wrap=True,
+        elem_id="model-table",
+    )
 
-    model_name.change(user_errors(lambda name: summarise(models, name)), inputs=model_name, outputs=[description, table], api_name="model_summary")
+    model_name.change(
+        user_errors(lambda name: summarise(models, name)),
+        inputs=model_name,
+        outputs=[description, table],
+        api_name="model_summary",
+    )
 
     @user_errors
     def load_checkpoint_ref(text: str):
