@@ -3,10 +3,14 @@
 A tab is a module in demos/tabs/ with `TITLE: str` and `render(models: DemoModels) -> None`, which
 builds its components and events (each with an `api_name`) inside the enclosing `gr.Tab`. To add
 one, write the module and append it to `TABS`.
+
+`python -m demos` serves the app (see demos/__main__.py); `from demos.app import demo` gives it with
+the default models, built on first access so that importing this module loads no model.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +134,15 @@ def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, pre
     if not prevent_thread_lock:
         demo.block_thread()
     return local_url, share_url
+
+
+@functools.cache
+def _default_app() -> gr.Blocks:
+    return build_app()
+
+
+def __getattr__(name: str):
+    # `demo` at module level, as Gradio apps are conventionally importable, without loading models at import.
+    if name == "demo":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -192,3 +192,14 @@ def test_choosing_another_model_offers_its_layers_and_target(served):
     assert target["value"] == "regression output"
     layers, target = client.predict("food", api_name="/feature_layers")
     assert layers["value"] == "block 2" and [choice[0] for choice in target["choices"]] == ["top prediction", *LABELS]
+
+
+def test_concurrent_feature_map_requests_each_get_their_own_layer(served, cat_file):
+    client, _ = served
+    jobs = [
+        client.submit(handle_file(cat_file), "boneage", layer, "", api_name="/feature_maps")
+        for layer in ("stage 1", "stage 2", "stage 1", "stage 2")
+    ]
+    captions = [job.result()[-1] for job in jobs]
+    assert ["8x8 grid" in c for c in captions] == [True, False, True, False]
+    assert ["4x4 grid" in c for c in captions] == [False, True, False, True]
