@@ -1,0 +1,261 @@
+"""The training command on tiny random checkpoints and tiny image folders the tests draw themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from hub.checkpoint import load_checkpoint
+from hub.preprocessing import image_spec
+from train import modes
+from train.__main__ import main
+from train.data import DataError, load_splits, resolve_task
+from train.regression import TargetScaler, fold_into_head, unfold_from_head
+from train.trainer import build_model
+
+COLOURS = {"red": (210, 40, 40), "blue": (40, 40, 210)}
+FAST = ["--batch-size", "4", "--eval-batch-size", "8", "--dataloader-workers", "0", "--logging-steps", "1"]
+
+
+def draw_classes(root: Path, per_class: dict[str, int]) -> Path:
+    """An imagefolder of noisy colour squares: one class folder per colour, for train and validation."""
+    rng = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for name, colour in COLOURS.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(colour, 30, size=(36, 44, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.jpg")
+    return root
+
+
+def draw_ages(root: Path, per_split: dict[str, int]) -> Path:
+    """An imagefolder of grey 'X-rays' whose brightness encodes the target, with metadata.csv."""
+    rng = np.random.default_rng(1)
+    for split, count in per_split.items():
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = ["file_name,boneage,male"]
+        for i in range(count):
+            months = int(rng.integers(10, 220))
+            Image.fromarray(np.full((30, 30), months, np.uint8), mode="L").save(folder / f"{i}.png")
+            rows.append(f"{i}.png,{months},{i % 2 == 0}")
+        (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def classes_dir(tmp_path_factory):
+    return draw_classes(tmp_path_factory.mktemp("classes"), {"train": 6, "validation": 3})
+
+
+@pytest.fixture(scope="module")
+def ages_dir(tmp_path_factory):
+    return draw_ages(tmp_path_factory.mktemp("ages"), {"train": 12, "validation": 6})
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints, classes_dir, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    argv = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--dataset", str(classes_dir),
+            "--output-dir", str(run_dir), "--mode", "two-stage", "--head-epochs", "2", "--epochs", "1",
+            "--image-size", "40", "--data-terms", "made-up squares", *FAST]
+    assert main(argv) == 0
+
+    results = read_json(run_dir / "eval_results.json")
+    assert results["task"] == "classification" and results["split"] == "validation"
+    assert results["num_examples"] == 6 and results["dataset"] == classes_dir.name
+    assert set(results["metrics"]) == {"accuracy", "top5_accuracy", "macro_f1", "per_class_accuracy"}
+    assert set(results["metrics"]["per_class_accuracy"]) == {"blue", "red"}
+    config = read_json(run_dir / "training_config.json")
+    assert config["mode"] == "two-stage" and config["image_size"] == [40, 40]
+    assert config["data_terms"] == "made-up squares" and config["command"].startswith("python -m train --model")
+    matrix = read_json(run_dir / "confusion_matrix.json")
+    assert matrix["labels"] == ["blue", "red"] and np.sum(matrix["matrix"]) == 6
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 0
+    assert list(run_dir.glob("runs/*/events.out.tfevents.*")), "TensorBoard logs"
+    # The saved checkpoint carries the new labels and the training resolution for anyone who loads it.
+    checkpoint = load_checkpoint(str(run_dir))
+    assert checkpoint.task.labels == ("blue", "red")
+    assert image_spec(AutoImageProcessor.from_pretrained(run_dir)).size == (40, 40)
+    assert "head stage (backbone frozen)" in caplog.text and "full stage (backbone unfrozen)" in caplog.text
+
+
+def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tiny_checkpoints, ages_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["--model", str(tiny_checkpoints[("resnet", "classification")]), "--dataset", str(ages_dir),
+            "--target-column", "boneage", "--target-unit", "months", "--output-dir", str(run_dir),
+            "--mode", "full", "--epochs", "1", "--augment", "keep-whole", "--loss", "huber", *FAST]
+    assert main(argv) == 0
+
+    config = AutoModelForImageClassification.from_pretrained(run_dir).config
+    assert config.problem_type == "regression" and config.num_labels == 1
+    assert (config.target_name, config.target_unit) == ("boneage", "months")
+    results = read_json(run_dir / "eval_results.json")
+    assert results["task"] == "regression" and set(results["metrics"]) == {"mae", "rmse", "r2"}
+    assert (run_dir / "predicted_vs_true.png").stat().st_size > 0
+    assert read_json(run_dir / "training_config.json")["loss"] == "huber"
+
+    # Plain transformers use: logits[:, 0] is already in months, and gives exactly the reported MAE.
+    model = AutoModelForImageClassification.from_pretrained(run_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(run_dir)
+    validation = ages_dir / "validation"
+    rows = [line.split(",") for line in (validation / "metadata.csv").read_text().split()[1:]]
+    images = [Image.open(validation / name) for name, _, _ in rows]
+    with torch.no_grad():
+        months = model(**processor(images=[image.convert("RGB") for image in images], return_tensors="pt")).logits[:, 0]
+    truth = torch.tensor([float(age) for _, age, _ in rows])
+    assert (months - truth).abs().mean().item() == pytest.approx(results["metrics"]["mae"], rel=1e-4)
+
+
+def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tmp_path):
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "regression")]).eval()
+    scaler = TargetScaler.fit([12.0, 60.0, 150.0, 228.0])
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = scaler.denormalize(model(pixel_values=pixels).logits[:, 0])
+        fold_into_head(modes.head_layer(model), scaler)
+    model.save_pretrained(tmp_path)
+    saved = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.allclose(saved(pixel_values=pixels).logits[:, 0], expected, atol=1e-4)
+        # Fine-tuning a saved regressor again starts from its head on the normalised scale.
+        unfold_from_head(modes.head_layer(saved), scaler)
+        assert torch.allclose(scaler.denormalize(saved(pixel_values=pixels).logits[:, 0]), expected, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- new heads and freeze modes
+
+@pytest.mark.parametrize("architecture", ["vit", "resnet", "timm"])
+def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoints, classes_dir, architecture):
+    train, _ = load_splits(str(classes_dir), train_split="train", eval_split="validation")
+    task = resolve_task(train, target_column=None, image_column=None)
+    args = SimpleNamespace(image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None)
+    base = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
+    model, _ = build_model(str(base.folder), task, args)
+    head = modes.head_layer(model)
+    assert head.out_features == 2 and model.config.id2label == {0: "blue", 1: "red"}
+    # The kept backbone is the pretrained one (not re-initialised).
+    shared = next(name for name, _ in base.model.named_parameters() if "classifier" not in name)
+    assert torch.equal(model.state_dict()[shared], base.model.state_dict()[shared])
+
+    head_size = sum(p.numel() for p in head.parameters())
+    modes.freeze_backbone(model, frozen=True)
+    assert modes.count_trainable(model)[0] == head_size
+    modes.freeze_backbone(model, frozen=False)
+    trainable, total = modes.count_trainable(model)
+    assert trainable == total > head_size
+    groups = modes.parameter_groups(model, learning_rate=1e-3, backbone_learning_rate=1e-4, weight_decay=0.05)
+    head_lr = {group["lr"] for group in groups if any(p is head.weight for p in group["params"])}
+    assert head_lr == {1e-3} and {group["lr"] for group in groups} == {1e-3, 1e-4}
+    assert sum(p.numel() for group in groups for p in group["params"]) == total
+
+
+def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, tmp_path, caplog):
+    base = tiny_checkpoints[("vit", "classification")]
+    run_dir = tmp_path / "run"
+    argv = ["--model", str(base), "--dataset", str(classes_dir), "--output-dir", str(run_dir),
+            "--mode", "feature-extraction", "--head-epochs", "2", *FAST]
+    assert main(argv) == 0
+    before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
+    backbone = [name for name in before if "classifier" not in name]
+    assert backbone and all(torch.equal(before[name], after[name]) for name in backbone)
+    assert after["classifier.weight"].shape == (2, 32)
+    assert "head stage (backbone frozen): 66 of" in caplog.text  # 2 x 32 weights + 2 biases
+    assert not list(run_dir.glob("checkpoint-*")), "the cached-feature stage keeps no Trainer checkpoints"
+
+
+# ----------------------------------------------------------------------------- resume
+
+def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_checkpoints, classes_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["--model", str(tiny_checkpoints[("vit", "classification")]), "--dataset", str(classes_dir),
+              "--output-dir", str(run_dir), "--mode", "full", *FAST]
+    assert main([*common, "--epochs", "1"]) == 0
+    (first,) = run_dir.glob("checkpoint-*")
+    steps = read_json(first / "trainer_state.json")["global_step"]
+    assert main([*common, "--epochs", "1"]) == 2, "a second run must not overwrite the first without --resume"
+
+    # Resuming a finished schedule trains nothing: the saved model must be the checkpoint itself
+    # (transformers issue 43701 would have re-initialised ViT encoder weights here).
+    assert main([*common, "--epochs", "1", "--resume"]) == 0
+    resumed, saved = load_file(first / "model.safetensors"), load_file(run_dir / "model.safetensors")
+    assert resumed.keys() == saved.keys() and all(torch.equal(resumed[k], saved[k]) for k in resumed)
+
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    (last,) = run_dir.glob("checkpoint-*")
+    assert read_json(last / "trainer_state.json")["global_step"] == 2 * steps
+    assert last.name == f"checkpoint-{2 * steps}"
+
+
+# ----------------------------------------------------------------------------- error paths
+
+def run_expecting_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_unknown_column_missing_split_and_wrong_target_are_named(tiny_checkpoints, classes_dir, ages_dir, tmp_path, capsys):
+    common = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--output-dir", str(tmp_path / "run"), *FAST]
+    error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--target-column", "calories"])
+    assert "no column 'calories'" in error and "label" in error
+    error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--eval-split", "test"])
+    assert "no split 'test'" in error and "train, validation" in error
+    error = run_expecting_error(capsys, [*common, "--dataset", str(ages_dir), "--target-column", "male"])
+    assert "'male'" in error and "neither class labels" in error
+    error = run_expecting_error(capsys, [*common, "--dataset", str(tmp_path / "nowhere")])
+    assert "nowhere" in error
+    assert not (tmp_path / "run").exists(), "nothing is trained or written before the data is valid"
+
+
+def test_empty_split_is_named(tmp_path):
+    root = draw_ages(tmp_path / "ages", {"train": 4, "validation": 2})
+    (root / "validation" / "metadata.csv").write_text("file_name,boneage,male\n")
+    for image in (root / "validation").glob("*.png"):
+        image.unlink()
+    with pytest.raises(DataError, match="validation"):
+        load_splits(str(root), train_split="train", eval_split="validation")
+
+
+def test_unreadable_image_is_named_before_training(tiny_checkpoints, tmp_path, capsys):
+    root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
+    broken = root / "train" / "red" / "1.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    error = run_expecting_error(capsys, ["--model", str(tiny_checkpoints[("timm", "classification")]),
+                                         "--dataset", str(root), "--output-dir", str(tmp_path / "run"), *FAST])
+    assert "Unreadable image" in error and str(broken) in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(tiny_checkpoints, classes_dir, tmp_path, capsys):
+    common = ["--dataset", str(classes_dir), "--output-dir", str(tmp_path / "run"), *FAST]
+    error = run_expecting_error(capsys, [*common, "--model", str(tiny_checkpoints[("vit", "classification")]), "--image-size", "48"])
+    assert "timm" in error
+    error = run_expecting_error(capsys, [*common, "--model", str(tiny_checkpoints[("vit", "classification")]), "--resume"])
+    assert "no checkpoint-*" in error
+
+
+def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    config = {"model": str(tiny_checkpoints[("timm", "regression")]), "dataset": str(ages_dir),
+              "target_column": "boneage", "target_unit": "months", "output_dir": str(run_dir),
+              "mode": "feature-extraction", "head_epochs": 1, "batch_size": 4, "dataloader_workers": 0}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert main([str(path)]) == 0
+    assert read_json(run_dir / "training_config.json")["mode"] == "feature-extraction"
+    assert load_checkpoint(str(run_dir)).task.unit == "months"

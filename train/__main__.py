@@ -1,0 +1,109 @@
+"""Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
+
+    python -m train --model efficientnet-lite0 --dataset ../shared/data/food10 --output-dir runs/food10 \
+        --mode two-stage --epochs 3 --image-size 224
+
+    python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
+        --target-unit months --output-dir runs/boneage --image-size 128 --resize squash --crop-pct 1.0 \
+        --augment keep-whole --loss mae
+
+    python -m train config.json                       # the same arguments as one JSON file
+    torchrun --standalone --nproc_per_node 2 -m train ...   # data parallel, unchanged
+
+The task follows the target column: class labels (ClassLabel, e.g. an imagefolder's class folders)
+mean classification, a numeric column (e.g. `boneage` in an imagefolder's metadata.csv) regression.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from train.modes import MODES
+from train.regression import LOSSES
+
+AUGMENTS = ("random-crop", "keep-whole", "none")
+
+
+@dataclass
+class TrainArguments:
+    dataset: str = field(metadata={"help": "A hub dataset id or a local imagefolder (with train/ and validation/)."})
+    output_dir: str = field(metadata={"help": "The run folder: the checkpoint, its metrics, plots and logs."})
+    model: str = field(default="efficientnet-lite0", metadata={"help": "Base checkpoint: hub id, folder or builtin alias."})
+    target_column: str | None = field(default=None, metadata={"help": "Class-label or numeric column (default: label)."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (default: the first image column)."})
+    train_split: str = "train"
+    eval_split: str = "validation"
+    mode: str = field(default="two-stage", metadata={"choices": MODES, "help": "Which parameters train, and when."})
+    epochs: float = field(default=3.0, metadata={"help": "Epochs of the stage that trains the whole network."})
+    head_epochs: float = field(default=10.0, metadata={"help": "Epochs of the frozen-backbone head stage (cached features)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Head learning rate while the whole network trains."})
+    backbone_learning_rate: float | None = field(
+        default=None, metadata={"help": "Backbone learning rate (default: 0.2x learning rate in two-stage, 1x in full)."}
+    )
+    head_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the frozen-backbone head stage."})
+    weight_decay: float = 0.05
+    warmup_ratio: float = 0.1
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    image_size: int | None = field(default=None, metadata={"help": "Train at this square size (timm checkpoints)."})
+    resize: str | None = field(
+        default=None, metadata={"choices": ("crop", "squash"), "help": "squash: the whole image to the input size (X-rays)."}
+    )
+    crop_pct: float | None = field(default=None, metadata={"help": "Fraction of the resized image the centre crop keeps."})
+    augment: str = field(default="random-crop", metadata={"choices": AUGMENTS, "help": "keep-whole for X-rays."})
+    loss: str = field(default="mae", metadata={"choices": LOSSES, "help": "Regression loss."})
+    target_name: str | None = field(default=None, metadata={"help": "Regression: what is predicted, e.g. 'bone age'."})
+    target_unit: str | None = field(default=None, metadata={"help": "Regression: the unit of the target, e.g. months."})
+    data_terms: str | None = field(default=None, metadata={"help": "The data's terms of use, for the model card."})
+    seed: int = 42
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint-* in the output dir."})
+    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (GPU)."})
+    dataloader_workers: int = 2
+    logging_steps: int = 20
+
+
+def parse(argv: list[str]) -> TrainArguments:
+    parser = HfArgumentParser(TrainArguments)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        (args,) = parser.parse_json_file(argv[0])
+    else:
+        (args,) = parser.parse_args_into_dataclasses(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
+    args = parse(argv)
+    from hub.checkpoint import CheckpointError
+    from train.data import DataError
+    from train.trainer import TrainError, run_training
+
+    try:
+        run_dir = run_training(args, command="python -m train " + shlex.join(argv))
+    except (DataError, TrainError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process writes
+        write_card(run_dir)
+    return 0
+
+
+def write_card(run_dir) -> None:
+    """The model card comes from hub.cards (written from the run folder's files)."""
+    try:
+        from hub.cards import write_model_card
+    except ImportError:
+        logging.getLogger("train").warning("hub.cards is not available: no model card written for %s", run_dir)
+        return
+    write_model_card(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Transfer-learning modes: which parameters train, and at which learning rate.
+
+- feature-extraction: the backbone is frozen, only the new head trains;
+- full: everything trains (the backbone at `backbone_learning_rate`);
+- two-stage: a frozen-backbone head warm-up, then everything trains with a lower backbone rate.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+MODES = ("feature-extraction", "full", "two-stage")
+
+
+def head_layer(model: nn.Module) -> nn.Linear:
+    """The final Linear layer that maps pooled features to logits (the layer the new head replaces)."""
+    if hasattr(model, "timm_model"):  # transformers' TimmWrapper: timm knows its own classifier
+        head = model.timm_model.get_classifier()
+    else:  # ViT, ResNet, ConvNeXt, ...: `classifier` is a Linear or ends with one
+        head = getattr(model, "classifier", None)
+        if isinstance(head, nn.Sequential):
+            linears = [module for module in head if isinstance(module, nn.Linear)]
+            head = linears[-1] if linears else None
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"Cannot find the final Linear classifier of {type(model).__name__}.")
+    return head
+
+
+def head_parameter_ids(model: nn.Module) -> set[int]:
+    return {id(parameter) for parameter in head_layer(model).parameters()}
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or unfreeze) every parameter except the head's."""
+    head_ids = head_parameter_ids(model)
+    for parameter in model.parameters():
+        parameter.requires_grad = (not frozen) or id(parameter) in head_ids
+
+
+def count_trainable(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+def parameter_groups(
+    model: nn.Module, *, learning_rate: float, backbone_learning_rate: float, weight_decay: float
+) -> list[dict]:
+    """AdamW groups: head at `learning_rate`, backbone at `backbone_learning_rate`; no decay on norms/biases."""
+    head_ids = head_parameter_ids(model)
+    groups: dict[tuple[bool, bool], list] = {}
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        key = (id(parameter) in head_ids, parameter.ndim > 1)
+        groups.setdefault(key, []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": learning_rate if is_head else backbone_learning_rate,
+            "weight_decay": weight_decay if decays else 0.0,
+        }
+        for (is_head, decays), params in groups.items()
+    ]

@@ -1,0 +1,390 @@
+"""Trainer set-up for both tasks: the new-head model, the stages of each mode, saving a run folder.
+
+`run_training(args, command)` reads top to bottom as the recipe: load and validate the data, build the
+model with a new head, train the stages the mode asks for, fold the regression normalisation into the
+head, save the checkpoint, then evaluate the *saved* checkpoint and write `eval_results.json`, plots and
+`training_config.json` next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset as HFDataset
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForImageClassification, Trainer, TrainingArguments, set_seed
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.trainer_utils import get_last_checkpoint
+
+from hub.checkpoint import load_checkpoint
+from hub.preprocessing import build_transform, image_spec
+from train import data, metrics, modes
+from train.regression import TargetScaler, fold_into_head, regression_loss, unfold_from_head
+
+logger = logging.getLogger("train")
+
+
+class TrainError(ValueError):
+    """The requested run cannot start; the message says what to change."""
+
+
+# ----------------------------------------------------------------------------- the model
+
+def build_model(base_ref: str, task: data.TaskData, args, scaler: TargetScaler | None = None):
+    """The base checkpoint with a new head of the right size for `task` (and its image processor).
+
+    A regression base keeps its head, turned back from the target's unit to the normalised scale we train on.
+    """
+    base = load_checkpoint(base_ref)
+    if task.kind == "classification":
+        head = dict(
+            num_labels=len(task.labels),
+            id2label=dict(enumerate(task.labels)),
+            label2id={label: i for i, label in enumerate(task.labels)},
+            problem_type="single_label_classification",
+        )
+        keeps_head = base.task.labels == task.labels
+    else:
+        target_name = args.target_name or task.target_column.replace("_", " ")
+        head = dict(
+            num_labels=1,
+            id2label={0: target_name},
+            label2id={target_name: 0},
+            problem_type="regression",
+        )
+        keeps_head = base.task.is_regression
+    config = AutoConfig.from_pretrained(base.folder, **head)
+    if task.kind == "regression":  # set after loading: from_pretrained drops keys a config class does not know
+        config.target_name, config.target_unit = target_name, args.target_unit  # read by hub.checkpoint.task_from_config
+    # ignore_mismatched_sizes: a head of another size is re-initialised instead of failing to load.
+    model = AutoModelForImageClassification.from_pretrained(base.folder, config=config, ignore_mismatched_sizes=True)
+    if not keeps_head:  # same size but other classes (or another target): still a new head
+        modes.head_layer(model).reset_parameters()
+    elif scaler is not None:
+        unfold_from_head(modes.head_layer(model), scaler)
+    if hasattr(model.config, "label_names"):  # timm configs also list the base's class names
+        model.config.label_names = list(task.labels) if task.kind == "classification" else []
+    processor = resolution_processor(model, base.processor, args)
+    return model, processor
+
+
+def resolution_processor(model, processor, args):
+    """Apply --image-size/--resize/--crop-pct to a timm checkpoint's pretrained_cfg, which the saved config carries."""
+    wanted = {"image_size": args.image_size, "resize": args.resize, "crop_pct": args.crop_pct}
+    if all(value is None for value in wanted.values()):
+        return processor
+    if not hasattr(model.config, "pretrained_cfg"):
+        raise TrainError(
+            "--image-size/--resize/--crop-pct change a timm checkpoint's pretrained_cfg; "
+            f"for {model.config.model_type} checkpoints train at the processor's own size."
+        )
+    cfg = dict(model.config.pretrained_cfg)
+    if args.image_size is not None:
+        cfg["input_size"] = [3, args.image_size, args.image_size]
+        cfg.pop("test_input_size", None)  # timm would prefer it over input_size at eval time
+    if args.resize is not None:
+        cfg["crop_mode"] = {"squash": "squash", "crop": "center"}[args.resize]
+    if args.crop_pct is not None:
+        cfg["crop_pct"] = args.crop_pct
+    model.config.pretrained_cfg = cfg
+    return type(processor)(pretrained_cfg=cfg, architecture=model.config.architecture)
+
+
+def prepare_for_device(model: nn.Module) -> nn.Module:
+    """On a GPU: this process's device, and channels_last for CNNs (a ViT has one patch-embedding convolution)."""
+    if not torch.cuda.is_available():
+        return model
+    model = model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    if sum(isinstance(module, nn.Conv2d) for module in model.modules()) > 1:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def log_trainable(model: nn.Module, stage: str) -> None:
+    trainable, total = modes.count_trainable(model)
+    logger.warning("%s: %s of %s parameters train (%.1f%%)", stage, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+
+
+# ----------------------------------------------------------------------------- losses and metrics
+
+def classification_loss(outputs, labels, num_items_in_batch=None):
+    return nn.functional.cross_entropy(outputs["logits"].float(), labels)
+
+
+def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, loss_name: str):
+    """(compute_loss_func, compute_metrics) for the Trainer; regression metrics are in the target's unit."""
+    if task.kind == "classification":
+        return classification_loss, lambda prediction: metrics.classification_scalars(
+            prediction.predictions, prediction.label_ids
+        )
+
+    def regression_eval(prediction):
+        months = scaler.denormalize(np.asarray(prediction.predictions).reshape(len(prediction.label_ids), -1)[:, 0])
+        return metrics.regression_metrics(months, prediction.label_ids)
+
+    return regression_loss(loss_name, scaler), regression_eval
+
+
+def training_arguments(args, run_dir: Path, *, epochs: float, learning_rate: float, checkpoints: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # a float below 1 is a fraction of the steps
+        lr_scheduler_type="cosine",
+        eval_strategy="epoch",
+        save_strategy="epoch" if checkpoints else "no",
+        save_total_limit=1 if checkpoints else None,
+        logging_steps=args.logging_steps,
+        report_to=["tensorboard"],
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        use_cpu=not torch.cuda.is_available(),  # without it, torchrun on CPUs runs N unconnected copies
+        torch_compile=args.torch_compile,
+        dataloader_num_workers=args.dataloader_workers,
+        remove_unused_columns=False,  # the transform reads the image column
+        label_names=["labels"],
+        seed=args.seed,
+        disable_tqdm=False,
+    )
+
+
+# ----------------------------------------------------------------------------- stage 1: head on cached features
+
+class HeadOnly(nn.Module):
+    """The model's own head Linear, fed with cached backbone features (trains the real head in place)."""
+
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
+        return ImageClassifierOutput(logits=self.head(features))
+
+
+@torch.no_grad()
+def cached_features(model: nn.Module, split: HFDataset, task: data.TaskData, transform, args) -> HFDataset:
+    """The frozen backbone's pooled features (the head's input) for every image, computed once.
+
+    Why hand-written: no library caches a frozen backbone's outputs; this makes the frozen stage cost one
+    forward pass over the data instead of one per epoch.
+    """
+    captured: list[torch.Tensor] = []
+    hook = modes.head_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float()))
+    loader = torch.utils.data.DataLoader(
+        data.with_image_transform(split, task, transform),
+        batch_size=args.eval_batch_size,
+        collate_fn=data.collate,
+        num_workers=args.dataloader_workers,
+    )
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    labels = []
+    try:
+        for batch in tqdm(loader, desc="caching features"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                model(pixel_values=batch["pixel_values"].to(device))
+            labels.append(batch["labels"])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    features = torch.cat(captured).cpu().numpy()
+    return HFDataset.from_dict({"features": features, "labels": torch.cat(labels).numpy()}).with_format("torch")
+
+
+def train_head_on_features(model, train_split, eval_split, task, eval_transform, scaler, args, run_dir: Path) -> None:
+    """Stage 1 / feature extraction: backbone frozen, only the new head trains (on cached features)."""
+    modes.freeze_backbone(model, frozen=True)
+    log_trainable(model, "head stage (backbone frozen)")
+    logger.warning("head stage: caching backbone features of %d + %d images", len(train_split), len(eval_split))
+    train_features = cached_features(model, train_split, task, eval_transform, args)
+    eval_features = cached_features(model, eval_split, task, eval_transform, args)
+    loss_func, compute_metrics = loss_and_metrics(task, scaler, args.loss)
+    trainer = Trainer(
+        model=HeadOnly(modes.head_layer(model)),
+        args=training_arguments(args, run_dir, epochs=args.head_epochs, learning_rate=args.head_learning_rate, checkpoints=False),
+        train_dataset=train_features,
+        eval_dataset=eval_features,
+        compute_loss_func=loss_func,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train()
+    return trainer
+
+
+# ----------------------------------------------------------------------------- stage 2: the whole network
+
+def train_whole_network(model, processor, splits, task, transforms, scaler, args, run_dir: Path, resume_from: str | None):
+    """Full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
+    train_split, eval_split = splits
+    train_transform, eval_transform = transforms
+    modes.freeze_backbone(model, frozen=False)
+    log_trainable(model, "full stage (backbone unfrozen)")
+    optimizer = torch.optim.AdamW(
+        modes.parameter_groups(
+            model,
+            learning_rate=args.learning_rate,
+            backbone_learning_rate=backbone_learning_rate(args),
+            weight_decay=args.weight_decay,
+        )
+    )
+    loss_func, compute_metrics = loss_and_metrics(task, scaler, args.loss)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True),
+        train_dataset=data.with_image_transform(train_split, task, train_transform),
+        eval_dataset=data.with_image_transform(eval_split, task, eval_transform),
+        data_collator=data.collate,
+        processing_class=processor,  # saved into every checkpoint-*, so a resumed run finds it
+        compute_loss_func=loss_func,
+        compute_metrics=compute_metrics,
+        optimizers=(optimizer, None),  # the scheduler Trainer builds scales both groups alike
+    )
+    trainer.train(resume_from_checkpoint=resume_from)
+    return trainer
+
+
+def backbone_learning_rate(args) -> float:
+    if args.backbone_learning_rate is not None:
+        return args.backbone_learning_rate
+    return args.learning_rate * (0.2 if args.mode == "two-stage" else 1.0)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run_training(args, command: str) -> Path:
+    """Train as `args` says and return the finished run folder."""
+    set_seed(args.seed)
+    run_dir = Path(args.output_dir)
+    resume_from = resume_checkpoint(run_dir, args.resume)
+
+    train_split, eval_split = data.load_splits(args.dataset, train_split=args.train_split, eval_split=args.eval_split)
+    task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
+    for name, split in ((args.train_split, train_split), (args.eval_split, eval_split)):
+        data.check_targets(split, task, name)
+        data.check_images(split, task.image_column, name)
+    logger.warning("%s on '%s' (%s): %d train, %d eval images", task.kind, task.target_column, args.dataset, len(train_split), len(eval_split))
+    scaler = TargetScaler.fit(train_split[task.target_column]) if task.kind == "regression" else None
+
+    if resume_from:  # build the model from the checkpoint itself (transformers issue 43701 drops ViT weights otherwise)
+        resumed = load_checkpoint(resume_from)
+        model, processor = resumed.model, resumed.processor
+    else:
+        model, processor = build_model(args.model, task, args, scaler)
+    model = prepare_for_device(model)
+    spec = image_spec(processor)
+    eval_transform = build_transform(spec)
+    train_transform = build_transform(spec, args.augment)
+    logger.warning("input %dx%d (%s, crop_pct %.3f), augmentation '%s'", spec.height, spec.width, spec.resize, spec.crop_pct, args.augment)
+
+    if args.mode in ("feature-extraction", "two-stage") and not resume_from:
+        trainer = train_head_on_features(model, train_split, eval_split, task, eval_transform, scaler, args, run_dir)
+    if args.mode in ("full", "two-stage"):
+        trainer = train_whole_network(
+            model, processor, (train_split, eval_split), task, (train_transform, eval_transform), scaler, args, run_dir, resume_from
+        )
+
+    if scaler is not None:
+        fold_into_head(modes.head_layer(model), scaler)
+    is_main = trainer.is_world_process_zero()
+    if is_main:
+        save_checkpoint(model, processor, run_dir)
+        write_training_config(args, task, spec, command, run_dir)
+    trainer.accelerator.wait_for_everyone()  # the other processes evaluate the folder the main one saved
+    evaluate_saved(run_dir, eval_split, task, args, is_main)
+    return run_dir
+
+
+def resume_checkpoint(run_dir: Path, resume: bool) -> str | None:
+    """The last Trainer checkpoint to resume from, or None for a fresh run (refusing to overwrite one)."""
+    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if resume and last is None:
+        raise TrainError(f"--resume: {run_dir} holds no checkpoint-* folder to resume from.")
+    if not resume and last is not None:
+        raise TrainError(f"{run_dir} already holds {Path(last).name}: pass --resume to continue it, or pick a new --output-dir.")
+    return last
+
+
+def save_checkpoint(model, processor, run_dir: Path) -> None:
+    """config.json + model.safetensors, and the processor unless timm's config.json already carries it."""
+    model.save_pretrained(run_dir, safe_serialization=True)
+    if not hasattr(model.config, "pretrained_cfg"):
+        processor.save_pretrained(run_dir)
+
+
+def write_training_config(args, task: data.TaskData, spec, command: str, run_dir: Path) -> None:
+    config = {
+        "base_model": args.model,
+        "dataset": data.dataset_name(args.dataset),
+        "task": task.kind,
+        "mode": args.mode,
+        "epochs": args.head_epochs if args.mode == "feature-extraction" else args.epochs,
+        "head_epochs": args.head_epochs if args.mode != "full" else 0,
+        "learning_rate": args.learning_rate,
+        "head_learning_rate": args.head_learning_rate,
+        "backbone_learning_rate": backbone_learning_rate(args) if args.mode != "feature-extraction" else None,
+        "batch_size": args.batch_size,
+        "image_size": [spec.height, spec.width],
+        "augment": args.augment,
+        "target_column": task.target_column,
+        "data_terms": args.data_terms,
+        "seed": args.seed,
+        "command": command,
+    }
+    if task.kind == "regression":
+        config.update(loss=args.loss, target_unit=args.target_unit)
+    (run_dir / "training_config.json").write_text(json.dumps(config, indent=2))
+
+
+def evaluate_saved(run_dir: Path, eval_split, task: data.TaskData, args, is_main: bool) -> dict:
+    """Evaluate the checkpoint as saved (regression logits already in the target's unit) and write the results."""
+    saved = load_checkpoint(str(run_dir))
+    transform = build_transform(image_spec(saved.processor))
+    trainer = Trainer(
+        model=saved.model,
+        args=TrainingArguments(
+            output_dir=str(run_dir),
+            per_device_eval_batch_size=args.eval_batch_size,
+            use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=False,
+            label_names=["labels"],
+            report_to=[],
+            dataloader_num_workers=args.dataloader_workers,
+        ),
+        data_collator=data.collate,
+    )
+    prediction = trainer.predict(data.with_image_transform(eval_split, task, transform))
+    logits, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
+    if task.kind == "classification":
+        results = metrics.classification_metrics(logits, labels, list(task.labels))
+    else:
+        results = metrics.regression_metrics(logits.reshape(len(labels), -1)[:, 0], labels)
+    if is_main:
+        write_eval_results(run_dir, task, args, results, logits, labels)
+    logger.warning("validation metrics of the saved checkpoint: %s", {k: v for k, v in results.items() if k != "per_class_accuracy"})
+    return results
+
+
+def write_eval_results(run_dir: Path, task, args, results: dict, logits: np.ndarray, labels: np.ndarray) -> None:
+    payload = {
+        "task": task.kind,
+        "dataset": data.dataset_name(args.dataset),
+        "split": args.eval_split,
+        "num_examples": int(len(labels)),
+        "metrics": results,
+    }
+    (run_dir / "eval_results.json").write_text(json.dumps(payload, indent=2))
+    if task.kind == "classification":
+        matrix = metrics.confusion_matrix(labels.astype(np.int64), logits.argmax(axis=-1), len(task.labels))
+        metrics.save_confusion_matrix(matrix, list(task.labels), run_dir)
+    else:
+        metrics.save_predicted_vs_true(logits.reshape(len(labels), -1)[:, 0], labels, args.target_unit, run_dir)
