@@ -27,7 +27,7 @@ def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFram
     )
     rows = [
         {
-            "layer": "  " * info.depth + (info.var_name or info.class_name),
+            "layer": _dotted_name(info),
             "type": info.class_name,
             "output shape": str(info.output_size) if info.output_size else "",
             "parameters": info.num_params,
@@ -37,6 +37,15 @@ def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFram
         if info.depth <= depth
     ]
     return pd.DataFrame(rows)
+
+
+def _dotted_name(info) -> str:
+    """'timm_model.blocks.0' for a torchinfo row: its path from the model, as in named_modules()."""
+    names = []
+    while info.parent_info is not None:
+        names.append(info.var_name)
+        info = info.parent_info
+    return ".".join(reversed(names)) or info.class_name
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
