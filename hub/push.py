@@ -8,6 +8,7 @@ The token comes from where huggingface_hub looks (HF_TOKEN, then `hf auth login`
 
 from __future__ import annotations
 
+import logging
 import shlex
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from huggingface_hub.utils import _http
 
 from hub.cards import write_model_card
 
+logger = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
 RUN_FILES = ("eval_results.json", "training_config.json")  # what write_model_card builds the card from
 # Trainer leaves resumable states, logs and pickled arguments next to the weights: none belongs in the repo.
@@ -129,7 +131,7 @@ def push_checkpoint(
     for attempt in range(len(delays) + 1):
         try:
             return _upload(folder, repo_id, private=private, revision=revision, token=token, commit_message=message)
-        except Exception as err:  # sorted below: transient ones are retried, the rest reported
+        except (HfHubHTTPError, httpx2.HTTPError, ValueError, OSError) as err:  # ValueError: the hub rejected the card
             intact = f"The local checkpoint {folder} is intact (nothing was changed on disk)."
             if _is_auth(err):
                 raise PushError(
@@ -139,6 +141,7 @@ def push_checkpoint(
             if not _is_transient(err) or attempt == len(delays):
                 tries = f" after {attempt + 1} tries" if _is_transient(err) else ""
                 raise PushError(f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}") from err
+            logger.warning("Push try %d failed (%s); retrying in %.0f s.", attempt + 1, _reason(err), delays[attempt])
             time.sleep(delays[attempt])
 
 

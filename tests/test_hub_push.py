@@ -162,7 +162,7 @@ def test_a_hung_request_times_out_and_is_retried(online, tmp_path):
     assert len(online.commit_messages("carol/slow")) == 2
 
 
-def test_a_push_that_keeps_failing_leaves_the_folder_and_says_how_to_retry(online, tmp_path, capsys):
+def test_a_push_that_keeps_failing_leaves_the_folder_and_says_how_to_retry(online, tmp_path, capsys, caplog):
     run = make_run_folder(tmp_path / "run", "vit", "classification")
     before = digest(run)
     online.fail_writes = 100
@@ -175,7 +175,8 @@ def test_a_push_that_keeps_failing_leaves_the_folder_and_says_how_to_retry(onlin
     after = digest(run)
     assert after.pop("README.md") and after == before  # only the card was added, before any network call
     captured = capsys.readouterr()
-    assert FAKE_TOKEN not in message + captured.out + captured.err
+    assert caplog.text.count("retrying in") == 3
+    assert FAKE_TOKEN not in message + captured.out + captured.err + caplog.text
 
 
 def test_refused_credentials_are_not_retried_and_say_how_to_log_in(online, tmp_path):
