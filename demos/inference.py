@@ -70,8 +70,8 @@ def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     if hasattr(model, "timm_model"):  # timm declares its feature stages itself
         modules = dict(model.timm_model.named_modules())
         return {
-            f"stage {info['stage']} ({info['module']})": modules[info["module"]]
-            for info in model.timm_model.feature_info
+            f"stage {i + 1} ({info['module']})": modules[info["module"]]
+            for i, info in enumerate(model.timm_model.feature_info)
         }
     base = model.base_model
     encoder = getattr(base, "encoder", None)

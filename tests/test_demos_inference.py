@@ -1,7 +1,10 @@
 """The demo's inference functions on tiny random ViT, ResNet and timm checkpoints (no Gradio involved)."""
 
+import json
+
 import numpy as np
 import pytest
+import timm
 import torch
 from PIL import Image
 from skimage import data
@@ -123,3 +126,22 @@ def test_layer_table_lists_modules_with_shapes_and_parameters(loaded, arch):
     assert set(table["layer"][1:]) <= {name for name, _ in checkpoint.model.named_modules()}
     text = summary.describe(checkpoint)
     assert "apple, banana, cherry" in text and "none stated in the card" in text
+
+
+@pytest.fixture(scope="module")
+def timm_vit(tmp_path_factory):
+    """A tiny random timm ViT (test_vit: 10x10 patches and a CLS token), saved as timm/* hub repos are."""
+    folder = tmp_path_factory.mktemp("timm-vit")
+    timm.models.save_for_hf(timm.create_model("test_vit", num_classes=3), str(folder), safe_serialization=True)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("model_args", None)  # see hub/default_backbone.py
+    config["label_names"] = ["apple", "banana", "cherry"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return load_model(str(folder))
+
+
+def test_timm_vit_tokens_use_the_models_own_patch_grid(timm_vit, cat):
+    rows, cols = timm_vit.model.timm_model.patch_embed.grid_size
+    views = inference.feature_views(timm_vit, cat)
+    assert views.shape[1:] == (rows, cols)
+    assert views.cam.shape[2] == 3 and views.rollout is None  # timm attention weights are not exposed
