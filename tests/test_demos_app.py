@@ -203,3 +203,22 @@ def test_concurrent_feature_map_requests_each_get_their_own_layer(served, cat_fi
     captions = [job.result()[-1] for job in jobs]
     assert ["8x8 grid" in c for c in captions] == [True, False, True, False]
     assert ["4x4 grid" in c for c in captions] == [False, True, False, True]
+
+
+def test_bone_age_states_the_cards_validation_mae_as_uncertainty(tiny_checkpoints, tmp_path):
+    import shutil
+
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from demos.tabs.bone_age import describe_prediction
+
+    folder = shutil.copytree(tiny_checkpoints[("resnet", "regression")], tmp_path / "boneage")
+    mae = EvalResult(
+        task_type="image-classification", dataset_type="imagefolder", dataset_name="boneage",
+        metric_type="mae", metric_value=9.4,
+    )  # fmt: skip
+    card_data = ModelCardData(model_name="boneage", eval_results=[mae])
+    ModelCard(f"---\n{card_data.to_yaml()}\n---\n# boneage\n").save(folder / "README.md")
+    text = describe_prediction(demo_app.load_model(str(folder)), 150.0)
+    assert "150.0 months" in text and "12.5 years" in text
+    assert "± 9.4 months, the validation MAE stated in the model card" in text
