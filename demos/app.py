@@ -16,11 +16,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from demos.tabs import bone_age, feature_maps, food, model_info
+from demos.tabs import bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
 
-TABS = [food, bone_age, feature_maps, model_info]
+TABS = [food, bone_age, feature_maps, model_info, network_sees]
 FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet labels
 SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch

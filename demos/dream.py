@@ -24,6 +24,7 @@ from hub import Checkpoint
 from hub.preprocessing import image_spec, to_pixels
 
 MAX_STEPS = 500
+JITTER_FRACTION = 28  # default jitter: up to 1/28 of the input side, 8 px at 224 px
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ def _compose(octaves: list[torch.Tensor]) -> torch.Tensor:
 def _checked(steps: int, frames: int, tv_weight: float, learning_rate: float) -> None:
     if not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {steps}.")
-    if not 2 <= frames <= steps + 1:
-        raise ValueError(f"frames must be between 2 and steps + 1 ({steps + 1}), got {frames}.")
+    if frames < 2:
+        raise ValueError(f"frames must be at least 2 (the start and the end), got {frames}.")
     if tv_weight < 0 or learning_rate <= 0:
         raise ValueError("tv_weight must be >= 0 and learning_rate > 0.")
 
@@ -74,7 +75,7 @@ def dream(
     steps: int = 60,
     learning_rate: float = 0.03,
     tv_weight: float = 30.0,
-    jitter: int = 8,
+    jitter: int | None = None,
     blur_every: int = 4,
     octaves: int = 4,
     frames: int = 6,
@@ -85,10 +86,12 @@ def dream(
     _checked(steps, frames, tv_weight, learning_rate)
     spec = image_spec(checkpoint.processor)
     generator = torch.Generator().manual_seed(seed)
+    jitter = max(1, min(spec.size) // JITTER_FRACTION) if jitter is None else jitter
     pixels = torch.full((3, *spec.size), 0.5) if start is None else to_pixels(spec)(start)
     # From noise, the coarse octaves get it: blobs to grow from rather than pixel noise.
     parts = _pyramid(pixels, octaves, generator, noise=0.1 if start is None else 0.0)
     optimizer = torch.optim.Adam(parts, lr=learning_rate)
+    frames = min(frames, steps + 1)  # a short run shows every step it has
     keep = {round(i * steps / (frames - 1)) for i in range(1, frames)}
     first = _compose(parts).detach()
     strip = [to_image(first[0])]

@@ -1,0 +1,122 @@
+"""What-the-network-sees tab: class visualisation (endpoint /dream) and adversarial examples (/adversarial).
+
+Both work on any loaded classification checkpoint, in pixel space at its input size (demos/dream.py,
+demos/adversarial.py). The adversarial PNG offered for download classifies as the attack did when
+uploaded to the Food tab (/classify) with the same model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from demos.adversarial import attack
+from demos.dream import MAX_STEPS, dream
+from demos.tabs.common import read_upload, upload_path, user_errors
+
+TITLE = "What the network sees"
+ANY_OTHER_CLASS = "any other class (untargeted)"
+METHOD_CHOICES = [("PGD (iterative)", "pgd"), ("FGSM (one step)", "fgsm")]
+DEFAULT_DREAM_STEPS = 60
+SLIDER_MAX_BUDGET = 64  # the API accepts up to 255; beyond 64 levels the "perturbation" is a new picture
+
+
+def _classifier_names(models) -> list[str]:
+    return [name for name in models.names() if not models.get(name).task.is_regression] or models.names()
+
+
+def _labels(models, name: str) -> list[str]:
+    checkpoint = models.get(name)
+    return [] if checkpoint.task.is_regression else list(checkpoint.task.labels)
+
+
+def run_dream(models, name: str, target: str, payload, steps: float, seed: float):
+    """(final image, strip of steps, probability of the class, caption)."""
+    checkpoint = models.get(name)
+    if not target:
+        raise ValueError("Choose a class to visualise.")
+    start = None if upload_path(payload) is None else read_upload(payload)
+    began = time.perf_counter()
+    result = dream(checkpoint, target or "", start=start, steps=int(steps), seed=int(seed))
+    caption = (
+        f"**{result.label}**: probability {result.probability:.1%} for the final image; its logit went from "
+        f"{result.start_logit:.2f} to {result.final_logit:.2f} in {int(steps)} steps "
+        f"({time.perf_counter() - began:.1f} s), starting from {'your image' if start else 'grey noise'}."
+    )
+    return result.image, result.strip, result.probability, caption
+
+
+def run_attack(models, name: str, payload, budget: float, target: str | None, method: str):
+    """(original, amplified perturbation, adversarial image, path of the adversarial PNG, caption)."""
+    checkpoint = models.get(name)
+    goal = None if target in (None, "", ANY_OTHER_CLASS) else target
+    result = attack(checkpoint, read_upload(payload) if upload_path(payload) else None, budget=budget, target=goal, method=method)
+    png = Path(tempfile.mkdtemp(prefix="adversarial-")) / "adversarial.png"
+    result.upload.save(png)
+    aim = f"to make it **{result.target}**" if result.target else "to change the top-1"
+    outcome = "succeeded" if result.success else "did **not** succeed within the budget: raise it"
+    caption = (
+        f"**{result.original_label}** ({result.original_probability:.1%}) -> **{result.adversarial_label}** "
+        f"({result.adversarial_probability:.1%}). {result.method.upper()} {aim} {outcome}, changing no pixel by more "
+        f"than **{result.achieved}**/255 (budget {result.budget}/255, {result.steps} step(s)). The PNG below is what "
+        "the model saw after the attack; classify it with the same model to check."
+    )
+    return result.original, result.perturbation, result.adversarial, str(png), caption
+
+
+def render(models) -> None:
+    names = _classifier_names(models)
+    labels = _labels(models, names[0])
+    model_name = gr.Dropdown(names, value=names[0], label="Classification model", allow_custom_value=True)
+    # Headings, not nested tabs: the app's tab bar stays one row of top-level tabs.
+    gr.Markdown("### Class visualisation\nGradient ascent on the class's logit, with jitter and a smoothness penalty.")
+    with gr.Row():
+        with gr.Column():
+            dream_class = gr.Dropdown(labels, value=labels[0] if labels else None, label="Class", allow_custom_value=True)
+            dream_start = gr.Image(label="Start from this image (optional; empty: grey noise)", type="filepath", sources=["upload", "clipboard"])
+            steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_DREAM_STEPS, step=1, label="Gradient-ascent steps")
+            seed = gr.Number(0, precision=0, label="Seed (jitter and noise)")
+            dream_button = gr.Button("Visualise the class", variant="primary")
+        with gr.Column():
+            dream_caption = gr.Markdown(elem_id="dream-caption")
+            dream_image = gr.Image(label="Final image (model input size)", format="png", interactive=False)
+            probability = gr.Number(label="Probability of the class", interactive=False)
+    dream_strip = gr.Image(label="Steps, left to right", format="png", interactive=False)
+    gr.Markdown("### Adversarial example\nThe smallest-looking change that makes the model change its mind.")
+    with gr.Row():
+        with gr.Column():
+            photo = gr.Image(label="Photo to attack", type="filepath", sources=["upload", "clipboard"])
+            budget = gr.Slider(1, SLIDER_MAX_BUDGET, value=8, step=1, label="L-infinity budget (largest pixel change, 0-255 levels)")
+            target = gr.Dropdown([ANY_OTHER_CLASS, *labels], value=ANY_OTHER_CLASS, label="Target class", allow_custom_value=True)
+            method = gr.Radio(METHOD_CHOICES, value="pgd", label="Attack")
+            attack_button = gr.Button("Attack", variant="primary")
+        with gr.Column():
+            attack_caption = gr.Markdown(elem_id="adversarial-caption")
+            png = gr.File(label="Adversarial PNG (upload it to the Food tab)")
+    with gr.Row():
+        original = gr.Image(label="What the model sees", format="png", interactive=False)
+        perturbation = gr.Image(label="Perturbation (amplified)", format="png", interactive=False)
+        adversarial = gr.Image(label="Adversarial image", format="png", interactive=False)
+
+    def model_changed(name: str):
+        choices = _labels(models, name)
+        return gr.Dropdown(choices=choices, value=choices[0] if choices else None), gr.Dropdown(choices=[ANY_OTHER_CLASS, *choices], value=ANY_OTHER_CLASS)
+
+    model_name.change(user_errors(model_changed), inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
+    dream_button.click(
+        user_errors(lambda *args: run_dream(models, *args)),
+        inputs=[model_name, dream_class, dream_start, steps, seed],
+        outputs=[dream_image, dream_strip, probability, dream_caption],
+        api_name="dream",
+        preprocess=False,
+    )
+    attack_button.click(
+        user_errors(lambda *args: run_attack(models, *args)),
+        inputs=[model_name, photo, budget, target, method],
+        outputs=[original, perturbation, adversarial, png, attack_caption],
+        api_name="adversarial",
+        preprocess=False,
+    )

@@ -1,0 +1,91 @@
+"""The /dream and /adversarial endpoints of the demo app, driven through gradio_client on tiny checkpoints."""
+
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from demos import app as demo_app
+from tests.test_adversarial import seeded_classifiers
+from tests.tiny_checkpoints import LABELS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_checkpoints, tmp_path_factory):
+    """A client of the app with a seeded ViT food classifier (the Food tab's /classify) and a ResNet regressor."""
+    food = seeded_classifiers(tmp_path_factory.mktemp("seeded"))["vit"]
+    models = demo_app.load_models(food, str(tiny_checkpoints[("resnet", "regression")]))
+    demo = demo_app.build_app(models=models)
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture
+def photo_file(photo, tmp_path):
+    photo.save(tmp_path / "photo.png")
+    return tmp_path / "photo.png"
+
+
+def test_both_endpoints_are_public(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/dream", "/adversarial"} <= set(endpoints)
+
+
+def test_dream_returns_the_image_the_strip_and_the_probability(client):
+    image, strip, probability, caption = client.predict("food", "banana", None, 8, 0, api_name="/dream")
+    assert Image.open(image).size == (32, 32)
+    assert Image.open(strip).size[0] > 32 and np.asarray(Image.open(strip)).std() > 0
+    assert 0 < probability < 1 and "**banana**" in caption and f"{probability:.1%}" in caption
+
+
+def test_dream_can_start_from_an_upload(client, photo_file):
+    image, _, _, caption = client.predict("food", "cherry", handle_file(photo_file), 4, 1, api_name="/dream")
+    assert Image.open(image).size == (32, 32) and "starting from your image" in caption
+
+
+def test_adversarial_png_reproduces_the_attack_on_classify(client, photo_file):
+    original, perturbation, adversarial, png, caption = client.predict(
+        "food", handle_file(photo_file), 48, "any other class (untargeted)", "pgd", api_name="/adversarial"
+    )
+    before = client.predict(handle_file(photo_file), api_name="/classify")["label"]
+    after = client.predict(handle_file(png), api_name="/classify")["label"]
+    assert after != before and f"-> **{after}**" in caption and "succeeded" in caption
+    assert Image.open(original).size == Image.open(perturbation).size == Image.open(adversarial).size == (32, 32)
+
+
+def test_adversarial_reaches_a_chosen_target(client, photo_file):
+    before = client.predict(handle_file(photo_file), api_name="/classify")["label"]
+    target = next(label for label in LABELS if label != before)
+    *_, png, caption = client.predict("food", handle_file(photo_file), 64, target, "pgd", api_name="/adversarial")
+    assert client.predict(handle_file(png), api_name="/classify")["label"] == target
+    assert f"to make it **{target}**" in caption
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("food", None, 8, "any other class (untargeted)", "pgd"), "No image"),
+        (("food", "PHOTO", 300, "any other class (untargeted)", "pgd"), "whole number from 1 to 255"),
+        (("food", "PHOTO", 8, "durian", "fgsm"), "Unknown class 'durian'"),
+        (("boneage", "PHOTO", 8, "any other class (untargeted)", "pgd"), "need a classification checkpoint"),
+    ],
+)
+def test_adversarial_bad_input_is_a_readable_error(client, photo_file, arguments, message):
+    arguments = tuple(handle_file(photo_file) if value == "PHOTO" else value for value in arguments)
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/adversarial")
+
+
+def test_dream_unknown_class_is_a_readable_error(client):
+    with pytest.raises(AppError, match="Unknown class 'bananna'.*Did you mean 'banana'"):
+        client.predict("food", "bananna", None, 4, 0, api_name="/dream")
