@@ -139,6 +139,8 @@ def test_model_tab_loads_a_folder_and_explains_an_offline_hub_id(served, tiny_ch
     assert "regression: bone age in months" in description and "TimmWrapperForImageClassification" in description
     assert table["headers"] == ["layer", "type", "output shape", "parameters", "trainable"]
     assert folder in models.names()
+    offered = client.predict(api_name="/feature_models")["choices"]  # the Feature maps tab offers it too
+    assert [folder, folder] in offered
     with pytest.raises(AppError, match="HF_HUB_OFFLINE"):
         client.predict("someone/not-cached-model", api_name="/load_model")
 

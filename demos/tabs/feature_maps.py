@@ -72,6 +72,8 @@ def render(models) -> None:
         choices = class_choices(checkpoint)
         return gr.Dropdown(choices=layers, value=layers[-1]), gr.Dropdown(choices=choices, value=choices[0])
 
+    # Models loaded later in the Model tab join the choices when the list is opened.
+    model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_name="feature_models")
     model_name.change(user_errors(model_changed), inputs=model_name, outputs=[layer, target], api_name="feature_layers")
     button.click(
         user_errors(
