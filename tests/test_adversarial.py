@@ -1,6 +1,7 @@
 """Adversarial examples on tiny random checkpoints: PGD flips the prediction, and the saved PNG keeps it flipped."""
 
 import pytest
+import skimage.data
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
@@ -104,3 +105,13 @@ def test_attack_refuses_a_regression_checkpoint(tiny_checkpoints, photo):
     checkpoint = load_checkpoint(str(tiny_checkpoints[("resnet", "regression")]))
     with pytest.raises(ValueError, match="regression checkpoint"):
         attack(checkpoint, photo)
+
+
+def test_the_default_backbone_attack_survives_its_own_processor(tmp_path):
+    """The real ImageNet model, whose timm processor resizes to 256 px and centre-crops 224: the PNG keeps the attack."""
+    checkpoint = load_checkpoint("efficientnet-lite0")
+    result = attack(checkpoint, Image.fromarray(skimage.data.chelsea()), budget=2)
+    assert result.success and result.achieved <= 2 and result.adversarial_label != result.original_label
+    result.upload.save(tmp_path / "adversarial.png")
+    assert Image.open(tmp_path / "adversarial.png").size == (384, 256)  # chelsea (451x300) resized, not cropped
+    assert _classify_file(checkpoint, tmp_path / "adversarial.png") == result.adversarial_label

@@ -105,6 +105,8 @@ def render(models) -> None:
         choices = _labels(models, name)
         return gr.Dropdown(choices=choices, value=choices[0] if choices else None), gr.Dropdown(choices=[ANY_OTHER_CLASS, *choices], value=ANY_OTHER_CLASS)
 
+    # Models loaded later in the Model tab join the choices when the list is opened (regression ones are left out).
+    model_name.focus(lambda: gr.Dropdown(choices=_classifier_names(models)), outputs=model_name, api_name="network_sees_models")
     model_name.change(user_errors(model_changed), inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
     dream_button.click(
         user_errors(lambda *args: run_dream(models, *args)),
