@@ -106,7 +106,7 @@ def _upload_image(spec: ImageSpec, photo: Image.Image, adversarial: torch.Tensor
 
 
 def _checked_budget(budget: float) -> int:
-    if not (1 <= budget <= MAX_BUDGET and float(budget).is_integer()):
+    if not (isinstance(budget, (int, float)) and 1 <= budget <= MAX_BUDGET and float(budget).is_integer()):
         raise ValueError(
             f"The budget is the largest change of any pixel in 8-bit levels: a whole number from 1 to {MAX_BUDGET}, "
             f"got {budget}."

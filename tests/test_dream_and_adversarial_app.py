@@ -76,6 +76,7 @@ def test_adversarial_reaches_a_chosen_target(client, photo_file):
     [
         (("food", None, 8, "any other class (untargeted)", "pgd"), "No image"),
         (("food", "PHOTO", 300, "any other class (untargeted)", "pgd"), "whole number from 1 to 255"),
+        (("food", "PHOTO", "eight", "any other class (untargeted)", "pgd"), "whole number from 1 to 255"),
         (("food", "PHOTO", 8, "durian", "fgsm"), "Unknown class 'durian'"),
         (("boneage", "PHOTO", 8, "any other class (untargeted)", "pgd"), "need a classification checkpoint"),
     ],
@@ -86,6 +87,15 @@ def test_adversarial_bad_input_is_a_readable_error(client, photo_file, arguments
         client.predict(*arguments, api_name="/adversarial")
 
 
-def test_dream_unknown_class_is_a_readable_error(client):
-    with pytest.raises(AppError, match="Unknown class 'bananna'.*Did you mean 'banana'"):
-        client.predict("food", "bananna", None, 4, 0, api_name="/dream")
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("food", "bananna", None, 4, 0), "Unknown class 'bananna'.*Did you mean 'banana'"),
+        (("food", "banana", None, 2.5, 0), "number of steps must be a whole number"),
+        (("food", "banana", None, 0, 0), "steps must be between 1 and 500"),
+        (("boneage", "banana", None, 4, 0), "need a classification checkpoint"),
+    ],
+)
+def test_dream_bad_input_is_a_readable_error(client, arguments, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*arguments, api_name="/dream")

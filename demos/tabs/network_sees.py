@@ -33,17 +33,25 @@ def _labels(models, name: str) -> list[str]:
     return [] if checkpoint.task.is_regression else list(checkpoint.task.labels)
 
 
+def _whole_number(value, what: str) -> int:
+    # Events take raw values (preprocess=False), so an API caller may send anything here.
+    if not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise ValueError(f"{what} must be a whole number, got {value!r}.")
+    return int(value)
+
+
 def run_dream(models, name: str, target: str, payload, steps: float, seed: float):
     """(final image, strip of steps, probability of the class, caption)."""
     checkpoint = models.get(name)
     if not target:
         raise ValueError("Choose a class to visualise.")
+    steps, seed = _whole_number(steps, "The number of steps"), _whole_number(seed, "The seed")
     start = None if upload_path(payload) is None else read_upload(payload)
     began = time.perf_counter()
-    result = dream(checkpoint, target or "", start=start, steps=int(steps), seed=int(seed))
+    result = dream(checkpoint, target, start=start, steps=steps, seed=seed)
     caption = (
         f"**{result.label}**: probability {result.probability:.1%} for the final image; its logit went from "
-        f"{result.start_logit:.2f} to {result.final_logit:.2f} in {int(steps)} steps "
+        f"{result.start_logit:.2f} to {result.final_logit:.2f} in {steps} steps "
         f"({time.perf_counter() - began:.1f} s), starting from {'your image' if start else 'grey noise'}."
     )
     return result.image, result.strip, result.probability, caption
