@@ -69,8 +69,8 @@ def run_attack(models, name: str, payload, budget: float, target: str | None, me
     caption = (
         f"**{result.original_label}** ({result.original_probability:.1%}) -> **{result.adversarial_label}** "
         f"({result.adversarial_probability:.1%}). {result.method.upper()} {aim} {outcome}, changing no pixel by more "
-        f"than **{result.achieved}**/255 (budget {result.budget}/255, {result.steps} step(s)). The PNG below is what "
-        "the model saw after the attack; classify it with the same model to check."
+        f"than **{result.achieved}**/255 (budget {result.budget}/255, {result.steps} step(s)). Download the adversarial PNG "
+        "and classify it with the same model to check: its pixels are exactly the attacked ones."
     )
     return result.original, result.perturbation, result.adversarial, str(png), caption
 
@@ -84,7 +84,7 @@ def render(models) -> None:
     with gr.Row():
         with gr.Column():
             dream_class = gr.Dropdown(labels, value=labels[0] if labels else None, label="Class", allow_custom_value=True)
-            dream_start = gr.Image(label="Start from this image (optional; empty: grey noise)", type="filepath", sources=["upload", "clipboard"])
+            dream_start = gr.Image(label="Start from this image (optional; empty: grey noise)", type="filepath", sources=["upload", "clipboard"], elem_id="dream-start")
             steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_DREAM_STEPS, step=1, label="Gradient-ascent steps")
             seed = gr.Number(0, precision=0, label="Seed (jitter and noise)")
             dream_button = gr.Button("Visualise the class", variant="primary")
@@ -96,7 +96,7 @@ def render(models) -> None:
     gr.Markdown("### Adversarial example\nThe smallest-looking change that makes the model change its mind.")
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(label="Photo to attack", type="filepath", sources=["upload", "clipboard"])
+            photo = gr.Image(label="Photo to attack", type="filepath", sources=["upload", "clipboard"], elem_id="adversarial-photo")
             budget = gr.Slider(1, SLIDER_MAX_BUDGET, value=8, step=1, label="L-infinity budget (largest pixel change, 0-255 levels)")
             target = gr.Dropdown([ANY_OTHER_CLASS, *labels], value=ANY_OTHER_CLASS, label="Target class", allow_custom_value=True)
             method = gr.Radio(METHOD_CHOICES, value="pgd", label="Attack")
