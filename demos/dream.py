@@ -1,8 +1,10 @@
 """Class visualisation: gradient ascent on one class's logit, from noise or from a photo.
 
-The image is parameterised as sigmoid(z) so pixels stay in [0, 1]; each step rolls it by a random
-jitter and the loss adds a total-variation penalty, and every few steps it is blurred a little: without
-these three the ascent finds high-frequency noise that the model scores highly but no one can read.
+The image is sigmoid of a sum of octaves (full, 1/2, 1/4, 1/8 resolution, upsampled), so pixels stay
+in [0, 1] and coarse shapes change as fast as fine detail; each step rolls it by a random jitter, the
+loss adds a total-variation penalty, and every few steps the finest octave is blurred a little: without
+these the ascent finds high-frequency noise that the model scores highly but no one can read.
+Optimised in pixel space before the processor's normalisation (hub.preprocessing), at the input size.
 
     from hub import load_checkpoint
     from demos.dream import dream
