@@ -11,10 +11,13 @@ the default models, built on first access so that importing this module loads no
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio import processing_utils
 
 from demos.tabs import bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
@@ -26,6 +29,30 @@ SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the check
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 QUEUE_SIZE = 32
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
+
+
+def _save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """gradio's save_pil_to_cache, but the file is written aside and renamed into place.
+
+    Why: gradio 6.31 caches output images under their content hash and rewrites that path in place, so when two
+    requests produce the same image one download can read the file while the other truncates it (seen under load).
+    """
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    target = (folder / f"{name}.{format}").resolve()
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(staging, target)
+    except BaseException:
+        os.unlink(staging)
+        raise
+    return str(target)
+
+
+processing_utils.save_pil_to_cache = _save_pil_to_cache_atomically  # also used by save_img_array_to_cache
 
 
 @dataclass

@@ -1,0 +1,120 @@
+"""Load: 8 concurrent gradio_client users send 200 mixed requests to the app on loopback; none may fail,
+latency percentiles are printed, and the serving process's resident memory may not grow by 200 MB.
+
+    OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s tests/test_load.py   # -s prints p50/p95 and RSS growth
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.test_demos_images import cat_photo, xray_16bit
+from tests.test_reliability import serving
+
+CLIENTS = 8
+REQUESTS = 200
+WARM_UP = 16  # one of each kind per client slot: model, Grad-CAM hooks, caches and thread pools exist before RSS is read
+MAX_RSS_GROWTH_MB = 200
+MAX_WALL_S = 180  # bound: a hung request fails the test instead of the suite
+
+
+def request_kinds(photo, xray):
+    """(name, args, api_name) of the mixed traffic: food photos, X-rays, feature maps of both models."""
+    return [
+        ("classify", (handle_file(photo),), "/classify"),
+        ("bone_age", (handle_file(xray),), "/bone_age"),
+        ("feature_maps vit", (handle_file(photo), "food", "block 1", ""), "/feature_maps"),
+        ("feature_maps cnn", (handle_file(xray), "boneage", "stage 1", ""), "/feature_maps"),
+    ]
+
+
+def timed(client: Client, kind) -> tuple[str, float, str | None]:
+    name, args, api_name = kind
+    start = time.perf_counter()
+    try:
+        client.predict(*args, api_name=api_name)
+        error = None
+    except Exception as err:  # every failure is counted and shown, whatever its type
+        error = f"{type(err).__name__}: {err}"
+    return name, time.perf_counter() - start, error
+
+
+def lanes(kinds, total: int) -> list[list]:
+    """`total` requests dealt round-robin to the clients, each client cycling through every kind."""
+    counts = [len(range(lane, total, CLIENTS)) for lane in range(CLIENTS)]
+    return [[kinds[(lane + n) % len(kinds)] for n in range(count)] for lane, count in enumerate(counts)]
+
+
+def run_lane(client: Client, lane: list) -> list[tuple[str, float, str | None]]:
+    return [timed(client, kind) for kind in lane]
+
+
+def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpoints, tmp_path):
+    photo, xray = cat_photo(tmp_path / "cat.png"), xray_16bit(tmp_path / "xray.png")
+    kinds = request_kinds(photo, xray)
+    process = psutil.Process()
+    with serving(tiny_checkpoints) as (url, _):
+        clients = [Client(url, verbose=False) for _ in range(CLIENTS)]
+        with ThreadPoolExecutor(CLIENTS) as pool:  # one thread per client, each sending its share in turn
+            warm = [r for lane in pool.map(run_lane, clients, lanes(kinds, WARM_UP)) for r in lane]
+            assert [error for *_, error in warm if error] == []
+            gc.collect()
+            rss_before = process.memory_info().rss
+            start = time.perf_counter()
+            results = [r for lane in pool.map(run_lane, clients, lanes(kinds, REQUESTS), timeout=MAX_WALL_S) for r in lane]
+            wall = time.perf_counter() - start
+        gc.collect()
+        growth_mb = (process.memory_info().rss - rss_before) / 2**20
+
+    latencies = np.array([seconds for _, seconds, _ in results])
+    p50, p95 = np.percentile(latencies, [50, 95])
+    per_kind = {
+        name: np.percentile([s for n, s, _ in results if n == name], [50, 95]) for name, *_ in kinds
+    }
+    print(f"\n{REQUESTS} requests from {CLIENTS} clients in {wall:.1f} s ({REQUESTS / wall:.1f} req/s): "
+          f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, RSS growth {growth_mb:+.1f} MB")
+    for name, (k50, k95) in per_kind.items():
+        print(f"  {name:18s} p50 {k50 * 1000:.0f} ms, p95 {k95 * 1000:.0f} ms")
+    failures = [f"{name}: {error}" for name, _, error in results if error]
+    assert len(results) == REQUESTS and not failures, "\n".join(failures)
+    assert growth_mb < MAX_RSS_GROWTH_MB
+
+
+def test_identical_output_images_saved_concurrently_are_never_read_half_written(tmp_path):
+    """Two users getting the same output image: Gradio caches it under its content hash, so both write one path.
+
+    The load test above lost about 1 request in 70 to this (the download of a file being rewritten got 0 bytes).
+    """
+    import demos.app  # noqa: F401  (installs the atomic image cache)
+    from gradio import processing_utils
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    path = Path(processing_utils.save_pil_to_cache(image, str(tmp_path)))
+    size, stop, short_reads = path.stat().st_size, threading.Event(), []
+
+    def write_again():
+        while not stop.is_set():
+            processing_utils.save_pil_to_cache(image, str(tmp_path))
+
+    def read():
+        while not stop.is_set():
+            if len(path.read_bytes()) != size:
+                short_reads.append(1)
+
+    threads = [threading.Thread(target=write_again) for _ in range(2)] + [threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not short_reads, f"{len(short_reads)} reads saw a half-written file"
