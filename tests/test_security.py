@@ -1,0 +1,169 @@
+"""Security: no remote code, the hub token never leaks, the app serves no file outside its own folders.
+
+    OMP_WAIT_POLICY=PASSIVE python -m pytest -q tests/test_security.py
+
+Pickled weights are refused by hub.load_checkpoint (tests/test_hub_loading.py); here the demo's Model tab
+refuses them too, whatever a web user types.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from demos.tabs import common
+from hub.push import PushError, push_checkpoint
+from tests.test_cards import make_run_folder
+from tests.test_demos_images import cat_photo
+from tests.test_hub_push import online_in_this_process, stand_in, subprocess_env  # noqa: F401  (stand_in: fixture)
+from tests.test_reliability import serving
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT_CODE = ["hub", "demos", "train", "bench", "tests", "checkpoints"]
+PASSWD_LINE = re.compile(r"root:.*:0:0:")
+
+
+def project_files(suffixes=(".py", ".md", ".json", ".toml", ".txt", ".cfg", ".yaml", ".yml")) -> list[Path]:
+    files = [REPO / name for name in ("README.md", "pyproject.toml") if (REPO / name).is_file()]
+    for folder in PROJECT_CODE:
+        files += [p for p in (REPO / folder).rglob("*") if p.suffix in suffixes and ".venv" not in p.parts]
+    return files
+
+
+def test_trust_remote_code_is_never_switched_on():
+    pattern = re.compile(r"trust_remote_code\s*=\s*(?!False\b)")  # only the explicit False is allowed
+    offending = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in project_files((".py",))
+        if path.name != Path(__file__).name
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offending == []
+
+
+# ----------------------------------------------------------------------------- the token
+
+
+def test_the_token_never_reaches_output_logs_or_card_of_a_push_that_fails_or_succeeds(stand_in, tmp_path):  # noqa: F811
+    token = f"hf_{uuid.uuid4().hex}"  # unique: any occurrence can only be a leak
+    env = dict(subprocess_env(stand_in, tmp_path), HF_TOKEN=token, HF_HUB_VERBOSITY="debug")
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+
+    def push(repo_id: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "hub", "push", str(run), repo_id]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+    stand_in.deny_writes = True  # refused credentials: an error message that talks about the token
+    denied = push("alice/denied")
+    assert denied.returncode != 0 and "hf auth login" in denied.stderr
+    stand_in.deny_writes = False
+    pushed = push("alice/published")
+    assert pushed.returncode == 0, pushed.stderr
+    assert stand_in.commit_messages("alice/published")[-1] == "Upload run with TransferLab"
+
+    with online_in_this_process(stand_in), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_TOKEN", token)
+        stand_in.fail_writes = 100  # 5xx until the retries run out, with every logger at DEBUG
+        logs = tmp_path / "push.log"
+        handler = logging.FileHandler(logs)
+        logging.getLogger().addHandler(handler)
+        previous = logging.getLogger().level
+        logging.getLogger().setLevel(logging.DEBUG)
+        try:
+            with pytest.raises(PushError) as failure:
+                push_checkpoint(run, "alice/failing")
+        finally:
+            logging.getLogger().removeHandler(handler)
+            logging.getLogger().setLevel(previous)
+            handler.close()
+    assert "Retry with" in str(failure.value) and "retrying in" in logs.read_text()
+
+    texts = {"denied push": denied.stdout + denied.stderr, "push": pushed.stdout + pushed.stderr,
+             "failed push": str(failure.value) + repr(failure.value.__cause__), "debug log": logs.read_text()}
+    texts |= {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()}
+    texts["card on the hub"] = stand_in.file("alice/published", "README.md").decode()
+    assert "run/README.md" in texts and "debug log" in texts  # the card push wrote, and the DEBUG log, are searched
+    leaks = [where for where, text in texts.items() if token in text or token[3:] in text]
+    assert leaks == []
+
+
+# ----------------------------------------------------------------------------- files the app serves
+
+
+@pytest.fixture(scope="module")
+def app(tiny_checkpoints):
+    """(url, client) for the app on tiny checkpoints."""
+    with serving(tiny_checkpoints) as (url, _):
+        yield url, Client(url, verbose=False)
+
+
+def file_routes(target: str) -> list[str]:
+    """Ways of asking Gradio's file routes for `target` (an absolute path), plain and by traversal."""
+    up = "../" * 12 + target.lstrip("/")
+    routes = []
+    for prefix in ("/gradio_api/file=", "/file="):
+        routes += [prefix + target, prefix + up, prefix + quote(up, safe=""), prefix + up.replace("../", "..%2f"),
+                   prefix + quote(target, safe="")]
+    return routes
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", str(REPO / "hub" / "push.py")], ids=["passwd", "project source"])
+def test_files_outside_the_apps_folders_are_not_served(app, target):
+    url, _ = app
+    secret = Path(target).read_text()
+    served = []
+    for route in file_routes(target):
+        response = httpx.get(url.rstrip("/") + route, timeout=10)
+        if response.status_code == 200 or secret[:200] in response.text or PASSWD_LINE.search(response.text):
+            served.append(f"{route} -> {response.status_code}")
+    assert served == []
+
+
+def test_an_output_the_app_made_is_served(app, tmp_path):
+    """The refusals above mean something: the same route serves the app's own outputs."""
+    url, _ = app
+    raw = Client(url, verbose=False, download_files=False)  # answers carry the server's file URLs
+    _, _, overlay, _ = raw.predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/bone_age")
+    response = httpx.get(overlay["url"], timeout=10)
+    assert response.status_code == 200 and response.content[:4] == b"RIFF"  # a WebP image
+
+
+def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, tmp_path, monkeypatch):
+    """gradio_client uploads the file first; a hand-made call can name any server path as the "uploaded" file.
+
+    An X-ray outside the upload folder would come back decoded from /bone_age: Gradio must refuse it before our code.
+    """
+    url, _ = app
+    decoded = []
+    monkeypatch.setattr(common, "load_image", lambda path: decoded.append(path))
+    outside = [cat_photo(tmp_path / "private-xray.png"), Path("/etc/passwd"), REPO / "README.md"]
+    for path in outside:
+        for endpoint in ("classify", "bone_age"):
+            payload = {"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}
+            event = httpx.post(f"{url}gradio_api/call/{endpoint}", json=payload, timeout=10).json()["event_id"]
+            answer = httpx.get(f"{url}gradio_api/call/{endpoint}/{event}", timeout=30).text
+            assert answer.startswith("event: error"), (path, endpoint, answer[:200])
+    assert decoded == []
+
+
+def test_the_model_tab_refuses_pickled_weights(app, tiny_checkpoints, tmp_path):
+    _, client = app
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "classification")])
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    model.config.save_pretrained(tmp_path)
+    AutoImageProcessor.from_pretrained(tiny_checkpoints[("vit", "classification")]).save_pretrained(tmp_path)
+    with pytest.raises(AppError, match="pickled weights"):
+        client.predict(str(tmp_path), api_name="/load_model")
