@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -29,6 +29,7 @@ from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_train import FAST, draw_classes, run_expecting_error
 from tests.tiny_checkpoints import LABELS
+from train.__main__ import main as train_main
 
 REPO = Path(__file__).resolve().parent.parent
 CAP_BYTES = 20 * 1024 * 1024  # demos.app.MAX_FILE_SIZE, "20mb"
@@ -118,3 +119,71 @@ def test_every_upload_in_the_zoo_gets_a_prediction_or_a_clear_error(served, zoo,
         table.append(f"{endpoint:10s} {name:16s} {outcome:5s} {str(answer)[:110]!r}")
     print("\n" + "\n".join(table))
     assert not faults, "\n".join(faults)
+
+
+# ----------------------------------------------------------------------------- training faults
+
+
+def test_a_truncated_jpeg_in_a_class_folder_stops_the_run_before_training_naming_it(tiny_checkpoints, tmp_path, capsys):
+    """tests/test_train.py covers a file that is not an image; a JPEG cut in half decodes partly and must fail too."""
+    root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
+    broken = root / "train" / "blue" / "2.jpg"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    error = run_expecting_error(capsys, ["--model", str(tiny_checkpoints[("vit", "classification")]),
+                                         "--dataset", str(root), "--output-dir", str(tmp_path / "run"), *FAST])
+    assert "Unreadable image" in error and str(broken) in error and "truncated" in error
+    assert not (tmp_path / "run").exists()
+
+
+def train_command(model: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["--model", str(model), "--dataset", str(dataset), "--output-dir", str(run_dir), "--mode", "full",
+            "--epochs", "3", *FAST, *extra]
+
+
+def kill_in_second_epoch(argv: list[str], run_dir: Path) -> Path:
+    """Start `python -m train` and SIGKILL it once it logs a step of epoch 2; return the checkpoint it left."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "train", *argv], cwd=REPO, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    try:
+        for line in process.stdout:
+            epoch = re.search(r"'epoch': '?([\d.]+)", line)
+            if epoch and 1.0 < float(epoch.group(1)) < 2.0:
+                os.kill(process.pid, signal.SIGKILL)
+                print(f"\nSIGKILL at epoch {epoch.group(1)}")
+                break
+            assert time.monotonic() < deadline, "the run never reached epoch 2"
+        else:
+            pytest.fail(f"the run ended before epoch 2 (exit {process.wait()})")
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    (checkpoint,) = run_dir.glob("checkpoint-*")
+    assert not (run_dir / "model.safetensors").exists(), "killed mid-run: no final checkpoint yet"
+    return checkpoint
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count_and_weights(tiny_checkpoints, tmp_path):
+    dataset = draw_classes(tmp_path / "classes", {"train": 6, "validation": 2})
+    model = tiny_checkpoints[("vit", "classification")]
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    assert train_main(train_command(model, dataset, whole)) == 0
+
+    checkpoint = kill_in_second_epoch(train_command(model, dataset, interrupted), interrupted)
+    saved = load_file(checkpoint / "model.safetensors")  # what the killed run left loads whole
+    steps_per_epoch = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert checkpoint.name == f"checkpoint-{steps_per_epoch}"  # the end of epoch 1
+
+    assert train_main(train_command(model, dataset, interrupted, "--resume")) == 0
+    (last,) = interrupted.glob("checkpoint-*")
+    (reference,) = whole.glob("checkpoint-*")
+    final_step = json.loads((last / "trainer_state.json").read_text())["global_step"]
+    assert final_step == json.loads((reference / "trainer_state.json").read_text())["global_step"] == 3 * steps_per_epoch
+    resumed, uninterrupted = load_file(interrupted / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys() == saved.keys()
+    # Resumed from the epoch-1 weights (not re-initialised, transformers issue 43701): it ends where the whole run did.
+    differences = {name: (resumed[name] - uninterrupted[name]).abs().max().item() for name in resumed}
+    print(f"resumed to step {final_step} of {3 * steps_per_epoch}; largest weight difference {max(differences.values()):.2e}")
+    assert max(differences.values()) < 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
