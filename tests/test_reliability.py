@@ -24,9 +24,13 @@ from safetensors.torch import load_file
 
 from demos import app as demo_app
 from demos.images import load_image
+from hub.cards import write_model_card
+from hub.push import PushError, push_checkpoint
 from tests.bad_inputs import write_upload_zoo
 from tests.test_demos_app import free_port
+from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
+from tests.test_hub_push import FAKE_TOKEN, digest, online, stand_in  # noqa: F401  (online, stand_in: fixtures)
 from tests.test_train import FAST, draw_classes, run_expecting_error
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train_main
@@ -187,3 +191,26 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count_and_weights(tiny_
     differences = {name: (resumed[name] - uninterrupted[name]).abs().max().item() for name in resumed}
     print(f"resumed to step {final_step} of {3 * steps_per_epoch}; largest weight difference {max(differences.values()):.2e}")
     assert max(differences.values()) < 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
+
+
+# ----------------------------------------------------------------------------- push faults (tests/test_hub_push.py covers 5xx)
+
+
+@pytest.mark.parametrize("fault", ["timeout", "auth"])
+def test_a_push_that_times_out_or_is_refused_keeps_the_folder_and_prints_the_retry_command(online, tmp_path, fault):
+    run = make_run_folder(tmp_path / "run", "resnet", "regression")
+    write_model_card(run)
+    before = digest(run)
+    if fault == "timeout":
+        online.hang_writes, online.hang_s = 100, 2.0
+    else:
+        online.deny_writes = True
+    with pytest.raises(PushError) as failure:
+        push_checkpoint(run, "hana/bone-age", revision="try-2", request_timeout_s=0.3)
+    message = str(failure.value)
+    expected = "ReadTimeout" if fault == "timeout" else "HTTP 401"
+    assert expected in message and ("after 4 tries" in message) == (fault == "timeout")
+    assert f"The local checkpoint {run} is intact" in message
+    assert message.endswith(f"Retry with:\n  python -m hub push {run} hana/bone-age --revision try-2")
+    assert digest(run) == before and "hana/bone-age" not in online.repos
+    assert FAKE_TOKEN not in message
