@@ -17,6 +17,7 @@ import torch
 
 from demos.app import CONCURRENCY_LIMIT, build_app, launch
 from hub import CheckpointError
+from hub.checkpoint import ALLOW_PICKLE_HELP
 
 DEFAULT_PORT = 7860
 
@@ -32,13 +33,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab"
     )
+    parser.add_argument("--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        demo = build_app(food_model=args.food_model, boneage_model=args.boneage_model, examples_dir=args.examples)
+        demo = build_app(
+            food_model=args.food_model,
+            boneage_model=args.boneage_model,
+            examples_dir=args.examples,
+            allow_pickle=args.allow_pickle,
+        )
     except (CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"python -m demos: {err}") from err
     # Split the cores between the concurrent requests: oversubscribed torch threads spin against each

@@ -77,8 +77,8 @@ class DemoModels:
         return self.checkpoints[ref]
 
 
-def load_model(ref: str) -> Checkpoint:
-    checkpoint = load_checkpoint(ref)
+def load_model(ref: str, *, allow_pickle: bool = False) -> Checkpoint:
+    checkpoint = load_checkpoint(ref, allow_pickle=allow_pickle)
     if not hasattr(checkpoint.model, "timm_model"):  # timm keeps its own attention; transformers warns if asked
         # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
         checkpoint.model.set_attn_implementation("eager")
@@ -98,9 +98,16 @@ def default_ref(role: str) -> tuple[str, str | None]:
 
 
 def load_models(
-    food_model: str | None = None, boneage_model: str | None = None, examples_dir: str | Path | None = None
+    food_model: str | None = None,
+    boneage_model: str | None = None,
+    examples_dir: str | Path | None = None,
+    *,
+    allow_pickle: bool = False,
 ) -> DemoModels:
-    """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback."""
+    """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback.
+
+    `allow_pickle` lets these two (chosen by whoever starts the app) be pickled; the Model tab never unpickles.
+    """
     examples = Path(examples_dir) if examples_dir else None
     if examples is not None and not examples.is_dir():
         raise FileNotFoundError(f"--examples {examples}: no such folder.")
@@ -114,7 +121,7 @@ def load_models(
         refs[role] = ref
     loaded: dict[str, Checkpoint] = {}
     for ref in set(refs.values()):
-        loaded[ref] = load_model(ref)
+        loaded[ref] = load_model(ref, allow_pickle=allow_pickle)
     return DemoModels(checkpoints={role: loaded[ref] for role, ref in refs.items()}, notes=notes, examples_dir=examples)
 
 
@@ -124,9 +131,10 @@ def build_app(
     examples_dir: str | Path | None = None,
     *,
     models: DemoModels | None = None,
+    allow_pickle: bool = False,
 ) -> gr.Blocks:
     """The app with every tab in `TABS`, queued with a concurrency limit; serve it with `launch` (upload cap)."""
-    models = models or load_models(food_model, boneage_model, examples_dir)
+    models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
     with gr.Blocks(title="TransferLab demo") as demo:
         gr.Markdown(
             "# TransferLab demo\n"

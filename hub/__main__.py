@@ -1,7 +1,7 @@
 """Checkpoint command line.
 
     python -m hub default --out DIR [--variant efficientnet-lite0]   # write the offline default backbone
-    python -m hub show REF                                           # what a checkpoint is (alias, folder or hub id)
+    python -m hub show REF [--allow-pickle]                          # what a checkpoint is (alias, folder or hub id)
     python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]  # publish a checkpoint folder (one commit)
     python -m hub pull REPO_ID [--revision R] --out DIR              # download a hub checkpoint into a folder
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hub.checkpoint import CheckpointError, load_checkpoint
+from hub.checkpoint import ALLOW_PICKLE_HELP, CheckpointError, load_checkpoint
 from hub.default_backbone import BACKBONES, write_backbone
 from hub.preprocessing import image_spec
 from hub.push import PushError, pull_checkpoint, push_checkpoint
@@ -24,7 +24,7 @@ def _default(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    checkpoint = load_checkpoint(args.ref, revision=args.revision)
+    checkpoint = load_checkpoint(args.ref, revision=args.revision, allow_pickle=args.allow_pickle)
     task = checkpoint.task
     print(f"source: {checkpoint.source}\nfolder: {checkpoint.folder}\narchitecture: {type(checkpoint.model).__name__}")
     print(f"input: {image_spec(checkpoint.processor)}")
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     show = commands.add_parser("show", help="load a checkpoint and print what it is")
     show.add_argument("ref", help="hub id, folder or builtin alias")
     show.add_argument("--revision")
+    show.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     show.set_defaults(run=_show)
     push = commands.add_parser("push", help="upload a checkpoint folder to the hub as one commit")
     push.add_argument("run_dir", help="checkpoint folder written by training (config.json, model.safetensors, card)")

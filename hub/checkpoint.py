@@ -130,6 +130,9 @@ def _download(repo_id: str, *, revision: str | None) -> Path:
     return Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))
 
 
+ALLOW_PICKLE_HELP = "also load pickled pytorch_model.bin weights (unpickling runs code: only from authors you trust)"
+
+
 def _check_weights_format(folder: Path, *, allow_pickle: bool) -> None:
     if (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file():
         return
@@ -167,7 +170,8 @@ def load_checkpoint(
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         model = AutoModelForImageClassification.from_pretrained(
-            folder, use_safetensors=not allow_pickle, trust_remote_code=False, **extra
+            # None: safetensors when present, else the pickle allowed above (False would refuse safetensors).
+            folder, use_safetensors=None if allow_pickle else True, trust_remote_code=False, **extra
         )
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as err:

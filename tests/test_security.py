@@ -23,7 +23,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+import demos.__main__ as demos_main
 from demos.tabs import common
+from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
 from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
@@ -159,11 +161,38 @@ def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, t
     assert decoded == []
 
 
-def test_the_model_tab_refuses_pickled_weights(app, tiny_checkpoints, tmp_path):
+def test_the_model_tab_refuses_pickled_weights(app, pickled_checkpoint):
+    """Whatever the server was started with, a web user cannot make it unpickle a file."""
     _, client = app
-    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "classification")])
-    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
-    model.config.save_pretrained(tmp_path)
-    AutoImageProcessor.from_pretrained(tiny_checkpoints[("vit", "classification")]).save_pretrained(tmp_path)
     with pytest.raises(AppError, match="pickled weights"):
-        client.predict(str(tmp_path), api_name="/load_model")
+        client.predict(str(pickled_checkpoint), api_name="/load_model")
+
+# ----------------------------------------------------------------------------- pickled weights on the command line
+
+
+@pytest.fixture
+def pickled_checkpoint(tiny_checkpoints, tmp_path) -> Path:
+    """The tiny ViT classifier with its weights as pytorch_model.bin only."""
+    folder = tmp_path / "pickled"
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "classification")])
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    AutoImageProcessor.from_pretrained(tiny_checkpoints[("vit", "classification")]).save_pretrained(folder)
+    return folder
+
+
+def test_the_flag_the_refusal_names_exists_on_the_commands_that_load_checkpoints(
+    pickled_checkpoint, tiny_checkpoints, monkeypatch, capsys
+):
+    with pytest.raises(SystemExit) as refused:
+        hub_cli(["show", str(pickled_checkpoint)])
+    assert "pickled weights" in str(refused.value.code) and "--allow-pickle" in str(refused.value.code)
+    hub_cli(["show", str(pickled_checkpoint), "--allow-pickle"])
+    assert "classification into 3 classes" in capsys.readouterr().out
+
+    monkeypatch.setattr(demos_main, "launch", lambda demo, **_: None)  # build the app, do not serve it
+    monkeypatch.setattr(demos_main.torch, "set_num_threads", lambda _: None)  # keep this process's threads
+    argv = ["--food-model", str(pickled_checkpoint), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])]
+    with pytest.raises(SystemExit, match="pickled weights.*--allow-pickle"):
+        demos_main.main(argv)
+    demos_main.main([*argv, "--allow-pickle"])
