@@ -28,6 +28,8 @@ FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet 
 SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 QUEUE_SIZE = 32
+# (every, older than) seconds: uploads and outputs of a demo left running for days must not fill the disk.
+DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
 
 
@@ -135,7 +137,7 @@ def build_app(
 ) -> gr.Blocks:
     """The app with every tab in `TABS`, queued with a concurrency limit; serve it with `launch` (upload cap)."""
     models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
-    with gr.Blocks(title="TransferLab demo") as demo:
+    with gr.Blocks(title="TransferLab demo", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# TransferLab demo\n"
             "Fine-tuned vision checkpoints: classify food, estimate bone age, look inside the network."

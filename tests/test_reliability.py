@@ -214,3 +214,18 @@ def test_a_push_that_times_out_or_is_refused_keeps_the_folder_and_prints_the_ret
     assert message.endswith(f"Retry with:\n  python -m hub push {run} hana/bone-age --revision try-2")
     assert digest(run) == before and "hana/bone-age" not in online.repos
     assert FAKE_TOKEN not in message
+
+
+def test_a_long_running_app_deletes_old_uploads_and_outputs_and_keeps_serving(tiny_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_app, "DELETE_CACHE", (1, 1))  # days in the shipped app; seconds here
+    good = cat_photo(tmp_path / "cat.png")
+    with serving(tiny_checkpoints) as (url, _):
+        raw = Client(url, verbose=False, download_files=False)  # answers carry the server's own file paths
+        _, _, overlay, decoded = raw.predict(handle_file(good), api_name="/bone_age")
+        made = [Path(overlay["path"]), Path(decoded["path"])]
+        assert all(path.is_file() for path in made)
+        deadline = time.monotonic() + 15
+        while any(path.exists() for path in made) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(path.exists() for path in made), "outputs older than the age limit are still on disk"
+        assert Client(url, verbose=False).predict(handle_file(good), api_name="/classify")["label"] in LABELS
