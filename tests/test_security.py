@@ -196,3 +196,11 @@ def test_the_flag_the_refusal_names_exists_on_the_commands_that_load_checkpoints
     with pytest.raises(SystemExit, match="pickled weights.*--allow-pickle"):
         demos_main.main(argv)
     demos_main.main([*argv, "--allow-pickle"])
+
+
+def test_the_server_itself_refuses_an_upload_over_the_cap(app):
+    """gradio_client checks the cap before sending; a hand-made upload must be refused by the server too."""
+    url, _ = app
+    over_cap = b"\xff\xd8\xff" + b"\0" * (20 * 1024 * 1024)  # demos.app.MAX_FILE_SIZE is 20mb
+    response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.jpg", over_cap, "image/jpeg")}, timeout=60)
+    assert response.status_code == 413 and "maximum" in response.text.lower()
