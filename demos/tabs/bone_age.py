@@ -8,8 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.inference import grad_cam, regress, top_k
-from demos.summary import card_link
-from demos.tabs.common import read_upload, user_errors
+from demos.tabs.common import model_header, read_upload, user_errors
 
 TITLE = "Bone age"
 MONTHS_PER_YEAR = 12
@@ -47,10 +46,7 @@ def predict(models, payload):
 
 
 def render(models) -> None:
-    checkpoint = models.get("boneage")
-    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
-    if "boneage" in models.notes:
-        gr.Markdown(f"> {models.notes['boneage']}")
+    model_header(models, "boneage")
     with gr.Row():
         with gr.Column():
             xray = gr.File(

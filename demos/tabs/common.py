@@ -13,6 +13,7 @@ import gradio as gr
 from PIL import Image
 
 from demos.images import ImageDecodeError, load_image
+from demos.summary import card_link
 from hub import CheckpointError
 
 
@@ -30,6 +31,14 @@ def read_upload(payload) -> Image.Image:
     if path is None:
         raise gr.Error("No image yet: upload or paste one first.")
     return load_image(path)
+
+
+def model_header(models, role: str) -> None:
+    """The model's name and card link above a tab, and why a fallback stands in for it, if one does."""
+    checkpoint = models.get(role)
+    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
+    if role in models.notes:
+        gr.Markdown(f"> {models.notes[role]}")
 
 
 def user_errors(fn):

@@ -5,18 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.inference import TOP_K, top_k
-from demos.summary import card_link
-from demos.tabs.common import read_upload, user_errors
+from demos.tabs.common import model_header, read_upload, user_errors
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 def render(models) -> None:
-    checkpoint = models.get("food")
-    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
-    if "food" in models.notes:
-        gr.Markdown(f"> {models.notes['food']}")
+    model_header(models, "food")
     with gr.Row():
         photo = gr.Image(
             label="Food photo (upload or paste)", type="filepath", elem_id="food-photo", sources=["upload", "clipboard"]
