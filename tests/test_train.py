@@ -197,6 +197,8 @@ def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_chec
     assert resumed.keys() == saved.keys() and all(torch.equal(resumed[k], saved[k]) for k in resumed)
 
     assert main([*common, "--epochs", "2", "--resume"]) == 0
+    config = read_json(run_dir / "training_config.json")
+    assert "--resume" not in config["command"] and config["resume_command"].endswith("--epochs 2 --resume")
     (last,) = run_dir.glob("checkpoint-*")
     assert read_json(last / "trainer_state.json")["global_step"] == 2 * steps
     assert last.name == f"checkpoint-{2 * steps}"

@@ -80,6 +80,7 @@ def parse(argv: list[str]) -> TrainArguments:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("train").setLevel(logging.INFO)  # our progress notes; other libraries stay at warnings
     args = parse(argv)
     from hub.checkpoint import CheckpointError
     from train.data import DataError

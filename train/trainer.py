@@ -108,7 +108,7 @@ def prepare_for_device(model: nn.Module) -> nn.Module:
 
 def log_trainable(model: nn.Module, stage: str) -> None:
     trainable, total = modes.count_trainable(model)
-    logger.warning("%s: %s of %s parameters train (%.1f%%)", stage, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info("%s: %s of %s parameters train (%.1f%%)", stage, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 
 
 # ----------------------------------------------------------------------------- losses and metrics
@@ -205,7 +205,7 @@ def train_head_on_features(model, train_split, eval_split, task, eval_transform,
     """Stage 1 / feature extraction: backbone frozen, only the new head trains (on cached features)."""
     modes.freeze_backbone(model, frozen=True)
     log_trainable(model, "head stage (backbone frozen)")
-    logger.warning("head stage: caching backbone features of %d + %d images", len(train_split), len(eval_split))
+    logger.info("head stage: caching backbone features of %d + %d images", len(train_split), len(eval_split))
     train_features = cached_features(model, train_split, task, eval_transform, args)
     eval_features = cached_features(model, eval_split, task, eval_transform, args)
     loss_func, compute_metrics = loss_and_metrics(task, scaler, args.loss)
@@ -272,7 +272,7 @@ def run_training(args, command: str) -> Path:
     for name, split in ((args.train_split, train_split), (args.eval_split, eval_split)):
         data.check_targets(split, task, name)
         data.check_images(split, task.image_column, name)
-    logger.warning("%s on '%s' (%s): %d train, %d eval images", task.kind, task.target_column, args.dataset, len(train_split), len(eval_split))
+    logger.info("%s on '%s' (%s): %d train, %d eval images", task.kind, task.target_column, args.dataset, len(train_split), len(eval_split))
     scaler = TargetScaler.fit(train_split[task.target_column]) if task.kind == "regression" else None
 
     if resume_from:  # build the model from the checkpoint itself (transformers issue 43701 drops ViT weights otherwise)
@@ -284,7 +284,9 @@ def run_training(args, command: str) -> Path:
     spec = image_spec(processor)
     eval_transform = build_transform(spec)
     train_transform = build_transform(spec, args.augment)
-    logger.warning("input %dx%d (%s, crop_pct %.3f), augmentation '%s'", spec.height, spec.width, spec.resize, spec.crop_pct, args.augment)
+    logger.info("input %dx%d (%s, crop_pct %.3f), augmentation '%s'", spec.height, spec.width, spec.resize, spec.crop_pct, args.augment)
+    if int(os.environ.get("RANK", "0")) == 0:  # written now too, so that an interrupted run documents itself
+        write_training_config(args, task, spec, command, run_dir, resumed=bool(resume_from))
 
     if args.mode in ("feature-extraction", "two-stage") and not resume_from:
         trainer = train_head_on_features(model, train_split, eval_split, task, eval_transform, scaler, args, run_dir)
@@ -298,7 +300,7 @@ def run_training(args, command: str) -> Path:
     is_main = trainer.is_world_process_zero()
     if is_main:
         save_checkpoint(model, processor, run_dir)
-        write_training_config(args, task, spec, command, run_dir)
+        write_training_config(args, task, spec, command, run_dir, resumed=bool(resume_from))
     trainer.accelerator.wait_for_everyone()  # the other processes evaluate the folder the main one saved
     evaluate_saved(run_dir, eval_split, task, args, is_main)
     return run_dir
@@ -321,7 +323,9 @@ def save_checkpoint(model, processor, run_dir: Path) -> None:
         processor.save_pretrained(run_dir)
 
 
-def write_training_config(args, task: data.TaskData, spec, command: str, run_dir: Path) -> None:
+def write_training_config(args, task: data.TaskData, spec, command: str, run_dir: Path, *, resumed: bool) -> None:
+    """training_config.json; a resumed run keeps the command that started it and adds the last resume command."""
+    path = run_dir / "training_config.json"
     config = {
         "base_model": args.model,
         "dataset": data.dataset_name(args.dataset),
@@ -342,7 +346,10 @@ def write_training_config(args, task: data.TaskData, spec, command: str, run_dir
     }
     if task.kind == "regression":
         config.update(loss=args.loss, target_unit=args.target_unit)
-    (run_dir / "training_config.json").write_text(json.dumps(config, indent=2))
+    if resumed and path.is_file():
+        config.update(command=json.loads(path.read_text())["command"], resume_command=command)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
 
 
 def evaluate_saved(run_dir: Path, eval_split, task: data.TaskData, args, is_main: bool) -> dict:
@@ -370,7 +377,7 @@ def evaluate_saved(run_dir: Path, eval_split, task: data.TaskData, args, is_main
         results = metrics.regression_metrics(logits.reshape(len(labels), -1)[:, 0], labels)
     if is_main:
         write_eval_results(run_dir, task, args, results, logits, labels)
-    logger.warning("validation metrics of the saved checkpoint: %s", {k: v for k, v in results.items() if k != "per_class_accuracy"})
+    logger.info("validation metrics of the saved checkpoint: %s", {k: v for k, v in results.items() if k != "per_class_accuracy"})
     return results
 
 
