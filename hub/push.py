@@ -47,6 +47,11 @@ def retry_command(folder: Path, repo_id: str, *, private: bool, revision: str | 
     return shlex.join(args)
 
 
+def check_repo_id(repo_id: str) -> None:
+    if repo_id.count("/") != 1:
+        raise PushError(f"'{repo_id}' is not a repo id: use your-name/model-name (or an organisation you write to).")
+
+
 def check_complete(folder: Path, *, repo_id: str | None = None) -> None:
     """Fail before any network call unless `folder` is a whole checkpoint; write its card if the run files allow."""
     folder = Path(folder)
@@ -121,8 +126,7 @@ def push_checkpoint(
     command to retry, when the push finally fails.
     """
     folder = Path(folder)
-    if repo_id.count("/") != 1:
-        raise PushError(f"'{repo_id}' is not a repo id: use your-name/model-name (or an organisation you write to).")
+    check_repo_id(repo_id)
     check_complete(folder, repo_id=repo_id)
     delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
     message = commit_message or f"Upload {folder.resolve().name} with TransferLab"

@@ -144,7 +144,7 @@ def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tm
 def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoints, classes_dir, architecture):
     train, _ = load_splits(str(classes_dir), train_split="train", eval_split="validation")
     task = resolve_task(train, target_column=None, image_column=None)
-    args = SimpleNamespace(image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None)
+    args = SimpleNamespace(image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None, allow_pickle=False)
     base = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
     model, _ = build_model(str(base.folder), task, args)
     head = modes.head_layer(model)

@@ -7,6 +7,8 @@
         --target-unit months --output-dir runs/boneage --image-size 128 --resize squash --crop-pct 1.0 \
         --augment keep-whole --loss mae
 
+    python -m train ... --push-to-hub --hub-model-id your-name/food10 [--private]   # then publish it
+
     python -m train config.json                       # the same arguments as one JSON file
     torchrun --standalone --nproc_per_node 2 -m train ...   # data parallel, unchanged
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from hub.checkpoint import ALLOW_PICKLE_HELP
 from train.modes import MODES
 from train.regression import LOSSES
 
@@ -66,6 +69,10 @@ class TrainArguments:
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (GPU)."})
     dataloader_workers: int = 2
     logging_steps: int = 20
+    allow_pickle: bool = field(default=False, metadata={"help": f"--model: {ALLOW_PICKLE_HELP}."})
+    push_to_hub: bool = field(default=False, metadata={"help": "After training, publish the run folder as --hub-model-id."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "The hub repo to push to: your-name/model-name."})
+    private: bool = field(default=False, metadata={"help": "Create the hub repo private."})
 
 
 def parse(argv: list[str]) -> TrainArguments:
@@ -82,28 +89,32 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("train").setLevel(logging.INFO)  # our progress notes; other libraries stay at warnings
     args = parse(argv)
+    from hub.cards import write_model_card
     from hub.checkpoint import CheckpointError
+    from hub.push import PushError, check_repo_id, push_checkpoint
     from train.data import DataError
     from train.trainer import TrainError, run_training
 
     try:
+        if args.push_to_hub:  # a bad repo id is reported now, not after hours of training
+            if not args.hub_model_id:
+                raise PushError("--push-to-hub needs --hub-model-id your-name/model-name.")
+            check_repo_id(args.hub_model_id)
         run_dir = run_training(args, command="python -m train " + shlex.join(argv))
-    except (DataError, TrainError, CheckpointError) as err:
+    except (DataError, TrainError, CheckpointError, PushError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process writes
-        write_card(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the main process writes and pushes
+        return 0
+    write_model_card(run_dir, repo_id=args.hub_model_id)
+    if args.push_to_hub:
+        try:
+            commit = push_checkpoint(run_dir, args.hub_model_id, private=args.private)
+        except PushError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 3
+        print(f"Pushed {run_dir} to {commit.commit_url}")
     return 0
-
-
-def write_card(run_dir) -> None:
-    """The model card comes from hub.cards (written from the run folder's files)."""
-    try:
-        from hub.cards import write_model_card
-    except ImportError:
-        logging.getLogger("train").warning("hub.cards is not available: no model card written for %s", run_dir)
-        return
-    write_model_card(run_dir)
 
 
 if __name__ == "__main__":

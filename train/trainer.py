@@ -41,7 +41,7 @@ def build_model(base_ref: str, task: data.TaskData, args, scaler: TargetScaler |
 
     A regression base keeps its head, turned back from the target's unit to the normalised scale we train on.
     """
-    base = load_checkpoint(base_ref)
+    base = load_checkpoint(base_ref, allow_pickle=args.allow_pickle)
     if task.kind == "classification":
         head = dict(
             num_labels=len(task.labels),
