@@ -9,9 +9,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -123,7 +125,7 @@ def _download(repo_id: str, *, revision: str | None) -> Path:
         raise CheckpointError(f"'{repo_id}' has no revision '{revision}'.") from err
     except RepositoryNotFoundError as err:
         raise CheckpointError(f"No hub repo '{repo_id}' (or it is private: log in with `hf auth login`). {hint}") from err
-    except Exception as err:  # network failures come from the HTTP client, whose class names vary by version
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:  # unreachable, timed out, or a server error
         if cached is not None:
             return cached
         raise CheckpointError(f"Could not reach the Hugging Face hub to download '{repo_id}' ({err}). {hint}") from err
