@@ -34,6 +34,12 @@ class TargetScaler:
         return values * self.std + self.mean
 
 
+def first_output(predictions) -> np.ndarray:
+    """logits[:, 0] of gathered predictions, whatever shape the Trainer stacked them in."""
+    predictions = np.asarray(predictions)
+    return predictions.reshape(len(predictions), -1)[:, 0]
+
+
 def regression_loss(name: str, scaler: TargetScaler):
     """A Trainer `compute_loss_func`: the chosen loss between logits[:, 0] and the normalised targets."""
     losses = {"mae": nn.functional.l1_loss, "mse": nn.functional.mse_loss, "huber": nn.functional.huber_loss}

@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import build_transform, image_spec
 from train import data, metrics, modes
-from train.regression import TargetScaler, fold_into_head, regression_loss, unfold_from_head
+from train.regression import TargetScaler, first_output, fold_into_head, regression_loss, unfold_from_head
 
 logger = logging.getLogger("train")
 
@@ -125,7 +125,7 @@ def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, loss_name
         )
 
     def regression_eval(prediction):
-        months = scaler.denormalize(np.asarray(prediction.predictions).reshape(len(prediction.label_ids), -1)[:, 0])
+        months = scaler.denormalize(first_output(prediction.predictions))
         return metrics.regression_metrics(months, prediction.label_ids)
 
     return regression_loss(loss_name, scaler), regression_eval
@@ -374,7 +374,7 @@ def evaluate_saved(run_dir: Path, eval_split, task: data.TaskData, args, is_main
     if task.kind == "classification":
         results = metrics.classification_metrics(logits, labels, list(task.labels))
     else:
-        results = metrics.regression_metrics(logits.reshape(len(labels), -1)[:, 0], labels)
+        results = metrics.regression_metrics(first_output(logits), labels)
     if is_main:
         write_eval_results(run_dir, task, args, results, logits, labels)
     logger.info("validation metrics of the saved checkpoint: %s", {k: v for k, v in results.items() if k != "per_class_accuracy"})
@@ -394,4 +394,4 @@ def write_eval_results(run_dir: Path, task, args, results: dict, logits: np.ndar
         matrix = metrics.confusion_matrix(labels.astype(np.int64), logits.argmax(axis=-1), len(task.labels))
         metrics.save_confusion_matrix(matrix, list(task.labels), run_dir)
     else:
-        metrics.save_predicted_vs_true(logits.reshape(len(labels), -1)[:, 0], labels, args.target_unit, run_dir)
+        metrics.save_predicted_vs_true(first_output(logits), labels, args.target_unit, run_dir)
