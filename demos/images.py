@@ -53,12 +53,8 @@ def _decode_with_pil(path: Path) -> Image.Image:
             image = Image.open(path)
             _check_size(image.size, name)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(
-            f"{name} declares too many pixels to decode safely ({err}), "
-            "a decompression bomb or a needlessly huge image: "
-            f"this demo decodes up to {MAX_PIXELS // 1_000_000} megapixels, so downscale it first."
-        ) from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # PIL's own, larger limit
+        raise ImageDecodeError(_too_many_pixels(name, str(err))) from err
     except UnidentifiedImageError as err:
         raise ImageDecodeError(
             f"{name} is not an image that can be read: upload a PNG, JPEG, WebP, BMP, TIFF or DICOM (.dcm) file."
@@ -72,10 +68,14 @@ def _decode_with_pil(path: Path) -> Image.Image:
 def _check_size(size: tuple[int, int], name: str) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
-        raise ImageDecodeError(
-            f"{name} declares {width}x{height} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels this demo "
-            "decodes (a decompression bomb, or a needlessly huge image): downscale it first."
-        )
+        raise ImageDecodeError(_too_many_pixels(name, f"{width}x{height} pixels"))
+
+
+def _too_many_pixels(name: str, declared: str) -> str:
+    return (
+        f"{name} declares too many pixels to decode safely ({declared}): a decompression bomb, or a needlessly huge "
+        f"image. This demo decodes up to {MAX_PIXELS // 1_000_000} megapixels: downscale it first."
+    )
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
