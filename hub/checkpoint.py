@@ -22,8 +22,9 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Pr
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINTS = {"food10": REPO_ROOT / "checkpoints" / "food10", "boneage": REPO_ROOT / "checkpoints" / "boneage"}
-# The files a checkpoint needs; pickled weights are downloaded only so that we can refuse them by name.
-CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png", "pytorch_model.bin"]
+SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # what a checkpoint needs
+# Pickled weights are downloaded only so that the loader can refuse them by name.
+CHECKPOINT_FILES = [*SAFE_CHECKPOINT_FILES, "pytorch_model.bin"]
 HUB_PROBE_TIMEOUT_S = 4.0
 
 

@@ -20,6 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import _http
 
 from hub.cards import write_model_card
+from hub.checkpoint import SAFE_CHECKPOINT_FILES
 
 logger = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
@@ -29,7 +30,6 @@ UPLOAD_IGNORE = [
     "checkpoint-*", "runs/*", "logs/*", "*.log", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
     "trainer_state.json", "*.bin", ".ipynb_checkpoints/*",
 ]
-PULL_PATTERNS = ["*.json", "*.safetensors", "README.md", "*.png"]  # safetensors only: no pickled weights
 RETRY_DELAYS_S = (2.0, 8.0, 30.0)  # waits between tries; tests set zeros
 REQUEST_TIMEOUT_S = 300.0  # huggingface_hub's client waits forever by default; a hung server must fail a try
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -153,7 +153,7 @@ def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, tok
     """Download the checkpoint files (safetensors weights only) of `repo_id` into the folder `out`."""
     out = Path(out)
     try:
-        snapshot_download(repo_id, revision=revision, local_dir=out, allow_patterns=PULL_PATTERNS, token=token)
+        snapshot_download(repo_id, revision=revision, local_dir=out, allow_patterns=SAFE_CHECKPOINT_FILES, token=token)
     except HfHubHTTPError as err:
         raise PushError(f"Could not pull '{repo_id}'{f' at {revision}' if revision else ''}: {_reason(err)}") from err
     if not (out / "model.safetensors").is_file():
