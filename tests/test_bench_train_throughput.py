@@ -1,0 +1,21 @@
+"""bench.train_throughput runs both pipelines end to end on a tiny checkpoint and prints its figures."""
+
+import re
+
+from bench import train_throughput
+
+
+def test_both_pipelines_train_and_the_ratio_is_the_last_line(tiny_checkpoints, capsys):
+    folder = tiny_checkpoints[("vit", "classification")]
+    train_throughput.main(
+        ["--models", str(folder), "--images", "12", "--steps", "3", "--warmup-steps", "1", "--batch-size", "4",
+         "--train-args=--dataloader-workers 0"]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    model_line = next(line for line in lines if line.startswith(folder.name))
+    speeds = [float(s) for s in re.findall(r"(?:ours|baseline) +([\d.]+) img/s", model_line)]
+    assert len(speeds) == 2 and all(speed > 0 for speed in speeds), model_line
+    ratio = float(re.search(r"ours/baseline +([\d.]+)x", model_line).group(1))
+    assert abs(ratio - speeds[0] / speeds[1]) < 0.01 + 0.01 * ratio  # the printed ratio is of the printed speeds
+    headline = rf"training speed-up over run_image_classification\.py, ours/baseline images/s: {folder.name} [\d.]+x"
+    assert re.fullmatch(headline, lines[-1]), lines[-1]
