@@ -179,6 +179,22 @@ def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, 
     assert not list(run_dir.glob("checkpoint-*")), "the cached-feature stage keeps no Trainer checkpoints"
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(tiny_checkpoints, classes_dir, tmp_path, freeze):
+    base = tiny_checkpoints[("resnet", "classification")]
+    run_dir = tmp_path / "run"
+    argv = ["--model", str(base), "--dataset", str(classes_dir), "--output-dir", str(run_dir),
+            "--mode", "full", "--epochs", "1", *FAST, *([] if freeze else ["--no-freeze-batchnorm"])]
+    assert main(argv) == 0
+    before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
+    statistics = [name for name in before if name.endswith(("running_mean", "running_var"))]
+    convolutions = [name for name in before if name.endswith("convolution.weight")]
+    assert statistics and convolutions
+    assert not all(torch.equal(before[name], after[name]) for name in convolutions), "the backbone trained"
+    assert all(torch.equal(before[name], after[name]) for name in statistics) == freeze
+    assert read_json(run_dir / "training_config.json")["freeze_batchnorm"] == freeze
+
+
 # ----------------------------------------------------------------------------- resume
 
 def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_checkpoints, classes_dir, tmp_path):

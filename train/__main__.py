@@ -50,6 +50,10 @@ class TrainArguments:
         default=None, metadata={"help": "Backbone learning rate (default: 0.2x learning rate in two-stage, 1x in full)."}
     )
     head_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the frozen-backbone head stage."})
+    freeze_batchnorm: bool = field(
+        default=True,
+        metadata={"help": "Keep BatchNorm layers on the base checkpoint's statistics while the backbone trains."},
+    )
     weight_decay: float = 0.05
     warmup_ratio: float = 0.1
     batch_size: int = 32

@@ -229,6 +229,9 @@ def train_whole_network(model, processor, splits, task, transforms, scaler, args
     train_transform, eval_transform = transforms
     modes.freeze_backbone(model, frozen=False)
     log_trainable(model, "full stage (backbone unfrozen)")
+    statistics_hooks = modes.keep_batchnorm_statistics(model) if args.freeze_batchnorm else []
+    if statistics_hooks:
+        logger.info("full stage: %d BatchNorm layers keep their running statistics", len(statistics_hooks))
     optimizer = torch.optim.AdamW(
         modes.parameter_groups(
             model,
@@ -250,6 +253,8 @@ def train_whole_network(model, processor, splits, task, transforms, scaler, args
         optimizers=(optimizer, None),  # the scheduler Trainer builds scales both groups alike
     )
     trainer.train(resume_from_checkpoint=resume_from)
+    for hook in statistics_hooks:
+        hook.remove()
     return trainer
 
 
@@ -336,6 +341,7 @@ def write_training_config(args, task: data.TaskData, spec, command: str, run_dir
         "learning_rate": args.learning_rate,
         "head_learning_rate": args.head_learning_rate,
         "backbone_learning_rate": backbone_learning_rate(args) if args.mode != "feature-extraction" else None,
+        "freeze_batchnorm": args.freeze_batchnorm,
         "batch_size": args.batch_size,
         "image_size": [spec.height, spec.width],
         "augment": args.augment,
