@@ -26,6 +26,7 @@ about 106 GFLOP a trained image (35 GFLOP forward, x3) over `--peak-tflops`. The
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import os
@@ -128,17 +129,19 @@ class StepTimer(TrainerCallback):
         return (len(self.ends) - warmup_steps) * batch_size / window, busy / window
 
 
-def timed_training(trainer_: Trainer, timer: StepTimer, warmup_steps: int, batch_size: int) -> tuple[float, float]:
+def timed_training(trainer_: Trainer, context, timer: StepTimer, warmup_steps: int, batch_size: int) -> tuple[float, ...]:
     for quiet in (ProgressCallback, PrinterCallback):  # the bench prints its own figures, not the loss log
         trainer_.remove_callback(quiet)
-    trainer_.train()
+    with context:
+        trainer_.train()
     return timer.steady_state(warmup_steps, batch_size)
 
 
 # ----------------------------------------------------------------------------- the two pipelines
 
-def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer) -> Trainer:
-    """The Trainer `python -m train --mode full` builds for the whole network, stopped after --steps."""
+def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
+    """(the Trainer `python -m train --mode full` builds for the whole network, stopped after --steps, the
+    context its training runs in: BatchNorm statistics kept unless --no-freeze-batchnorm)."""
     args = parse_train_arguments(
         ["--dataset", str(dataset), "--output-dir", str(run_dir), "--model", str(folder), "--mode", "full",
          "--batch-size", str(options.batch_size), *shlex.split(options.train_args)]
@@ -147,29 +150,14 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer) 
     task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
     model, processor = trainer.build_model(args.model, task, args)
     model = trainer.prepare_for_device(model)
-    optimizer = torch.optim.AdamW(
-        modes.parameter_groups(
-            model,
-            learning_rate=args.learning_rate,
-            backbone_learning_rate=trainer.backbone_learning_rate(args),
-            weight_decay=args.weight_decay,
-        )
-    )
     arguments = trainer.training_arguments(
         args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=False
     )
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
-    transform = build_transform(image_spec(processor), args.augment)
-    return Trainer(
-        model=model,
-        args=arguments,
-        train_dataset=data.with_image_transform(train_split, task, transform),
-        data_collator=data.collate,
-        compute_loss_func=trainer.classification_loss,
-        optimizers=(optimizer, None),
-        callbacks=[timer],
-    )
+    datasets = (data.with_image_transform(train_split, task, build_transform(image_spec(processor), args.augment)), None)
+    built = trainer.whole_network_trainer(model, processor, datasets, task, None, args, arguments, callbacks=[timer])
+    return built, modes.batchnorm_statistics_kept(model, args.freeze_batchnorm)
 
 
 def recipe_train_transform(image_processor):
@@ -189,7 +177,7 @@ def recipe_collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-def baseline(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer) -> Trainer:
+def baseline(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     """run_image_classification.py --train_dir DATASET/train --remove_unused_columns False, stopped after --steps."""
     splits = load_dataset("imagefolder", data_files={"train": os.path.join(dataset, "train", "**")})
     labels = splits["train"].features["label"].names
@@ -216,7 +204,7 @@ def baseline(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTim
         remove_unused_columns=False,
         report_to=[],
     )
-    return Trainer(
+    built = Trainer(
         model=model,
         args=arguments,
         train_dataset=splits["train"],
@@ -224,6 +212,7 @@ def baseline(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTim
         data_collator=recipe_collate,
         callbacks=[timer],
     )
+    return built, contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -239,9 +228,9 @@ def compare(name: str, folder: Path, dataset: Path, tmp: Path, options) -> float
     figures = {}
     for pipeline, build in (("ours", ours), ("baseline", baseline)):
         timer = StepTimer()
-        built = build(folder, dataset, tmp / f"run-{pipeline}-{Path(name).name}", options, timer)
-        figures[pipeline] = timed_training(built, timer, options.warmup_steps, options.batch_size)
-        del built
+        built, context = build(folder, dataset, tmp / f"run-{pipeline}-{Path(name).name}", options, timer)
+        figures[pipeline] = timed_training(built, context, timer, options.warmup_steps, options.batch_size)
+        del built, context
         gc.collect()  # the Trainer holds the model in reference cycles: free its GPU memory before the next run
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

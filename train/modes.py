@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 MODES = ("feature-extraction", "full", "two-stage")
 
@@ -38,20 +39,26 @@ def freeze_backbone(model: nn.Module, frozen: bool) -> None:
         parameter.requires_grad = (not frozen) or id(parameter) in head_ids
 
 
-def keep_batchnorm_statistics(model: nn.Module) -> list[RemovableHandle]:
-    """Run every BatchNorm layer on the base checkpoint's running statistics while the rest of the model trains.
+@contextmanager
+def batchnorm_statistics_kept(model: nn.Module, keep: bool):
+    """While inside, every BatchNorm layer runs on the base checkpoint's running statistics, training or not.
 
     In train mode a BatchNorm normalises with the statistics of the current batch of 32 images, which for
     a new domain differ from the pretrained ones: switching the ImageNet EfficientNet-Lite0 to train mode
     on food photos dropped its accuracy on training images from 0.97 to 0.52 before any step was taken.
     A forward pre-hook, because the Trainer calls `model.train()` before every step. The affine weights
-    still train. Remove the returned handles when training ends.
+    still train.
     """
-    return [
+    hooks = [
         module.register_forward_pre_hook(_use_running_statistics)
         for module in model.modules()
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+        if keep and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
     ]
+    try:
+        yield len(hooks)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _use_running_statistics(layer: nn.Module, inputs) -> None:

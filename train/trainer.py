@@ -223,38 +223,50 @@ def train_head_on_features(model, train_split, eval_split, task, eval_transform,
 
 # ----------------------------------------------------------------------------- stage 2: the whole network
 
-def train_whole_network(model, processor, splits, task, transforms, scaler, args, run_dir: Path, resume_from: str | None):
-    """Full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
-    train_split, eval_split = splits
-    train_transform, eval_transform = transforms
+def whole_network_trainer(
+    model, processor, datasets, task, scaler, args, arguments: TrainingArguments, callbacks=()
+) -> Trainer:
+    """The Trainer for full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
+    train_dataset, eval_dataset = datasets
     modes.freeze_backbone(model, frozen=False)
-    log_trainable(model, "full stage (backbone unfrozen)")
-    statistics_hooks = modes.keep_batchnorm_statistics(model) if args.freeze_batchnorm else []
-    if statistics_hooks:
-        logger.info("full stage: %d BatchNorm layers keep their running statistics", len(statistics_hooks))
     optimizer = torch.optim.AdamW(
         modes.parameter_groups(
             model,
             learning_rate=args.learning_rate,
             backbone_learning_rate=backbone_learning_rate(args),
             weight_decay=args.weight_decay,
-        )
+        ),
+        fused=torch.cuda.is_available(),  # one kernel for all parameters instead of a loop of small ones
     )
     loss_func, compute_metrics = loss_and_metrics(task, scaler, args.loss)
-    trainer = Trainer(
+    return Trainer(
         model=model,
-        args=training_arguments(args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True),
-        train_dataset=data.with_image_transform(train_split, task, train_transform),
-        eval_dataset=data.with_image_transform(eval_split, task, eval_transform),
+        args=arguments,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=data.collate,
         processing_class=processor,  # saved into every checkpoint-*, so a resumed run finds it
         compute_loss_func=loss_func,
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),  # the scheduler Trainer builds scales both groups alike
+        callbacks=list(callbacks),
     )
-    trainer.train(resume_from_checkpoint=resume_from)
-    for hook in statistics_hooks:
-        hook.remove()
+
+
+def train_whole_network(model, processor, splits, task, transforms, scaler, args, run_dir: Path, resume_from: str | None):
+    """Full fine-tuning / stage 2, with BatchNorm statistics kept unless --no-freeze-batchnorm."""
+    (train_split, eval_split), (train_transform, eval_transform) = splits, transforms
+    datasets = (
+        data.with_image_transform(train_split, task, train_transform),
+        data.with_image_transform(eval_split, task, eval_transform),
+    )
+    arguments = training_arguments(args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True)
+    trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, arguments)
+    log_trainable(model, "full stage (backbone unfrozen)")
+    with modes.batchnorm_statistics_kept(model, args.freeze_batchnorm) as kept:
+        if kept:
+            logger.info("full stage: %d BatchNorm layers keep their running statistics", kept)
+        trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 
 
