@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 from gradio import processing_utils
 
+from demos.inference import predictor
 from demos.tabs import bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
@@ -84,6 +85,7 @@ def load_model(ref: str, *, allow_pickle: bool = False) -> Checkpoint:
     if not hasattr(checkpoint.model, "timm_model"):  # timm keeps its own attention; transformers warns if asked
         # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
         checkpoint.model.set_attn_implementation("eager")
+    predictor(checkpoint)  # built now, so that the first request does not pay for it
     return checkpoint
 
 

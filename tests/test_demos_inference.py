@@ -1,6 +1,7 @@
 """The demo's inference functions on tiny random ViT, ResNet and timm checkpoints (no Gradio involved)."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,33 @@ def test_regress_returns_the_raw_first_logit(loaded, cat, arch):
     with torch.inference_mode():
         expected = float(checkpoint.model(pixel_values=inputs).logits[0, 0])
     assert inference.regress(checkpoint, cat) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_predictions_run_a_frozen_copy_with_batchnorm_folded_away(loaded, arch):
+    checkpoint = loaded[(arch, "classification")]
+    frozen = inference.predictor(checkpoint)
+    assert isinstance(frozen, torch.jit.ScriptModule)
+    assert inference.predictor(checkpoint) is frozen, "built once per model"
+    if arch == "resnet":
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in checkpoint.model.modules())
+        assert "batch_norm" not in str(frozen.graph)
+
+
+class _SignBranch(torch.nn.Module):
+    """A model whose output depends on Python control flow, which a trace fixes at its example input."""
+
+    def forward(self, pixel_values):
+        logits = pixel_values.mean((2, 3)) if pixel_values.mean() > 0 else -pixel_values.mean((2, 3))
+        return SimpleNamespace(logits=logits)
+
+
+def test_a_model_whose_trace_differs_is_served_eagerly(capsys):
+    served = inference._frozen_or_eager(_SignBranch(), SimpleNamespace(height=8, width=8))
+    assert not isinstance(served, torch.jit.ScriptModule)
+    assert "its traced copy gave other logits" in capsys.readouterr().out
+    negative = -torch.ones(1, 3, 8, 8)
+    assert torch.equal(served(negative), torch.ones(1, 3))
 
 
 def test_task_mismatch_is_a_clear_error(loaded, cat):
