@@ -193,6 +193,7 @@ def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(tiny_
     assert not all(torch.equal(before[name], after[name]) for name in convolutions), "the backbone trained"
     assert all(torch.equal(before[name], after[name]) for name in statistics) == freeze
     assert read_json(run_dir / "training_config.json")["freeze_batchnorm"] == freeze
+    assert f"| freeze_batchnorm | {freeze} |" in (run_dir / "README.md").read_text(), "the card states it"
 
 
 # ----------------------------------------------------------------------------- resume

@@ -353,7 +353,7 @@ def write_training_config(args, task: data.TaskData, spec, command: str, run_dir
         "learning_rate": args.learning_rate,
         "head_learning_rate": args.head_learning_rate,
         "backbone_learning_rate": backbone_learning_rate(args) if args.mode != "feature-extraction" else None,
-        "freeze_batchnorm": args.freeze_batchnorm,
+        "freeze_batchnorm": args.freeze_batchnorm if args.mode != "feature-extraction" else None,
         "batch_size": args.batch_size,
         "image_size": [spec.height, spec.width],
         "augment": args.augment,
