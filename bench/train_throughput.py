@@ -156,7 +156,9 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
     datasets = (data.with_image_transform(train_split, task, build_transform(image_spec(processor), args.augment)), None)
-    built = trainer.whole_network_trainer(model, processor, datasets, task, None, args, arguments, callbacks=[timer])
+    built = trainer.whole_network_trainer(
+        model, processor, datasets, task, None, args, training_args=arguments, callbacks=[timer]
+    )
     return built, modes.batchnorm_statistics_kept(model, args.freeze_batchnorm)
 
 

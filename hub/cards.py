@@ -167,7 +167,8 @@ def _hyper_rows(training: dict, regression: bool) -> list[dict]:
     keys = ["epochs", "learning_rate", "backbone_learning_rate", "freeze_batchnorm", "head_epochs", "head_learning_rate",
             "batch_size", "image_size", "augment", "seed"]
     if regression:
-        keys[7:7] = ["loss", "target_column"]
+        at = keys.index("image_size")
+        keys[at:at] = ["loss", "target_column"]
     return [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
 
 

@@ -43,16 +43,16 @@ def freeze_backbone(model: nn.Module, frozen: bool) -> None:
 def batchnorm_statistics_kept(model: nn.Module, keep: bool):
     """While inside, every BatchNorm layer runs on the base checkpoint's running statistics, training or not.
 
-    In train mode a BatchNorm normalises with the statistics of the current batch of 32 images, which for
-    a new domain differ from the pretrained ones: in train mode the food10 feature-extraction checkpoint
-    (ImageNet Lite0 backbone) fell from 0.97 to 0.52 accuracy on 128 of its training images, before any step.
-    A forward pre-hook, because the Trainer calls `model.train()` before every step. The affine weights
-    still train.
+    In train mode a BatchNorm normalises with the statistics of the current batch, which on a new domain
+    (a few dozen food photos) are far from the pretrained ones: the features the new head was fitted to
+    shift before any step is taken. A forward pre-hook, because the Trainer calls `model.train()` before
+    every step. The affine weights still train (timm's `freeze_batch_norm_2d` would freeze them too and
+    change the state_dict's layout).
     """
     hooks = [
         module.register_forward_pre_hook(_use_running_statistics)
         for module in model.modules()
-        if keep and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+        if keep and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
     ]
     try:
         yield len(hooks)
@@ -62,7 +62,7 @@ def batchnorm_statistics_kept(model: nn.Module, keep: bool):
 
 
 def _use_running_statistics(layer: nn.Module, inputs) -> None:
-    layer.train(False)  # returns the layer, which a pre-hook would take for new inputs: hence no lambda
+    layer.training = False  # this layer alone (train(False) would recurse into e.g. timm's activation children)
 
 
 def count_trainable(model: nn.Module) -> tuple[int, int]:

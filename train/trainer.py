@@ -224,7 +224,7 @@ def train_head_on_features(model, train_split, eval_split, task, eval_transform,
 # ----------------------------------------------------------------------------- stage 2: the whole network
 
 def whole_network_trainer(
-    model, processor, datasets, task, scaler, args, arguments: TrainingArguments, callbacks=()
+    model, processor, datasets, task, scaler, args, *, training_args: TrainingArguments, callbacks=()
 ) -> Trainer:
     """The Trainer for full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
     train_dataset, eval_dataset = datasets
@@ -236,12 +236,12 @@ def whole_network_trainer(
             backbone_learning_rate=backbone_learning_rate(args),
             weight_decay=args.weight_decay,
         ),
-        fused=torch.cuda.is_available(),  # one kernel for all parameters instead of a loop of small ones
+        fused=torch.cuda.is_available(),  # what the Trainer's own default optimizer uses on a GPU (not timed here)
     )
     loss_func, compute_metrics = loss_and_metrics(task, scaler, args.loss)
     return Trainer(
         model=model,
-        args=arguments,
+        args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=data.collate,
@@ -261,7 +261,7 @@ def train_whole_network(model, processor, splits, task, transforms, scaler, args
         data.with_image_transform(eval_split, task, eval_transform),
     )
     arguments = training_arguments(args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True)
-    trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, arguments)
+    trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, training_args=arguments)
     log_trainable(model, "full stage (backbone unfrozen)")
     with modes.batchnorm_statistics_kept(model, args.freeze_batchnorm) as kept:
         if kept:
