@@ -66,38 +66,45 @@ class _LogitsOnly(torch.nn.Module):
 
 
 # Predictions alone (/classify, /bone_age's number) run a frozen TorchScript copy of the model, built once per
-# model: BatchNorm folded into the convolutions and oneDNN kernels. On the 2-core CPU this took food10 from
-# 1.0x to 1.6x the speed of transformers' pipeline (bench/RESULTS.md). TorchScript is deprecated for
-# torch.export, but no torch.export path runs faster on a CPU without a compile step that costs more than
-# the demo's whole start-up.
-_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_PREDICTORS_LOCK = threading.Lock()
+# model: BatchNorm folded into the convolutions, oneDNN kernels (speed against the pipeline: bench/RESULTS.md).
+# TorchScript is deprecated (torch 2.14 warns); it is used because it needs no compile step at start-up. How
+# torch.compile or torch.export compare on this CPU has not been measured.
+_FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> frozen copy, or None: serve eagerly
+_FROZEN_LOCK = threading.Lock()
 
 
-def predictor(checkpoint: Checkpoint):
-    """pixel_values -> logits for predictions: the frozen copy, or the eager model if it cannot be traced exactly."""
+def predictor(checkpoint: Checkpoint) -> torch.nn.Module:
+    """pixel_values -> logits for predictions: the frozen copy, or the eager model if it cannot be traced exactly.
+
+    The copy is built on first use and assumes the model's weights do not change afterwards (nothing in the
+    demo changes them).
+    """
     model = checkpoint.model
-    with _PREDICTORS_LOCK:
-        if model not in _PREDICTORS:
-            _PREDICTORS[model] = _frozen_or_eager(model, image_spec(checkpoint.processor))
-        return _PREDICTORS[model]
+    if model not in _FROZEN:  # built outside the lock: tracing a large model takes seconds other requests need not wait
+        frozen = _frozen_copy(model, image_spec(checkpoint.processor))
+        with _FROZEN_LOCK:
+            _FROZEN.setdefault(model, frozen)
+    frozen = _FROZEN[model]
+    return frozen if frozen is not None else _LogitsOnly(model)  # the wrapper is not cached: it would keep its key alive
 
 
-def _frozen_or_eager(model: torch.nn.Module, spec) -> torch.nn.Module:
+def _frozen_copy(model: torch.nn.Module, spec) -> torch.jit.ScriptModule | None:
     eager = _LogitsOnly(model).eval()
     example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about Python values fixed at this input size
+            # Tracer warnings about Python values fixed at this input size, and TorchScript's deprecation notices.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             frozen = torch.jit.optimize_for_inference(torch.jit.trace(eager, example))
             # Checked on another input: one that flips every sign takes any branch the trace baked in the other way.
             matches = torch.allclose(frozen(-example), eager(-example), rtol=1e-3, atol=1e-3)
     except Exception as err:  # tracing runs the model's own Python, which may refuse in any way
         print(f"* {type(model).__name__} runs eagerly: it could not be traced ({type(err).__name__}: {err})", flush=True)
-        return eager
+        return None
     if not matches:  # a trace bakes in control flow; a model whose output then differs must not be served
         print(f"* {type(model).__name__} runs eagerly: its traced copy gave other logits", flush=True)
-        return eager
+        return None
     return frozen
 
 

@@ -1,5 +1,6 @@
 """The demo's inference functions on tiny random ViT, ResNet and timm checkpoints (no Gradio involved)."""
 
+import gc
 import json
 from types import SimpleNamespace
 
@@ -48,15 +49,25 @@ def test_regress_returns_the_raw_first_logit(loaded, cat, arch):
     assert inference.regress(checkpoint, cat) == pytest.approx(expected, abs=1e-5)
 
 
+def count_forward_calls(model: torch.nn.Module) -> list:
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(1))
+    return calls
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_predictions_run_a_frozen_copy_with_batchnorm_folded_away(loaded, arch):
-    checkpoint = loaded[(arch, "classification")]
-    frozen = inference.predictor(checkpoint)
+def test_predictions_run_a_frozen_copy_with_batchnorm_folded_away(tiny_checkpoints, cat, arch):
+    checkpoints = {task: load_model(str(tiny_checkpoints[(arch, task)])) for task in ("classification", "regression")}
+    frozen = inference.predictor(checkpoints["classification"])
     assert isinstance(frozen, torch.jit.ScriptModule)
-    assert inference.predictor(checkpoint) is frozen, "built once per model"
+    assert inference.predictor(checkpoints["classification"]) is frozen, "built once per model"
     if arch == "resnet":
-        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in checkpoint.model.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in checkpoints["classification"].model.modules())
         assert "batch_norm" not in str(frozen.graph)
+    eager_calls = {task: count_forward_calls(checkpoint.model) for task, checkpoint in checkpoints.items()}
+    inference.top_k(checkpoints["classification"], cat)
+    inference.regress(checkpoints["regression"], cat)
+    assert eager_calls == {"classification": [], "regression": []}, "predictions did not touch the eager model"
 
 
 class _SignBranch(torch.nn.Module):
@@ -67,12 +78,36 @@ class _SignBranch(torch.nn.Module):
         return SimpleNamespace(logits=logits)
 
 
-def test_a_model_whose_trace_differs_is_served_eagerly(capsys):
-    served = inference._frozen_or_eager(_SignBranch(), SimpleNamespace(height=8, width=8))
+class _RefusesTracing(torch.nn.Module):
+    def forward(self, pixel_values):
+        if torch.jit.is_tracing():
+            raise RuntimeError("no tracing here")
+        return SimpleNamespace(logits=pixel_values.mean((2, 3)))
+
+
+def served_by(model: torch.nn.Module) -> torch.nn.Module:
+    checkpoint = SimpleNamespace(model=model, processor=None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "image_spec", lambda processor: SimpleNamespace(height=8, width=8))
+        return inference.predictor(checkpoint)
+
+
+def test_a_model_whose_trace_differs_is_served_eagerly_and_not_kept_alive(capsys):
+    model = _SignBranch()
+    served = served_by(model)
     assert not isinstance(served, torch.jit.ScriptModule)
     assert "its traced copy gave other logits" in capsys.readouterr().out
-    negative = -torch.ones(1, 3, 8, 8)
-    assert torch.equal(served(negative), torch.ones(1, 3))
+    assert torch.equal(served(-torch.ones(1, 3, 8, 8)), torch.ones(1, 3))
+    del served, model
+    gc.collect()
+    assert not any(isinstance(m, _SignBranch) for m in inference._FROZEN), "the fallback must not keep its model alive"
+
+
+def test_a_model_that_refuses_tracing_is_served_eagerly(capsys):
+    served = served_by(_RefusesTracing())
+    assert "could not be traced (RuntimeError: no tracing here)" in capsys.readouterr().out
+    pixels = torch.rand(1, 3, 8, 8)
+    assert torch.equal(served(pixels), pixels.mean((2, 3)))
 
 
 def test_task_mismatch_is_a_clear_error(loaded, cat):
