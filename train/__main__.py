@@ -4,8 +4,9 @@
         --mode two-stage --epochs 3 --image-size 224
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
-        --target-unit months --output-dir runs/boneage --image-size 128 --resize squash --crop-pct 1.0 \
-        --augment keep-whole --loss mae
+        --target-unit months --output-dir runs/boneage --mode full --epochs 8 --image-size 112 --resize squash \
+        --crop-pct 1.0 --augment keep-whole --loss mae --learning-rate 2e-3 --backbone-learning-rate 1e-3 \
+        --no-freeze-batchnorm
 
     python -m train ... --push-to-hub --hub-model-id your-name/food10 [--private]   # then publish it
 
