@@ -191,18 +191,6 @@ def _as_feature_map(output, grid: tuple[int, int] | None) -> torch.Tensor:
     return tensor
 
 
-def capture_features(checkpoint: Checkpoint, inputs: torch.Tensor, layer: torch.nn.Module) -> torch.Tensor:
-    """The (C, h, w) output of `layer` for one input; ViT tokens reshaped to their patch grid."""
-    captured = []
-    with _HOOK_LOCK:
-        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
-        try:
-            logits(checkpoint, inputs)
-        finally:
-            handle.remove()
-    return _as_feature_map(captured[0], token_grid(checkpoint.model))[0].float()
-
-
 # --- views --------------------------------------------------------------------------------------
 
 
@@ -253,17 +241,27 @@ def grad_cam(
     checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None
 ) -> np.ndarray:
     """Grad-CAM overlay (uint8 RGB, model input size) for a class (default: the top one) or the regression output."""
-    prepared = prepare(checkpoint, image)
+    _, layer = resolve_layer(checkpoint.model, layer_name)
+    overlay, _ = cam_and_features(checkpoint, prepare(checkpoint, image), layer, class_index)
+    return overlay
+
+
+def cam_and_features(
+    checkpoint: Checkpoint, prepared: ModelInput, layer: torch.nn.Module, class_index: int | None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(Grad-CAM overlay at `layer`, the layer's (C, h, w) output), both from one forward pass.
+
+    `class_index` None means the top class, which pytorch-grad-cam picks from that same pass; regression
+    checkpoints explain their output.
+    """
     model = checkpoint.model
-    _, layer = resolve_layer(model, layer_name)
     if checkpoint.task.is_regression:
-        target = RawScoresOutputTarget()
+        targets = [RawScoresOutputTarget()]
     else:
-        if class_index is None:
-            class_index = int(logits(checkpoint, prepared.inputs).argmax())
-        target = ClassifierOutputTarget(class_index)
+        targets = None if class_index is None else [ClassifierOutputTarget(class_index)]
     grid = token_grid(model)
     reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
+    captured = []
     with (
         _HOOK_LOCK,
         torch.enable_grad(),
@@ -271,8 +269,13 @@ def grad_cam(
             model=_LogitsOnly(model), target_layers=[cam_target_layer(model, layer)], reshape_transform=reshape
         ) as cam,
     ):
-        heatmap = cam(input_tensor=prepared.inputs, targets=[target])[0]
-    return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True)
+        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
+        finally:
+            handle.remove()
+    features = _as_feature_map(captured[0], grid)[0].detach().float()
+    return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True), features
 
 
 def attention_rollout(checkpoint: Checkpoint, image: Image.Image) -> np.ndarray | None:
@@ -316,12 +319,12 @@ def feature_views(
 ) -> FeatureViews:
     """Everything the feature-map tab shows for one image and one layer."""
     name, layer = resolve_layer(checkpoint.model, layer_name)
-    features = capture_features(checkpoint, prepare(checkpoint, image).inputs, layer)
+    cam, features = cam_and_features(checkpoint, prepare(checkpoint, image), layer, class_index)
     return FeatureViews(
         layer=name,
         shape=tuple(features.shape),
         channels=channel_grid(features),
         pca=pca_rgb(features),
-        cam=grad_cam(checkpoint, image, name, class_index),
+        cam=cam,
         rollout=attention_rollout(checkpoint, image),
     )

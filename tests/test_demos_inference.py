@@ -143,7 +143,7 @@ def test_cnn_stage_maps_match_a_hidden_state(loaded, cat):
     checkpoint = loaded[("resnet", "classification")]
     inputs = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"]
     name, layer = inference.resolve_layer(checkpoint.model, "stage 2")
-    captured = inference.capture_features(checkpoint, inputs, layer)
+    _, captured = inference.cam_and_features(checkpoint, inference.prepare(checkpoint, cat), layer, class_index=None)
     with torch.inference_mode():
         hidden = checkpoint.model(pixel_values=inputs, output_hidden_states=True).hidden_states[-1][0]
     torch.testing.assert_close(captured, hidden)
@@ -159,6 +159,9 @@ def test_grad_cam_depends_on_the_class(loaded, cat):
     layer = list(inference.feature_layers(checkpoint.model))[2]  # a 4x4 map: the last stage of the tiny model is 1x1
     overlays = [inference.grad_cam(checkpoint, cat, layer, class_index=i) for i in range(3)]
     assert any(not np.array_equal(overlays[0], other) for other in overlays[1:])
+    top = list(checkpoint.task.labels).index(next(iter(inference.top_k(checkpoint, cat, k=1))))
+    default = inference.grad_cam(checkpoint, cat, layer)
+    assert np.array_equal(default, inference.grad_cam(checkpoint, cat, layer, class_index=top)), "the top class"
 
 
 def test_pca_rgb_separates_two_kinds_of_position():

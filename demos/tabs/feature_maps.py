@@ -60,11 +60,12 @@ def render(models) -> None:
             button = gr.Button("Show feature maps", variant="primary")
         with gr.Column():
             caption = gr.Markdown(elem_id="features-caption")
-            channels = gr.Image(label="Strongest channels", interactive=False)
+            # PNG: the views are shown pixel for pixel, and PNG encodes them faster than Gradio's default WebP.
+            channels = gr.Image(label="Strongest channels", format="png", interactive=False)
     with gr.Row():
-        pca = gr.Image(label="PCA of the features (first 3 components as RGB)", interactive=False)
-        cam = gr.Image(label="Grad-CAM", interactive=False, elem_id="features-cam")
-        rollout = gr.Image(label="Attention rollout (ViT)", interactive=False)
+        pca = gr.Image(label="PCA of the features (first 3 components as RGB)", format="png", interactive=False)
+        cam = gr.Image(label="Grad-CAM", format="png", interactive=False, elem_id="features-cam")
+        rollout = gr.Image(label="Attention rollout (ViT)", format="png", interactive=False)
 
     def model_changed(name: str):
         checkpoint = models.get(name)
