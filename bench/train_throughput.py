@@ -12,7 +12,9 @@ imagefolder of Food-101-sized JPEGs (512x384) that the script writes to a tempor
 - ours: what `python -m train --mode full` runs: `train.data` (imagefolder splits, `with_image_transform`,
   `collate`), `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.trainer.build_model`,
   `prepare_for_device`, `training_arguments` (bf16 and channels_last on a GPU, its data-loader workers),
-  `classification_loss` and the AdamW parameter groups of `train.modes`;
+  `classification_loss` and the AdamW parameter groups of `train.modes`, BatchNorm statistics kept as
+  `train` keeps them by default (for the random-weight ResNet-50 they are the initial 0 and 1:
+  `--train-args=--no-freeze-batchnorm` times the batch-statistics path instead);
 - baseline: the recipe a user would otherwise run, examples/pytorch/image-classification/run_image_classification.py:
   torchvision `Compose([RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize])` from the image
   processor (timm processors: their own `train_transforms`) applied with `set_transform`, and `TrainingArguments`
