@@ -1,7 +1,7 @@
 """Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/food10 --output-dir runs/food10 \
-        --mode two-stage --epochs 3 --image-size 224
+        --mode full --epochs 3 --learning-rate 1e-3 --backbone-learning-rate 1e-4 --augment random-crop
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
         --target-unit months --output-dir runs/boneage --mode full --epochs 8 --image-size 112 --resize squash \
