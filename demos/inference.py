@@ -48,12 +48,6 @@ def prepare(checkpoint: Checkpoint, image: Image.Image) -> ModelInput:
     return ModelInput(inputs=inputs, pixels=pixels.permute(1, 2, 0).numpy().astype(np.float32))
 
 
-def logits(checkpoint: Checkpoint, inputs: torch.Tensor) -> torch.Tensor:
-    """The eager model's logits: the path that hooks (feature maps) and gradients (Grad-CAM) go through."""
-    with torch.inference_mode():
-        return checkpoint.model(pixel_values=inputs).logits[0]
-
-
 class _LogitsOnly(torch.nn.Module):
     """pytorch-grad-cam expects model(x) -> scores tensor; transformers models return an output object."""
 
@@ -278,7 +272,7 @@ def cam_and_features(
     return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True), features
 
 
-def attention_rollout(checkpoint: Checkpoint, image: Image.Image) -> np.ndarray | None:
+def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarray | None:
     """Attention rollout (Abnar & Zuidema 2020) overlay for ViT checkpoints; None for models without attentions.
 
     Hand-written: neither transformers nor pytorch-grad-cam provides rollout.
@@ -286,7 +280,6 @@ def attention_rollout(checkpoint: Checkpoint, image: Image.Image) -> np.ndarray 
     grid = token_grid(checkpoint.model)
     if grid is None or hasattr(checkpoint.model, "timm_model"):
         return None
-    prepared = prepare(checkpoint, image)
     with torch.inference_mode():
         attentions = checkpoint.model(pixel_values=prepared.inputs, output_attentions=True).attentions
     if not attentions:
@@ -319,12 +312,13 @@ def feature_views(
 ) -> FeatureViews:
     """Everything the feature-map tab shows for one image and one layer."""
     name, layer = resolve_layer(checkpoint.model, layer_name)
-    cam, features = cam_and_features(checkpoint, prepare(checkpoint, image), layer, class_index)
+    prepared = prepare(checkpoint, image)
+    cam, features = cam_and_features(checkpoint, prepared, layer, class_index)
     return FeatureViews(
         layer=name,
         shape=tuple(features.shape),
         channels=channel_grid(features),
         pca=pca_rgb(features),
         cam=cam,
-        rollout=attention_rollout(checkpoint, image),
+        rollout=attention_rollout(checkpoint, prepared),
     )
