@@ -94,18 +94,64 @@ def _use_request_timeout(seconds: float) -> None:
     _http.set_client_factory(client_factory)
 
 
-def _upload(folder: Path, repo_id: str, *, private: bool, revision: str | None, token: str | None, commit_message: str):
+def _upload(folder: Path, repo_id: str, *, repo_type: str, private: bool, revision: str | None, token: str | None,
+            commit_message: str):
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
+    # Spaces need an SDK at creation; "gradio" is the only kind this project publishes.
+    space_sdk = "gradio" if repo_type == "space" else None
+    api.create_repo(repo_id, repo_type=repo_type, space_sdk=space_sdk, private=private, exist_ok=True)
     if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
+        api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
     return api.upload_folder(
         repo_id=repo_id,
+        repo_type=repo_type,
         folder_path=folder,
         revision=revision,
         commit_message=commit_message,
         ignore_patterns=UPLOAD_IGNORE,
     )
+
+
+def upload_with_retries(
+    folder: Path,
+    repo_id: str,
+    *,
+    retry: str,
+    what: str = "checkpoint",
+    repo_type: str = "model",
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str,
+    retry_delays: Sequence[float] | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+):
+    """create_repo(exist_ok=True) then one upload_folder commit of `folder`; returns huggingface_hub's CommitInfo.
+
+    Transient failures (timeouts, connection errors, HTTP 408/429/5xx) are retried after each delay of
+    `retry_delays` (default RETRY_DELAYS_S). Raises PushError, saying why, that the local `what` is intact and the
+    command `retry` that repeats the upload, when it finally fails.
+    """
+    delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
+    _use_request_timeout(request_timeout_s)
+    for attempt in range(len(delays) + 1):
+        try:
+            return _upload(
+                folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
+                commit_message=commit_message,
+            )
+        except (HfHubHTTPError, httpx2.HTTPError, ValueError, OSError) as err:  # ValueError: the hub rejected the card
+            intact = f"The local {what} {folder} is intact (nothing was changed on disk)."
+            if _is_auth(err):
+                raise PushError(
+                    f"The hub refused the credentials ({_reason(err)}). Log in with `hf auth login` or set HF_TOKEN "
+                    f"to a token with write access to '{repo_id}'. {intact} Retry with:\n  {retry}"
+                ) from err
+            if not _is_transient(err) or attempt == len(delays):
+                tries = f" after {attempt + 1} tries" if _is_transient(err) else ""
+                raise PushError(f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}") from err
+            logger.warning("Push try %d failed (%s); retrying in %.0f s.", attempt + 1, _reason(err), delays[attempt])
+            time.sleep(delays[attempt])
 
 
 def push_checkpoint(
@@ -121,32 +167,22 @@ def push_checkpoint(
 ):
     """Upload the complete checkpoint in `folder` to `repo_id` as one commit; returns huggingface_hub's CommitInfo.
 
-    Transient failures (timeouts, connection errors, HTTP 408/429/5xx) are retried after each delay of
-    `retry_delays` (default RETRY_DELAYS_S). Raises PushError, saying why, that the folder is intact and the
-    command to retry, when the push finally fails.
+    Fails before any network call unless the folder is a whole checkpoint; retries as `upload_with_retries` does.
     """
     folder = Path(folder)
     check_repo_id(repo_id)
     check_complete(folder, repo_id=repo_id)
-    delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
-    message = commit_message or f"Upload {folder.resolve().name} with TransferLab"
-    retry = retry_command(folder, repo_id, private=private, revision=revision)
-    _use_request_timeout(request_timeout_s)
-    for attempt in range(len(delays) + 1):
-        try:
-            return _upload(folder, repo_id, private=private, revision=revision, token=token, commit_message=message)
-        except (HfHubHTTPError, httpx2.HTTPError, ValueError, OSError) as err:  # ValueError: the hub rejected the card
-            intact = f"The local checkpoint {folder} is intact (nothing was changed on disk)."
-            if _is_auth(err):
-                raise PushError(
-                    f"The hub refused the credentials ({_reason(err)}). Log in with `hf auth login` or set HF_TOKEN "
-                    f"to a token with write access to '{repo_id}'. {intact} Retry with:\n  {retry}"
-                ) from err
-            if not _is_transient(err) or attempt == len(delays):
-                tries = f" after {attempt + 1} tries" if _is_transient(err) else ""
-                raise PushError(f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}") from err
-            logger.warning("Push try %d failed (%s); retrying in %.0f s.", attempt + 1, _reason(err), delays[attempt])
-            time.sleep(delays[attempt])
+    return upload_with_retries(
+        folder,
+        repo_id,
+        retry=retry_command(folder, repo_id, private=private, revision=revision),
+        private=private,
+        revision=revision,
+        token=token,
+        commit_message=commit_message or f"Upload {folder.resolve().name} with TransferLab",
+        retry_delays=retry_delays,
+        request_timeout_s=request_timeout_s,
+    )
 
 
 def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, token: str | None = None) -> Path:

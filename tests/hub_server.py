@@ -3,8 +3,9 @@
     python -m tests.hub_server            # serves on a free 127.0.0.1 port until Ctrl-C; prints HF_ENDPOINT
 
 It implements only the endpoints huggingface_hub 2.4.0 calls for create_repo, create_branch, upload_folder
-(preupload + one NDJSON commit, every file inline as "regular"), model_info/repo_info, list_repo_tree,
-hf_hub_download/snapshot_download (resolve with ETag, X-Repo-Commit, Content-Length) and card YAML validation.
+(preupload + one NDJSON commit, every file inline as "regular"), model_info/space_info/repo_info, list_repo_tree,
+hf_hub_download/snapshot_download (resolve with ETag, X-Repo-Commit, Content-Length) and card YAML validation,
+for model repos and for Spaces (`repo_type="space"`: kept apart in `spaces`, created with their SDK).
 Pushed files are kept per repo and per commit under a folder. Faults can be injected: the next N write calls
 answer a 5xx or hang, or every write call answers 401. Hand-written because no library ships a hub double.
 """
@@ -28,6 +29,10 @@ import yaml
 
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
 REV = r"(?P<rev>[^/]+)"
+KIND = r"(?P<kind>models|spaces)"  # the API path segment of a repo type
+SPACE_SDKS = {"gradio", "streamlit", "docker", "static"}
+SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+SHORT_DESCRIPTION_MAX = 60
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -45,6 +50,7 @@ class Commit:
 @dataclass
 class Repo:
     private: bool
+    sdk: str | None = None  # Spaces only
     branches: dict[str, str] = field(default_factory=dict)  # branch -> commit oid
     commits: list[Commit] = field(default_factory=list)
 
@@ -58,7 +64,8 @@ class HubStandIn:
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="hub-stand-in-"))
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repos
+        self.spaces: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.fail_writes = 0  # the next N write calls answer `fail_status`
         self.fail_status = 503
@@ -70,7 +77,7 @@ class HubStandIn:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "HubStandIn":
+    def start(self) -> HubStandIn:
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
@@ -78,20 +85,25 @@ class HubStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def file(self, repo_id: str, path: str, rev: str = "main") -> bytes:
+    def store(self, kind: str | None) -> dict[str, Repo]:
+        """The repos of an API path's kind: "spaces", else models."""
+        return self.spaces if kind == "spaces" else self.repos
+
+    def file(self, repo_id: str, path: str, rev: str = "main", *, kind: str = "models") -> bytes:
         """The content of `path` at `rev` in `repo_id` (what a download would get)."""
-        commit = self.repos[repo_id].commit(rev)
+        commit = self.store(kind)[repo_id].commit(rev)
         return (self.root / "blobs" / commit.files[path]).read_bytes()
 
-    def commit_messages(self, repo_id: str) -> list[str]:
-        return [c.message for c in self.repos[repo_id].commits]
+    def commit_messages(self, repo_id: str, *, kind: str = "models") -> list[str]:
+        return [c.message for c in self.store(kind)[repo_id].commits]
 
     # --- state changes, called by the handler under the lock ---
 
-    def create_repo(self, repo_id: str, private: bool) -> bool:
-        if repo_id in self.repos:
+    def create_repo(self, repo_id: str, private: bool, *, kind: str = "models", sdk: str | None = None) -> bool:
+        store = self.store(kind)
+        if repo_id in store:
             return False
-        repo = self.repos[repo_id] = Repo(private=private)
+        repo = store[repo_id] = Repo(private=private, sdk=sdk)
         self.add_commit(repo, "main", "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, [])
         return True
 
@@ -114,7 +126,7 @@ class HubStandIn:
 
 def _validate_card(content: str) -> list[str]:
     """The hub's checks on README.md metadata that a push from this project could trip."""
-    match = re.match(r"^---\n(.*?)\n---", content, re.S)
+    match = re.match(r"^---\n(.*?)\n---", content, re.DOTALL)
     if not match:
         return []
     try:
@@ -132,6 +144,30 @@ def _validate_card(content: str) -> list[str]:
         for result in entry.get("results", []):
             if "task" not in result or "dataset" not in result or "metrics" not in result:
                 errors.append('"model-index" results need task, dataset and metrics')
+    return errors
+
+
+def _validate_space_card(content: str) -> list[str]:
+    """The hub's checks on a Space's README.md header (https://huggingface.co/docs/hub/spaces-config-reference)."""
+    match = re.match(r"^---\n(.*?)\n---", content, re.DOTALL)
+    if not match:
+        return ["a Space's README.md needs a YAML header"]
+    meta = yaml.safe_load(match.group(1)) or {}
+    errors = []
+    if meta.get("sdk") not in SPACE_SDKS:
+        errors.append(f'"sdk" must be one of {sorted(SPACE_SDKS)}, got "{meta.get("sdk")}"')
+    for key in ("colorFrom", "colorTo"):
+        if key in meta and meta[key] not in SPACE_COLORS:
+            errors.append(f'"{key}" must be one of {sorted(SPACE_COLORS)}, got "{meta[key]}"')
+    if len(str(meta.get("short_description", ""))) > SHORT_DESCRIPTION_MAX:
+        errors.append(f'"short_description" must be at most {SHORT_DESCRIPTION_MAX} characters')
+    hub_id = re.compile(r"^[\w.-]+/[\w.-]+$")
+    for model in meta.get("models") or []:
+        if not hub_id.match(str(model)):
+            errors.append(f'"models" must be hub ids, got "{model}"')
+    for entry in meta.get("preload_from_hub") or []:
+        if not isinstance(entry, str) or not hub_id.match(entry.split(" ")[0]):
+            errors.append(f'"preload_from_hub" entries are "repo_id [files [revision]]" strings, got "{entry}"')
     return errors
 
 
@@ -169,8 +205,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def _authorized(self) -> bool:
             return self.headers.get("Authorization", "").startswith("Bearer ")
 
-        def _readable(self, repo_id: str) -> Repo | None:
-            repo = hub.repos.get(repo_id)
+        def _readable(self, repo_id: str, kind: str | None = None) -> Repo | None:
+            repo = hub.store(kind).get(repo_id)
             if repo is None or (repo.private and not self._authorized()):
                 return None
             return repo
@@ -210,14 +246,14 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 hub.requests.append((method, path))
             routes = [
                 ("POST", r"/api/repos/create", self.create_repo),
-                ("POST", rf"/api/validate-yaml", self.validate_yaml),
-                ("POST", rf"/api/models/{REPO}/preupload/{REV}", self.preupload),
-                ("POST", rf"/api/models/{REPO}/commit/{REV}", self.commit),
-                ("POST", rf"/api/models/{REPO}/branch/{REV}", self.create_branch),
-                ("GET", rf"/api/models/{REPO}(?:/revision/{REV})?", self.model_info),
-                ("GET", rf"/api/models/{REPO}/tree/{REV}(?:/(?P<sub>.*))?", self.tree),
-                ("GET", rf"/{REPO}/resolve/{REV}/(?P<file>.+)", self.resolve),
-                ("HEAD", rf"/{REPO}/resolve/{REV}/(?P<file>.+)", self.resolve),
+                ("POST", r"/api/validate-yaml", self.validate_yaml),
+                ("POST", rf"/api/{KIND}/{REPO}/preupload/{REV}", self.preupload),
+                ("POST", rf"/api/{KIND}/{REPO}/commit/{REV}", self.commit),
+                ("POST", rf"/api/{KIND}/{REPO}/branch/{REV}", self.create_branch),
+                ("GET", rf"/api/{KIND}/{REPO}(?:/revision/{REV})?", self.model_info),
+                ("GET", rf"/api/{KIND}/{REPO}/tree/{REV}(?:/(?P<sub>.*))?", self.tree),
+                ("GET", rf"/(?:(?P<kind>spaces)/)?{REPO}/resolve/{REV}/(?P<file>.+)", self.resolve),
+                ("HEAD", rf"/(?:(?P<kind>spaces)/)?{REPO}/resolve/{REV}/(?P<file>.+)", self.resolve),
             ]
             for verb, pattern, handler in routes:
                 match = re.fullmatch(pattern, path)
@@ -234,17 +270,22 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def create_repo(self, **_) -> None:
             payload = json.loads(self._body())
             repo_id = f"{payload['organization']}/{payload['name']}"
+            kind = f"{payload.get('type') or 'model'}s"
+            if kind == "spaces" and payload.get("sdk") not in SPACE_SDKS:
+                return self._error(400, None, f"a Space needs an sdk, one of {sorted(SPACE_SDKS)}")
             with hub.lock:
-                created = hub.create_repo(repo_id, private=payload.get("visibility") == "private")
+                created = hub.create_repo(
+                    repo_id, private=payload.get("visibility") == "private", kind=kind, sdk=payload.get("sdk")
+                )
             if not created:
                 self._json(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
             else:
                 self._json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
 
-        def create_branch(self, repo: str, rev: str, **_) -> None:
+        def create_branch(self, repo: str, rev: str, kind: str, **_) -> None:
             payload = json.loads(self._body() or b"{}")
             with hub.lock:
-                target = hub.repos.get(repo)
+                target = hub.store(kind).get(repo)
                 if target is None:
                     return self._error(404, "RepoNotFound", "Repository not found")
                 if rev in target.branches:
@@ -253,12 +294,14 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self._json(200, {})
 
         def validate_yaml(self, **_) -> None:
-            errors = _validate_card(json.loads(self._body())["content"])
+            payload = json.loads(self._body())
+            validate = _validate_space_card if payload.get("repoType") == "space" else _validate_card
+            errors = validate(payload["content"])
             self._json(400 if errors else 200, {"errors": [{"message": e} for e in errors], "warnings": []})
 
-        def preupload(self, repo: str, rev: str, **_) -> None:
+        def preupload(self, repo: str, rev: str, kind: str, **_) -> None:
             payload = json.loads(self._body())
-            target = hub.repos.get(repo)
+            target = hub.store(kind).get(repo)
             if target is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
             commit = target.commit(rev)
@@ -269,7 +312,7 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             ]
             self._json(200, {"files": files, "commitOid": commit.oid if commit else None})
 
-        def commit(self, repo: str, rev: str, **_) -> None:
+        def commit(self, repo: str, rev: str, kind: str, **_) -> None:
             lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             added = {
@@ -279,7 +322,7 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             if any(line["key"] == "lfsFile" for line in lines):
                 return self._error(400, None, "stand-in accepts regular (inline) files only")
             with hub.lock:
-                target = hub.repos.get(repo)
+                target = hub.store(kind).get(repo)
                 if target is None:
                     return self._error(404, "RepoNotFound", "Repository not found")
                 if rev not in target.branches:
@@ -287,8 +330,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 commit = hub.add_commit(target, rev, header["summary"], added, deleted)
             self._json(200, {"success": True, "commitOid": commit.oid, "commitUrl": f"{hub.url}/{repo}/commit/{commit.oid}"})
 
-        def model_info(self, repo: str, rev: str | None = None, **_) -> None:
-            target = self._readable(repo)
+        def model_info(self, repo: str, kind: str, rev: str | None = None, **_) -> None:
+            target = self._readable(repo, kind)
             if target is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
             commit = target.commit(rev or "main")
@@ -297,10 +340,11 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self._json(200, {
                 "id": repo, "modelId": repo, "sha": commit.oid, "private": target.private,
                 "siblings": [{"rfilename": name} for name in sorted(commit.files)],
+                **({"sdk": target.sdk} if kind == "spaces" else {}),
             })
 
-        def tree(self, repo: str, rev: str, sub: str | None = None, **_) -> None:
-            target = self._readable(repo)
+        def tree(self, repo: str, rev: str, kind: str, sub: str | None = None, **_) -> None:
+            target = self._readable(repo, kind)
             if target is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
             commit = target.commit(rev)
@@ -314,10 +358,10 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             ]
             self._json(200, entries)
 
-        def resolve(self, repo: str, rev: str, file: str, head: bool = False, **_) -> None:
-            target = self._readable(repo)
+        def resolve(self, repo: str, rev: str, file: str, kind: str | None = None, head: bool = False, **_) -> None:
+            target = self._readable(repo, kind)
             if target is None:
-                return self._error(401 if repo in hub.repos else 404, "RepoNotFound", "Repository not found", head=head)
+                return self._error(401 if repo in hub.store(kind) else 404, "RepoNotFound", "Repository not found", head=head)
             commit = target.commit(rev)
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head=head)
