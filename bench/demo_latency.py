@@ -108,7 +108,9 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
         calls = {
             "/classify": lambda p: client.predict(handle_file(p), api_name="/classify"),
             "/bone_age": lambda p: client.predict(handle_file(p), api_name="/bone_age"),
-            "/feature_maps": lambda p: client.predict(handle_file(p), "food", "", "top prediction", api_name="/feature_maps"),
+            "/feature_maps": lambda p: client.predict(
+                handle_file(p), "food", "", "top prediction", api_name="/feature_maps"
+            ),
         }
         results = {}
         for endpoint, call in calls.items():
@@ -154,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, cores {os.cpu_count()}")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={wait_policy}, cores {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         photos = synthetic_photos(Path(tmp), args.images)
         ratios = {
@@ -162,13 +165,17 @@ def main() -> None:
             "vit-b16": compare_with_pipeline("vit-b16", str(vit_base_folder(Path(tmp) / "vit-b16")), photos),
         }
         compare_with_pipeline("boneage", args.boneage_model, photos)
-        with demo_server(photos[0], "--food-model", args.food_model, "--boneage-model", args.boneage_model) as (url, cold):
+        models = ("--food-model", args.food_model, "--boneage-model", args.boneage_model)
+        with demo_server(photos[0], *models) as (url, cold):
             endpoints = time_endpoints(url, photos)
         for endpoint, ms in endpoints.items():
             print(f"endpoint {endpoint:14s} {ms:7.1f} ms (through gradio_client, median of {len(photos)})")
         print(f"feature maps / classification: {endpoints['/feature_maps'] / endpoints['/classify']:.2f}x (goal <= 3x)")
         print(f"cold start, python -m demos to first answer: {cold:.1f} s (goal <= 15 s)")
-    print(f"classification speed-up over pipeline: food {ratios['food']:.2f}x, vit-b16 {ratios['vit-b16']:.2f}x (goal >= 1.5x)")
+    print(
+        f"classification speed-up over pipeline: food {ratios['food']:.2f}x, vit-b16 {ratios['vit-b16']:.2f}x",
+        "(goal >= 1.5x)",
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = load_checkpoint(args.model)
     target = args.target or checkpoint.task.labels[0]
-    print(f"{args.model}: torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"{args.model}: torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={wait_policy}")
     for run in range(args.runs):
         began = time.perf_counter()
         result = dream(checkpoint, target, seed=run)

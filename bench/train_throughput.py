@@ -131,7 +131,9 @@ class StepTimer(TrainerCallback):
         return (len(self.ends) - warmup_steps) * batch_size / window, busy / window
 
 
-def timed_training(trainer_: Trainer, context, timer: StepTimer, warmup_steps: int, batch_size: int) -> tuple[float, ...]:
+def timed_training(
+    trainer_: Trainer, context, timer: StepTimer, warmup_steps: int, batch_size: int
+) -> tuple[float, ...]:
     for quiet in (ProgressCallback, PrinterCallback):  # the bench prints its own figures, not the loss log
         trainer_.remove_callback(quiet)
     with context:
@@ -157,7 +159,10 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     )
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
-    datasets = (data.with_image_transform(train_split, task, build_transform(image_spec(processor), args.augment)), None)
+    datasets = (
+        data.with_image_transform(train_split, task, build_transform(image_spec(processor), args.augment)),
+        None,
+    )
     built = trainer.whole_network_trainer(
         model, processor, datasets, task, None, args, training_args=arguments, callbacks=[timer]
     )

@@ -31,7 +31,8 @@ def _show(args: argparse.Namespace) -> None:
     if task.is_regression:
         print(f"task: regression of {task.target or 'a number'} in {task.unit or 'unstated units'}")
     else:
-        print(f"task: classification into {len(task.labels)} classes: {', '.join(task.labels[:10])}{' ...' if len(task.labels) > 10 else ''}")
+        more = " ..." if len(task.labels) > 10 else ""
+        print(f"task: classification into {len(task.labels)} classes: {', '.join(task.labels[:10])}{more}")
     for metric, value in checkpoint.metrics.items():
         print(f"{metric}: {value:.4g}")
 
@@ -47,7 +48,9 @@ def _pull(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     default = commands.add_parser("default", help="write the offline default backbone as a checkpoint folder")
     default.add_argument("--out", required=True, help="folder to write")

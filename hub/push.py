@@ -149,7 +149,9 @@ def upload_with_retries(
                 ) from err
             if not _is_transient(err) or attempt == len(delays):
                 tries = f" after {attempt + 1} tries" if _is_transient(err) else ""
-                raise PushError(f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}") from err
+                raise PushError(
+                    f"Pushing {folder} to '{repo_id}' failed{tries}: {_reason(err)}. {intact} Retry with:\n  {retry}"
+                ) from err
             logger.warning("Push try %d failed (%s); retrying in %.0f s.", attempt + 1, _reason(err), delays[attempt])
             time.sleep(delays[attempt])
 

@@ -104,7 +104,13 @@ class HubStandIn:
         if repo_id in store:
             return False
         repo = store[repo_id] = Repo(private=private, sdk=sdk)
-        self.add_commit(repo, "main", "initial commit", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, [])
+        self.add_commit(
+            repo,
+            "main",
+            "initial commit",
+            {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+            [],
+        )
         return True
 
     def add_commit(self, repo: Repo, branch: str, message: str, added: dict[str, bytes], deleted: list[str]) -> Commit:
@@ -200,7 +206,12 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _error(self, status: int, code: str | None, message: str, *, head: bool = False) -> None:
             headers = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
-            self._send(status, json.dumps({"error": message}).encode(), {"Content-Type": "application/json", **headers}, head=head)
+            self._send(
+                status,
+                json.dumps({"error": message}).encode(),
+                {"Content-Type": "application/json", **headers},
+                head=head,
+            )
 
         def _authorized(self) -> bool:
             return self.headers.get("Authorization", "").startswith("Bearer ")
@@ -316,7 +327,9 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
             header = next(line["value"] for line in lines if line["key"] == "header")
             added = {
-                line["value"]["path"]: base64.b64decode(line["value"]["content"]) for line in lines if line["key"] == "file"
+                line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                for line in lines
+                if line["key"] == "file"
             }
             deleted = [line["value"]["path"] for line in lines if line["key"] == "deletedFile"]
             if any(line["key"] == "lfsFile" for line in lines):
@@ -328,7 +341,9 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 if rev not in target.branches:
                     return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
                 commit = hub.add_commit(target, rev, header["summary"], added, deleted)
-            self._json(200, {"success": True, "commitOid": commit.oid, "commitUrl": f"{hub.url}/{repo}/commit/{commit.oid}"})
+            self._json(
+                200, {"success": True, "commitOid": commit.oid, "commitUrl": f"{hub.url}/{repo}/commit/{commit.oid}"}
+            )
 
         def model_info(self, repo: str, kind: str, rev: str | None = None, **_) -> None:
             target = self._readable(repo, kind)
@@ -361,7 +376,9 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def resolve(self, repo: str, rev: str, file: str, kind: str | None = None, head: bool = False, **_) -> None:
             target = self._readable(repo, kind)
             if target is None:
-                return self._error(401 if repo in hub.store(kind) else 404, "RepoNotFound", "Repository not found", head=head)
+                return self._error(
+                    401 if repo in hub.store(kind) else 404, "RepoNotFound", "Repository not found", head=head
+                )
             commit = target.commit(rev)
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head=head)

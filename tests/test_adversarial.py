@@ -63,7 +63,11 @@ def test_the_saved_png_holds_exactly_the_attacked_pixels(classifiers, photo, tmp
 
 def test_targeted_pgd_reaches_the_target(classifiers, photo, tmp_path):
     checkpoint = load_checkpoint(classifiers["timm"])
-    target = next(label for label in checkpoint.task.labels if label != attack(checkpoint, photo, budget=1, steps=1).original_label)
+    target = next(
+        label
+        for label in checkpoint.task.labels
+        if label != attack(checkpoint, photo, budget=1, steps=1).original_label
+    )
     result = attack(checkpoint, photo, budget=64, target=target)
     assert result.success and result.adversarial_label == result.target == target
     result.upload.save(tmp_path / "adversarial.png")
@@ -108,7 +112,8 @@ def test_attack_refuses_a_regression_checkpoint(tiny_checkpoints, photo):
 
 
 def test_the_default_backbone_attack_survives_its_own_processor(tmp_path):
-    """The real ImageNet model, whose timm processor resizes to 256 px and centre-crops 224: the PNG keeps the attack."""
+    """The real ImageNet model, whose timm processor resizes to 256 px and centre-crops 224: the PNG keeps the
+    attack."""
     checkpoint = load_checkpoint("efficientnet-lite0")
     result = attack(checkpoint, Image.fromarray(skimage.data.chelsea()), budget=2)
     assert result.success and result.achieved <= 2 and result.adversarial_label != result.original_label

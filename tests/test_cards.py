@@ -19,15 +19,33 @@ def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "
     """A tiny checkpoint plus the files a training run writes next to it (made-up but well-formed figures)."""
     build_tiny_checkpoint(out, architecture, task)
     if task == "classification":
-        metrics = {"accuracy": 0.8125, "top5_accuracy": 1.0, "macro_f1": 0.79, "per_class_accuracy": {"apple": 0.9, "banana": 0.7, "cherry": 0.8}}
+        metrics = {
+            "accuracy": 0.8125,
+            "top5_accuracy": 1.0,
+            "macro_f1": 0.79,
+            "per_class_accuracy": {"apple": 0.9, "banana": 0.7, "cherry": 0.8},
+        }
         extra = {"dataset": "food10", "mode": "two-stage", "data_terms": FOOD_TERMS, "base_model": "efficientnet-lite0"}
         plot = "confusion_matrix.png"
     else:
         metrics = {"mae": 11.5, "rmse": 15.25, "r2": 0.83}
-        extra = {"dataset": "boneage", "mode": "full", "data_terms": RSNA_TERMS, "base_model": "google/vit-base-patch16-224",
-                 "loss": "huber", "target_column": "boneage", "target_unit": "months"}
+        extra = {
+            "dataset": "boneage",
+            "mode": "full",
+            "data_terms": RSNA_TERMS,
+            "base_model": "google/vit-base-patch16-224",
+            "loss": "huber",
+            "target_column": "boneage",
+            "target_unit": "months",
+        }
         plot = "predicted_vs_true.png"
-    evaluation = {"task": task, "dataset": extra["dataset"], "split": "validation", "num_examples": 64, "metrics": metrics}
+    evaluation = {
+        "task": task,
+        "dataset": extra["dataset"],
+        "split": "validation",
+        "num_examples": 64,
+        "metrics": metrics,
+    }
     training = {"task": task, "epochs": 2, "learning_rate": 0.001, "backbone_learning_rate": 0.0001, "batch_size": 8,
                 "image_size": [32, 32], "augment": True, "seed": 0, "command": command, **extra}
     (out / "eval_results.json").write_text(json.dumps(evaluation))
@@ -100,4 +118,8 @@ def test_the_cards_usage_snippet_runs(tmp_path, monkeypatch, capsys, photo, arch
     photo.save(tmp_path / ("photo.jpg" if task == "classification" else "image.png"))
     exec(snippet, {})
     printed = capsys.readouterr().out
-    assert ("'label': 'apple'" in printed) if task == "classification" else re.fullmatch(r"bone age: -?[\d.]+ months\n", printed)
+    assert (
+        ("'label': 'apple'" in printed)
+        if task == "classification"
+        else re.fullmatch(r"bone age: -?[\d.]+ months\n", printed)
+    )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from skimage import data as skimage_data
 from PIL import Image
+from skimage import data as skimage_data
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 from hub import CheckpointError, load_checkpoint

@@ -55,11 +55,17 @@ def online(stand_in):
 
 def subprocess_env(stand_in, tmp_path) -> dict:
     """A fresh process pointed at the stand-in, with an empty hub cache."""
-    return dict(os.environ, HF_ENDPOINT=stand_in.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN=FAKE_TOKEN)
+    return dict(
+        os.environ, HF_ENDPOINT=stand_in.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN=FAKE_TOKEN
+    )
 
 
 def digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def fixed_input() -> torch.Tensor:
@@ -83,8 +89,9 @@ FRESH_PROCESS_LOAD = textwrap.dedent("""
     checkpoint = load_checkpoint(repo_id)
     regression = load_checkpoint(regression_id)
     hub_cli(["pull", repo_id, "--out", pulled])
-    print(json.dumps({"logits": logits.tolist(), "months": months.tolist(), "labels": labels, "metrics": checkpoint.metrics,
-                      "regression": [regression.task.kind, regression.task.unit, regression.metrics]}))
+    regression_facts = [regression.task.kind, regression.task.unit, regression.metrics]
+    print(json.dumps({"logits": logits.tolist(), "months": months.tolist(), "labels": labels,
+                      "metrics": checkpoint.metrics, "regression": regression_facts}))
 """)
 
 
@@ -93,11 +100,19 @@ def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
     (run / "checkpoint-1").mkdir()
     (run / "checkpoint-1" / "optimizer.pt").write_bytes(b"resumable state")
     env = subprocess_env(stand_in, tmp_path)
-    pushed = subprocess.run([sys.executable, "-m", "hub", "push", str(run), "alice/food-vit"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    pushed = subprocess.run(
+        [sys.executable, "-m", "hub", "push", str(run), "alice/food-vit"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert stand_in.commit_messages("alice/food-vit") == ["initial commit", "Upload run with TransferLab"]
     remote = stand_in.repos["alice/food-vit"].commit("main").files
-    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "confusion_matrix.png"} <= set(remote)
+    published = {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "confusion_matrix.png"}
+    assert published <= set(remote)
     assert not any(name.startswith("checkpoint-") for name in remote)
 
     regression_run = make_run_folder(tmp_path / "bone", "timm", "regression")
@@ -114,7 +129,11 @@ def test_cli_push_then_load_by_repo_id_in_a_fresh_process(stand_in, tmp_path):
 
     with torch.no_grad():
         local_logits = AutoModelForImageClassification.from_pretrained(run).eval()(pixel_values=fixed_input()).logits
-        local_months = AutoModelForImageClassification.from_pretrained(regression_run).eval()(pixel_values=fixed_input()).logits[:, 0]
+        local_months = (
+            AutoModelForImageClassification.from_pretrained(regression_run)
+            .eval()(pixel_values=fixed_input())
+            .logits[:, 0]
+        )
     assert torch.equal(torch.tensor(result["logits"]), local_logits)
     assert torch.equal(torch.tensor(result["months"]), local_months)
     assert result["regression"] == ["regression", "months", {"mae": 11.5, "rmse": 15.25, "r2": 0.83}]

@@ -22,7 +22,8 @@ from tests.test_reliability import serving
 
 CLIENTS = 8
 REQUESTS = 200
-WARM_UP = 16  # one of each kind per client slot: model, Grad-CAM hooks, caches and thread pools exist before RSS is read
+# One of each kind per client slot: model, Grad-CAM hooks, caches and thread pools exist before RSS is read.
+WARM_UP = 16
 MAX_RSS_GROWTH_MB = 200
 MAX_WALL_S = 180  # bound: a hung request fails the test instead of the suite
 
@@ -70,7 +71,9 @@ def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpo
             gc.collect()
             rss_before = process.memory_info().rss
             start = time.perf_counter()
-            results = [r for lane in pool.map(run_lane, clients, lanes(kinds, REQUESTS), timeout=MAX_WALL_S) for r in lane]
+            results = [
+                r for lane in pool.map(run_lane, clients, lanes(kinds, REQUESTS), timeout=MAX_WALL_S) for r in lane
+            ]
             wall = time.perf_counter() - start
         gc.collect()
         growth_mb = (process.memory_info().rss - rss_before) / 2**20
@@ -94,8 +97,9 @@ def test_identical_output_images_saved_concurrently_are_never_read_half_written(
 
     The load test above lost about 1 request in 70 to this (the download of a file being rewritten got 0 bytes).
     """
-    import demos.app  # noqa: F401  (installs the atomic image cache)
     from gradio import processing_utils
+
+    import demos.app  # noqa: F401  (installs the atomic image cache)
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
     path = Path(processing_utils.save_pil_to_cache(image, str(tmp_path)))

@@ -27,8 +27,8 @@ from demos.images import load_image
 from hub.cards import write_model_card
 from hub.push import PushError, push_checkpoint
 from tests.bad_inputs import write_upload_zoo
-from tests.test_demos_app import free_port
 from tests.test_cards import make_run_folder
+from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, digest, online, stand_in  # noqa: F401  (online, stand_in: fixtures)
 from tests.test_train import FAST, draw_classes, run_expecting_error
@@ -184,16 +184,19 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count_and_weights(tiny_
     (last,) = interrupted.glob("checkpoint-*")
     (reference,) = whole.glob("checkpoint-*")
     final_step = json.loads((last / "trainer_state.json").read_text())["global_step"]
-    assert final_step == json.loads((reference / "trainer_state.json").read_text())["global_step"] == 3 * steps_per_epoch
+    assert (
+        final_step == json.loads((reference / "trainer_state.json").read_text())["global_step"] == 3 * steps_per_epoch
+    )
     resumed, uninterrupted = load_file(interrupted / "model.safetensors"), load_file(whole / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys() == saved.keys()
     # Resumed from the epoch-1 weights (not re-initialised, transformers issue 43701): it ends where the whole run did.
     differences = {name: (resumed[name] - uninterrupted[name]).abs().max().item() for name in resumed}
-    print(f"resumed to step {final_step} of {3 * steps_per_epoch}; largest weight difference {max(differences.values()):.2e}")
-    assert max(differences.values()) < 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
+    largest = max(differences.values())
+    print(f"resumed to step {final_step} of {3 * steps_per_epoch}; largest weight difference {largest:.2e}")
+    assert largest < 1e-4, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
 
 
-# ----------------------------------------------------------------------------- push faults (tests/test_hub_push.py covers 5xx)
+# ------------------------------------------------------------------ push faults (tests/test_hub_push.py covers 5xx)
 
 
 @pytest.mark.parametrize("fault", ["timeout", "auth"])

@@ -12,7 +12,12 @@ def train_argv(tiny_checkpoints, classes_dir, run_dir) -> list[str]:
 
 def test_push_to_hub_publishes_the_finished_run_with_its_card(tiny_checkpoints, classes_dir, online, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = train_argv(tiny_checkpoints, classes_dir, run_dir) + ["--push-to-hub", "--hub-model-id", "me/squares", "--private"]
+    argv = train_argv(tiny_checkpoints, classes_dir, run_dir) + [
+        "--push-to-hub",
+        "--hub-model-id",
+        "me/squares",
+        "--private",
+    ]
     assert main(argv) == 0
     assert online.repos["me/squares"].private
     assert online.file("me/squares", "model.safetensors") == (run_dir / "model.safetensors").read_bytes()
@@ -29,7 +34,9 @@ def test_push_to_hub_without_a_repo_id_stops_before_training(tiny_checkpoints, c
     assert not run_dir.exists()
 
 
-def test_a_failed_push_keeps_the_trained_run_and_prints_the_retry(tiny_checkpoints, classes_dir, online, tmp_path, capsys):
+def test_a_failed_push_keeps_the_trained_run_and_prints_the_retry(
+    tiny_checkpoints, classes_dir, online, tmp_path, capsys
+):
     online.fail_writes = 100  # every write answers 503
     run_dir = tmp_path / "run"
     argv = train_argv(tiny_checkpoints, classes_dir, run_dir) + ["--push-to-hub", "--hub-model-id", "me/squares"]
