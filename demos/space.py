@@ -1,0 +1,339 @@
+"""Publish the TransferLab app as a Hugging Face Space: a lasting public demo of your fine-tuned models.
+
+    python -m demos.space your-name/food10-demo --food-model your-name/food10 [--boneage-model your-name/boneage] \
+        [--private] [--out DIR]
+
+It checks the models on the hub, writes the Space folder (default runs/space-NAME) and uploads it as one commit:
+
+- app.py: this project's app (demos.app.build_app) with the given model ids, and its public-demo defaults;
+- requirements.txt: the pins of this project's requirements.txt; the project's own code (hub/, demos/) is
+  copied next to app.py;
+- README.md: the Spaces header (sdk and sdk_version = the pinned gradio, models, preload_from_hub so the
+  Space starts without downloading them) and a body that links each model and states its data terms.
+
+A model left out is stood in for by the other one (the tab then says what it lacks). A failed upload keeps
+the folder and prints the command that retries it; the token (HF_TOKEN or `hf auth login`) is never shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, constants
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.utils import filter_repo_objects
+
+from hub.checkpoint import SAFE_CHECKPOINT_FILES
+from hub.push import PushError, upload_with_retries
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
+# What app.py imports. Copied rather than installed from a wheel: a Space installs requirements.txt before
+# the rest of its repo is in place, so a wheel file shipped in the repo could not be named there.
+SPACE_PACKAGES = ("hub", "demos")
+COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+ROLES = {"food": "Food", "boneage": "Bone age"}  # role -> the tab that shows it
+PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+DATA_TERMS_SECTION = re.compile(r"^## Data terms[ \t]*\n(?P<terms>.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+APP_TEMPLATE = '''"""The TransferLab demo, served by this Space (Spaces runs `python app.py`).
+
+Written by `{command}`.
+"""
+
+import os
+
+import torch
+
+from demos.app import CONCURRENCY_LIMIT, MAX_FILE_SIZE, build_app
+from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
+
+# The public-demo limits: visitors load hub ids and aliases only, never a folder of this machine, and a
+# bounded number and size of models.
+demo = build_app(
+    food_model={food!r},
+    boneage_model={boneage!r},
+    allow_local_dirs=(),
+    max_loaded_models=MAX_LOADED_MODELS,
+    max_model_mb=MAX_MODEL_MB,
+)
+
+if __name__ == "__main__":
+    # As `python -m demos` does: split the cores between concurrent requests.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
+    # No server_name/port here: Spaces sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
+    demo.launch(max_file_size=MAX_FILE_SIZE)
+'''
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+The TransferLab demo app, serving fine-tuned vision checkpoints: classify a food photo, estimate bone age
+from a hand X-ray, and look inside the network (feature maps, Grad-CAM, class visualisation,
+adversarial examples). Every tab is also an API endpoint (`/classify`, `/bone_age`, ...): see "Use via API".
+
+## Models
+
+| tab | model |
+|---|---|
+{% for model in models -%}
+| {{ model.tabs }} | [{{ model.repo_id }}]({{ model.url }}) |
+{% endfor %}
+## Data terms
+
+{% for model in models -%}
+- **[{{ model.repo_id }}]({{ model.url }})**: {{ model.data_terms }}
+{% endfor %}
+## Update or delete
+
+Re-run the command below after pushing a new model version: it uploads the same files as a new commit and
+the Space restarts with them.
+
+```bash
+{{ command }}
+```
+
+Delete the Space in its Settings page, or with `hf repo delete {{ space_id }} --repo-type space`.
+"""
+
+
+class SpaceError(RuntimeError):
+    """The Space cannot be built or published; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """What the Space needs to know of a model repo: its files to preload, licence and data terms."""
+
+    repo_id: str
+    files: tuple[str, ...]
+    license: str | None
+    data_terms: str
+
+    @property
+    def url(self) -> str:
+        return f"{constants.ENDPOINT}/{self.repo_id}"
+
+
+def check_space_id(space_id: str) -> None:
+    if space_id.count("/") != 1:
+        raise SpaceError(f"'{space_id}' is not a Space id: use your-name/space-name (or an organisation you write to).")
+
+
+def card_data_terms(card: ModelCard | None, repo_id: str) -> str:
+    """The "Data terms" section of a model card, or a sentence saying the card states none."""
+    match = DATA_TERMS_SECTION.search(card.text) if card else None
+    if match and match.group("terms").strip():
+        return " ".join(match.group("terms").split())
+    return f"its model card states no data terms: check {constants.ENDPOINT}/{repo_id} before reusing it."
+
+
+def describe_model(api: HfApi, repo_id: str) -> HubModel:
+    """Check that `repo_id` is a loadable checkpoint on the hub, and read what the Space card states of it."""
+    try:
+        info = api.model_info(repo_id)
+        names = [sibling.rfilename for sibling in info.siblings or []]
+        card = ModelCard.load(api.hf_hub_download(repo_id, "README.md")) if "README.md" in names else None
+    except GatedRepoError as err:
+        raise SpaceError(
+            f"'{repo_id}' is gated: a Space cannot accept its terms for visitors; use an ungated model."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise SpaceError(
+            f"No model '{repo_id}' on the hub (or it is private and your token cannot read it). "
+            f"Push it first: python -m hub push RUN_DIR {repo_id}"
+        ) from err
+    except OfflineModeIsEnabled as err:
+        raise SpaceError("HF_HUB_OFFLINE=1 is set: publishing a Space needs the hub. Unset it and retry.") from err
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:
+        raise SpaceError(
+            f"Could not check '{repo_id}' on the hub ({type(err).__name__}: {err}); retry when it answers."
+        ) from err
+    missing = [name for name in ("config.json", "model.safetensors") if name not in names]
+    if missing:
+        raise SpaceError(
+            f"'{repo_id}' lacks {', '.join(missing)}: the app loads only checkpoints with safetensors weights. "
+            f"Push a complete run folder with python -m hub push RUN_DIR {repo_id}"
+        )
+    return HubModel(
+        repo_id=repo_id,
+        files=tuple(filter_repo_objects(names, allow_patterns=SAFE_CHECKPOINT_FILES)),
+        license=card.data.license if card else None,
+        data_terms=card_data_terms(card, repo_id),
+    )
+
+
+def pinned_requirements(path: Path = REQUIREMENTS) -> list[str]:
+    """The requirement lines of the project's requirements.txt, each an exact `name==version` pin."""
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    requirements = [line for line in lines if line]
+    unpinned = [line for line in requirements if "==" not in line]
+    if unpinned:
+        raise SpaceError(
+            f"{path} must pin exact versions (name==version) for a reproducible Space: {', '.join(unpinned)}"
+        )
+    return requirements
+
+
+def pinned_version(requirements: list[str], package: str) -> str:
+    pins = {line.split("==")[0].strip().lower(): line.split("==")[1].strip() for line in requirements}
+    if package not in pins:
+        raise SpaceError(f"{REQUIREMENTS} does not pin {package}, which the Space's sdk_version needs.")
+    return pins[package]
+
+
+def role_models(food_model: str | None, boneage_model: str | None) -> dict[str, str]:
+    """{role: repo id}; a role left out is stood in for by the other model (its tab says what it lacks)."""
+    if not food_model and not boneage_model:
+        raise SpaceError(
+            "Give the Space a model: --food-model your-name/food10 and/or --boneage-model your-name/boneage."
+        )
+    return {"food": food_model or boneage_model, "boneage": boneage_model or food_model}
+
+
+def space_license(models: list[HubModel]) -> str:
+    """The models' licence when they share one, else "other" (the README's data terms say which applies)."""
+    licenses = {model.license for model in models}
+    return licenses.pop() if len(licenses) == 1 and None not in licenses else "other"
+
+
+def space_card(
+    space_id: str, roles: dict[str, str], models: list[HubModel], *, gradio_version: str, command: str
+) -> SpaceCard:
+    """The Space's README.md: the Spaces configuration header and a body linking each model with its data terms."""
+    card_data = SpaceCardData(
+        title=f"TransferLab: {space_id.split('/')[1]}",
+        sdk="gradio",
+        sdk_version=gradio_version,
+        python_version=PYTHON_VERSION,
+        app_file="app.py",
+        license=space_license(models),
+        models=[model.repo_id for model in models],
+        tags=["transferlab", "image-classification", "computer-vision", "gradio"],
+        emoji="🔬",
+        colorFrom="yellow",
+        colorTo="blue",
+        short_description="Fine-tuned vision models in the TransferLab app",
+        # Downloaded when the Space is built, into the cache the app loads from: it starts without fetching them.
+        preload_from_hub=[f"{model.repo_id} {','.join(model.files)}" for model in models],
+    )
+    tabs = {
+        model.repo_id: ", ".join(ROLES[role] for role, ref in roles.items() if ref == model.repo_id) for model in models
+    }
+    rows = [
+        {"repo_id": model.repo_id, "url": model.url, "tabs": tabs[model.repo_id], "data_terms": model.data_terms}
+        for model in models
+    ]
+    return SpaceCard.from_template(
+        card_data, template_str=CARD_TEMPLATE, title=card_data.title, models=rows, command=command, space_id=space_id
+    )
+
+
+def space_command(
+    space_id: str, roles: dict[str, str], *, given: dict[str, str | None], private: bool, out: Path
+) -> str:
+    """The exact command that builds and uploads this Space again (also its update command)."""
+    args = ["python", "-m", "demos.space", space_id]
+    args += ["--food-model", given["food"]] if given["food"] else []
+    args += ["--boneage-model", given["boneage"]] if given["boneage"] else []
+    args += ["--private"] if private else []
+    return shlex.join([*args, "--out", str(out)])
+
+
+def build_space_folder(
+    out: Path, *, roles: dict[str, str], card: SpaceCard, requirements: list[str], command: str
+) -> Path:
+    """Write app.py, requirements.txt, README.md and the project's packages into `out` (replacing what was there)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "app.py").write_text(APP_TEMPLATE.format(command=command, food=roles["food"], boneage=roles["boneage"]))
+    header = "# The pins of TransferLab's requirements.txt; its code (hub/, demos/) is next to app.py.\n"
+    (out / "requirements.txt").write_text(header + "\n".join(requirements) + "\n")
+    card.save(out / "README.md")
+    for package in SPACE_PACKAGES:
+        shutil.copytree(PROJECT_ROOT / package, out / package, ignore=COPY_IGNORE)
+    return out
+
+
+def default_space_folder(space_id: str) -> Path:
+    return Path("runs") / f"space-{space_id.split('/')[1]}"
+
+
+def publish_space(
+    space_id: str,
+    *,
+    food_model: str | None = None,
+    boneage_model: str | None = None,
+    private: bool = False,
+    out: Path | None = None,
+    token: str | None = None,
+    retry_delays: list[float] | None = None,
+):
+    """Check the models on the hub, write the Space folder and upload it as one commit; returns the CommitInfo.
+
+    Raises SpaceError for a bad Space id or model, PushError (folder kept, retry command in the message) when the
+    upload fails.
+    """
+    check_space_id(space_id)
+    roles = role_models(food_model, boneage_model)
+    out = Path(out) if out else default_space_folder(space_id)
+    requirements = pinned_requirements()
+    api = HfApi(token=token)
+    models = [describe_model(api, repo_id) for repo_id in dict.fromkeys(roles.values())]
+    command = space_command(
+        space_id, roles, given={"food": food_model, "boneage": boneage_model}, private=private, out=out
+    )
+    card = space_card(space_id, roles, models, gradio_version=pinned_version(requirements, "gradio"), command=command)
+    build_space_folder(out, roles=roles, card=card, requirements=requirements, command=command)
+    return upload_with_retries(
+        out,
+        space_id,
+        retry=command,
+        what="Space folder",
+        repo_type="space",
+        private=private,
+        token=token,
+        commit_message=f"TransferLab demo of {', '.join(model.repo_id for model in models)}",
+        retry_delays=retry_delays,
+    )
+
+
+def space_url(space_id: str) -> str:
+    return f"{constants.ENDPOINT}/spaces/{space_id}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m demos.space", description=__doc__.splitlines()[0])
+    parser.add_argument("space_id", help="the Space to create or update: your-name/space-name")
+    parser.add_argument("--food-model", help="hub id of the classifier the Food tab serves")
+    parser.add_argument("--boneage-model", help="hub id of the regression model the Bone age tab serves")
+    parser.add_argument("--private", action="store_true", help="create the Space private")
+    parser.add_argument("--out", type=Path, help="where to write the Space folder (default runs/space-NAME)")
+    args = parser.parse_args(argv)
+    try:
+        commit = publish_space(
+            args.space_id,
+            food_model=args.food_model,
+            boneage_model=args.boneage_model,
+            private=args.private,
+            out=args.out,
+        )
+    except (SpaceError, PushError) as err:
+        sys.exit(f"error: {err}")
+    print(f"Published {args.space_id} ({'private' if args.private else 'public'}): {space_url(args.space_id)}")
+    print(f"Commit: {commit.commit_url}")
+
+
+if __name__ == "__main__":
+    main()
