@@ -237,6 +237,49 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
     )
 
 
+def add_split_results(folder: Path, evaluation: dict, *, unit: str | None = None) -> Path:
+    """Add one split's results (an eval_results_<split>.json payload) to the card in `folder`; returns its path.
+
+    The split's entries in the model-index and its section in the text are replaced if present; the other
+    splits' stay, so the card shows validation and test side by side.
+    """
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        raise CardError(f"{path} is missing: there is no model card to add results to (training writes one).")
+    card = ModelCard.load(path)
+    dataset_id = hub_dataset(evaluation.get("dataset"))
+    dataset_label = dataset_id or Path(str(evaluation.get("dataset"))).name
+    regression = evaluation["task"] == "regression"
+    split = evaluation["split"]
+    kept = [r for r in card.data.eval_results or [] if (r.dataset_split, r.dataset_name) != (split, dataset_label)]
+    card.data.eval_results = kept + _eval_results(evaluation, dataset_id, dataset_label, unit if regression else None)
+    card.data.model_name = card.data.model_name or Path(folder).resolve().name  # a model-index needs a name
+    card.text = _with_split_section(card.text, evaluation, dataset_label, unit if regression else None)
+    card.save(path)
+    return path
+
+
+def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: str | None) -> str:
+    """The card text with a section of the split's metrics, before "How to use" (replacing an older one)."""
+    heading = f"## Evaluation on the `{evaluation['split']}` split of `{dataset_label}`"
+    names = REGRESSION_METRICS if evaluation["task"] == "regression" else CLASSIFICATION_METRICS
+    rows = [
+        f"| {pretty}{f' ({unit})' if unit and key in {'mae', 'rmse'} else ''} | {_fmt(evaluation['metrics'][key])} |"
+        for key, (_, pretty) in names.items()
+        if key in evaluation["metrics"]
+    ]
+    command = f"\n\n```bash\n{_redact(evaluation['command'])}\n```" if evaluation.get("command") else ""
+    section = (
+        f"{heading}\n\n{evaluation['num_examples']} images.\n\n| metric | value |\n|---|---|\n"
+        + "\n".join(rows) + command + "\n\n"
+    )
+    old = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if old.search(text):
+        return old.sub(lambda _: section, text, count=1)
+    at = text.find("\n## How to use")
+    return text.rstrip("\n") + "\n\n" + section if at < 0 else text[: at + 1] + section + text[at + 1 :]
+
+
 def write_model_card(run_dir: Path, *, repo_id: str | None = None) -> Path:
     """Write run_dir/README.md (the model card of the run) and return its path."""
     path = Path(run_dir) / "README.md"

@@ -154,6 +154,8 @@ def card_metrics(folder: Path) -> dict[str, float]:
     if not card_path.is_file():
         return {}
     results = ModelCard.load(card_path).data.eval_results or []
+    # A card may list several splits (train.evaluate --update-card adds test): validation's figures win.
+    results = sorted(results, key=lambda result: result.dataset_split == "validation")
     return {result.metric_type: float(result.metric_value) for result in results}
 
 
