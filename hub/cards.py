@@ -172,8 +172,11 @@ def _hyper_rows(training: dict, regression: bool) -> list[dict]:
     return [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
 
 
-def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
-    """The model card of the run in `run_dir`; `repo_id` (else the folder) is what the usage snippet loads."""
+def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: str | None = None) -> ModelCard:
+    """The model card of the run in `run_dir`; `repo_id` (else the folder) is what the usage snippet loads.
+
+    `demo_space`: the id of a Space that runs the model (python -m demos.space), linked under the summary.
+    """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")
     evaluation = _read_json(run_dir / "eval_results.json")
@@ -234,6 +237,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None) -> ModelCard:
         command=_redact(training["command"]) if training.get("command") else None,
         intended_use=_intended_use(regression, target, dataset_text, training),
         data_terms=_data_terms(training, dataset_label),
+        demo_space=demo_space,
     )
 
 
@@ -280,8 +284,8 @@ def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: s
     return text.rstrip("\n") + "\n\n" + section if at < 0 else text[: at + 1] + section + text[at + 1 :]
 
 
-def write_model_card(run_dir: Path, *, repo_id: str | None = None) -> Path:
+def write_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: str | None = None) -> Path:
     """Write run_dir/README.md (the model card of the run) and return its path."""
     path = Path(run_dir) / "README.md"
-    build_model_card(run_dir, repo_id=repo_id).save(path)
+    build_model_card(run_dir, repo_id=repo_id, demo_space=demo_space).save(path)
     return path

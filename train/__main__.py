@@ -9,6 +9,7 @@
         --no-freeze-batchnorm
 
     python -m train ... --push-to-hub --hub-model-id your-name/food10 [--private]   # then publish it
+    python -m train ... --push-to-hub --hub-model-id your-name/food10 --demo-space your-name/food10-demo  # and a Space
 
     python -m train config.json                       # the same arguments as one JSON file
     torchrun --standalone --nproc_per_node 2 -m train ...   # data parallel, unchanged
@@ -22,11 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from transformers import HfArgumentParser
+from transformers import AutoConfig, HfArgumentParser
 
+from hub import task_from_config
 from hub.checkpoint import ALLOW_PICKLE_HELP
 from train.modes import MODES
 from train.regression import LOSSES
@@ -78,6 +82,9 @@ class TrainArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "After training, publish the run folder as --hub-model-id."})
     hub_model_id: str | None = field(default=None, metadata={"help": "The hub repo to push to: your-name/model-name."})
     private: bool = field(default=False, metadata={"help": "Create the hub repo private."})
+    demo_space: str | None = field(
+        default=None, metadata={"help": "After the push, publish the demo app running the model as this Space."}
+    )
 
 
 def parse(argv: list[str]) -> TrainArguments:
@@ -105,13 +112,17 @@ def main(argv: list[str] | None = None) -> int:
             if not args.hub_model_id:
                 raise PushError("--push-to-hub needs --hub-model-id your-name/model-name.")
             check_repo_id(args.hub_model_id)
+        if args.demo_space and not args.push_to_hub:
+            raise PushError("--demo-space needs --push-to-hub --hub-model-id: the Space loads the model from the hub.")
+        if args.demo_space:
+            check_repo_id(args.demo_space)
         run_dir = run_training(args, command="python -m train " + shlex.join(argv))
     except (DataError, TrainError, CheckpointError, PushError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the main process writes and pushes
         return 0
-    write_model_card(run_dir, repo_id=args.hub_model_id)
+    write_model_card(run_dir, repo_id=args.hub_model_id, demo_space=args.demo_space)
     if args.push_to_hub:
         try:
             commit = push_checkpoint(run_dir, args.hub_model_id, private=args.private)
@@ -119,7 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 3
         print(f"Pushed {run_dir} to {commit.commit_url}")
+    if args.demo_space:
+        return publish_demo_space(args.demo_space, args.hub_model_id, Path(run_dir), private=args.private)
     return 0
+
+
+def publish_demo_space(space_id: str, model_id: str, run_dir: Path, *, private: bool) -> int:
+    """Run `python -m demos.space` for the pushed model: a program of its own, as train never imports demos."""
+    tab = "--boneage-model" if task_from_config(AutoConfig.from_pretrained(run_dir)).is_regression else "--food-model"
+    # The Space folder goes next to the run folder: inside it, it would be uploaded with the model.
+    command = [sys.executable, "-m", "demos.space", space_id, tab, model_id, "--out", f"{run_dir}-space"]
+    return 0 if subprocess.run(command + (["--private"] if private else [])).returncode == 0 else 4
 
 
 if __name__ == "__main__":
