@@ -96,14 +96,16 @@ adversarial examples). Every tab is also an API endpoint (`/classify`, `/bone_ag
 {% endfor %}
 ## Update or delete
 
-Re-run the command below after pushing a new model version: it uploads the same files as a new commit and
-the Space restarts with them.
+The Space was written and uploaded by the command below; re-run it to change the models or to ship a newer
+TransferLab (a new commit rebuilds the Space).
 
 ```bash
 {{ command }}
 ```
 
-Delete the Space in its Settings page, or with `hf repo delete {{ space_id }} --repo-type space`.
+A new version pushed to the same model id is served after a restart (`hf spaces restart {{ space_id }}`, or
+the Settings page): at start the app fetches each model's latest commit. Delete the Space in its Settings page,
+or with `hf repos delete {{ space_id }} --repo-type space`.
 """
 
 
