@@ -9,26 +9,14 @@ from torchvision.transforms.v2 import functional as TF
 from demos.adversarial import attack
 from hub import load_checkpoint
 from hub.preprocessing import image_spec, to_pixels
-from tests.tiny_checkpoints import ARCHITECTURES, build_tiny_checkpoint
-
-# The shared `tiny_checkpoints` are unseeded, and about 1 random tiny ResNet in 13 predicts the same class
-# for every input: no budget flips it. These tests use seeded ones, checked to depend on their input.
-SEED = 0
-
-
-def seeded_classifiers(root) -> dict[str, str]:
-    """{architecture: folder} of tiny random classifiers built from SEED."""
-    folders = {}
-    with torch.random.fork_rng():
-        torch.manual_seed(SEED)
-        for architecture in ARCHITECTURES:
-            folders[architecture] = str(build_tiny_checkpoint(root / architecture, architecture, "classification"))
-    return folders
+from tests.tiny_checkpoints import ARCHITECTURES
 
 
 @pytest.fixture(scope="module")
-def classifiers(tmp_path_factory):
-    return seeded_classifiers(tmp_path_factory.mktemp("seeded"))
+def classifiers(tiny_checkpoints):
+    """{architecture: folder}: seeded tiny classifiers whose prediction depends on the input (an attack can flip it;
+    tests/test_tiny_checkpoints.py checks that)."""
+    return {architecture: str(tiny_checkpoints[(architecture, "classification")]) for architecture in ARCHITECTURES}
 
 
 def _classify_file(checkpoint, path):

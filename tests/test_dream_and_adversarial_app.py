@@ -9,7 +9,6 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
-from tests.test_adversarial import seeded_classifiers
 from tests.tiny_checkpoints import LABELS
 
 
@@ -20,10 +19,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_checkpoints, tmp_path_factory):
-    """A client of the app with a seeded ViT food classifier (the Food tab's /classify) and a ResNet regressor."""
-    food = seeded_classifiers(tmp_path_factory.mktemp("seeded"))["vit"]
-    models = demo_app.load_models(food, str(tiny_checkpoints[("resnet", "regression")]))
+def client(tiny_checkpoints):
+    """A client of the app with a ViT food classifier (the Food tab's /classify) and a ResNet regressor."""
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
     demo = demo_app.build_app(models=models)
     url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
     yield Client(url, verbose=False)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import timm
+import torch
 from transformers import (
     ConvNextImageProcessor,
     ResNetConfig,
@@ -18,6 +19,9 @@ from transformers import (
 LABELS = ("apple", "banana", "cherry")
 ARCHITECTURES = ("vit", "resnet", "timm")
 TASKS = ("classification", "regression")
+# Every build draws the same weights: a test's outcome cannot depend on the draw (an unlucky random tiny ResNet
+# predicts one class for every input). tests/test_tiny_checkpoints.py checks these depend on their input.
+SEED = 0
 
 
 def _head_config(task: str) -> dict:
@@ -47,8 +51,15 @@ def _write_timm(out: Path, task: str) -> None:
 
 
 def build_tiny_checkpoint(out: Path, architecture: str, task: str) -> Path:
-    """Write a random `architecture` checkpoint for `task` to `out` and return `out`."""
+    """Write a random `architecture` checkpoint for `task`, drawn from SEED, to `out` and return `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(SEED)
+        _write_checkpoint(out, architecture, task)
+    return out
+
+
+def _write_checkpoint(out: Path, architecture: str, task: str) -> None:
     head = _head_config(task)
     if architecture == "vit":
         config = ViTConfig(
@@ -65,4 +76,3 @@ def build_tiny_checkpoint(out: Path, architecture: str, task: str) -> Path:
         _write_timm(out, task)
     else:
         raise ValueError(architecture)
-    return out
