@@ -6,18 +6,21 @@ This is the one loader of the project: training, the demos and the hub CLI all c
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi, ModelCard, snapshot_download
+from huggingface_hub import HfApi, ModelCard, RepoFile, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from transformers import AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +29,7 @@ SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # wha
 # Pickled weights are downloaded only so that the loader can refuse them by name.
 CHECKPOINT_FILES = [*SAFE_CHECKPOINT_FILES, "pytorch_model.bin"]
 HUB_PROBE_TIMEOUT_S = 4.0
+BYTES_PER_MB = 1_000_000  # decimal, as the hub shows file sizes
 
 
 class CheckpointError(RuntimeError):
@@ -78,8 +82,20 @@ def builtin_aliases() -> list[str]:
     return sorted(BACKBONES) + sorted(SHIPPED_CHECKPOINTS)
 
 
-def resolve_folder(ref: str, *, revision: str | None = None) -> Path:
-    """Turn an alias, a folder or a hub id into a local folder holding the checkpoint files."""
+def resolve_folder(
+    ref: str,
+    *,
+    revision: str | None = None,
+    local_roots: Sequence[str | Path] | None = None,
+    max_download_mb: float | None = None,
+) -> Path:
+    """Turn an alias, a folder or a hub id into a local folder holding the checkpoint files.
+
+    `local_roots=None` accepts any folder (the command line: the operator chooses). A sequence accepts only
+    folders inside those roots, after resolving symlinks and `..`, and refuses every other path with one message
+    whether it exists or not, so that a web visitor cannot probe the server's disk. `max_download_mb` refuses a
+    hub repo whose checkpoint files are larger, judged from their sizes before downloading.
+    """
     from hub.default_backbone import BACKBONES, default_backbone_folder
 
     if ref in BACKBONES:
@@ -89,6 +105,11 @@ def resolve_folder(ref: str, *, revision: str | None = None) -> Path:
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"The shipped checkpoint '{ref}' is missing at {folder}; train it with `python -m train`.")
         return folder
+    if local_roots is not None:
+        inside = _inside_roots(ref, local_roots)
+        if inside is None:  # never looked at on disk: a hub id or refused
+            return _download(_hub_id_or_refuse(ref), revision=revision, max_download_mb=max_download_mb)
+        ref = str(inside)
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -96,7 +117,28 @@ def resolve_folder(ref: str, *, revision: str | None = None) -> Path:
         return path
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise CheckpointError(f"'{ref}' is not a checkpoint folder (no such directory with a config.json).")
-    return _download(ref, revision=revision)
+    return _download(ref, revision=revision, max_download_mb=max_download_mb)
+
+
+def _inside_roots(ref: str, roots: Sequence[str | Path]) -> Path | None:
+    """`ref` resolved (symlinks, `..`) when it lies inside one of `roots`, else None. `~` is not the visitor's home."""
+    try:
+        path = Path(ref).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop or a NUL byte: not a folder anyone may load
+        return None
+    return path if any(path.is_relative_to(Path(root).expanduser().resolve()) for root in roots) else None
+
+
+def _hub_id_or_refuse(ref: str) -> str:
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        raise CheckpointError(
+            f"'{ref}' cannot be loaded here: only hub repo ids (owner/name), the builtin aliases "
+            f"({', '.join(builtin_aliases())}) and checkpoint folders under the directories the server was started "
+            "with (--allow-local-dir) load here."
+        ) from None
+    return ref
 
 
 def hub_offline() -> bool:
@@ -104,7 +146,7 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _download(repo_id: str, *, revision: str | None) -> Path:
+def _download(repo_id: str, *, revision: str | None, max_download_mb: float | None = None) -> Path:
     """Fetch a hub repo's checkpoint files, failing fast (not after ~20 s of retries) when offline."""
     hint = (
         f"To use a checkpoint you have on disk, pass its folder instead (e.g. `--model ./my-run`), "
@@ -117,9 +159,11 @@ def _download(repo_id: str, *, revision: str | None) -> Path:
     if hub_offline():
         if cached is None:
             raise CheckpointError(f"'{repo_id}' is not in the local hub cache and HF_HUB_OFFLINE=1 forbids downloading it. {hint}")
+        _refuse_if_too_large(repo_id, _folder_file_sizes(cached), max_download_mb)
         return cached
     try:
         HfApi().model_info(repo_id, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
+        sizes = _hub_file_sizes(repo_id, revision) if max_download_mb is not None else {}
     except GatedRepoError as err:
         raise CheckpointError(f"'{repo_id}' is gated: accept its terms on the hub and log in (`hf auth login`).") from err
     except RevisionNotFoundError as err:
@@ -128,9 +172,30 @@ def _download(repo_id: str, *, revision: str | None) -> Path:
         raise CheckpointError(f"No hub repo '{repo_id}' (or it is private: log in with `hf auth login`). {hint}") from err
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:  # unreachable, timed out, or a server error
         if cached is not None:
+            _refuse_if_too_large(repo_id, _folder_file_sizes(cached), max_download_mb)
             return cached
         raise CheckpointError(f"Could not reach the Hugging Face hub to download '{repo_id}' ({err}). {hint}") from err
+    _refuse_if_too_large(repo_id, sizes, max_download_mb)
     return Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))
+
+
+def _hub_file_sizes(repo_id: str, revision: str | None) -> dict[str, int]:
+    """Bytes of each file a download would fetch, as the hub lists them."""
+    files = [f for f in HfApi().list_repo_tree(repo_id, revision=revision, recursive=True) if isinstance(f, RepoFile)]
+    return {f.path: f.size for f in filter_repo_objects(files, allow_patterns=CHECKPOINT_FILES, key=lambda f: f.path)}
+
+
+def _folder_file_sizes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def _refuse_if_too_large(repo_id: str, sizes: dict[str, int], max_mb: float | None) -> None:
+    total_mb = sum(sizes.values()) / BYTES_PER_MB
+    if max_mb is not None and total_mb > max_mb:
+        raise CheckpointError(
+            f"'{repo_id}' is {total_mb:,.0f} MB of checkpoint files, over this server's limit of {max_mb:g} MB "
+            "per model (--max-model-mb): choose a smaller model."
+        )
 
 
 ALLOW_PICKLE_HELP = "also load pickled pytorch_model.bin weights (unpickling runs code: only from authors you trust)"
@@ -165,12 +230,15 @@ def load_checkpoint(
     revision: str | None = None,
     allow_pickle: bool = False,
     attn_implementation: str | None = None,
+    local_roots: Sequence[str | Path] | None = None,
+    max_download_mb: float | None = None,
 ) -> Checkpoint:
     """Load model (eval mode), image processor and task facts from a hub id, folder or builtin alias.
 
-    `attn_implementation="eager"` is needed for ViT attention maps (SDPA returns none).
+    `attn_implementation="eager"` is needed for ViT attention maps (SDPA returns none). `local_roots` and
+    `max_download_mb` restrict what loads (see `resolve_folder`): the demo passes them for its web visitors.
     """
-    folder = resolve_folder(ref, revision=revision)
+    folder = resolve_folder(ref, revision=revision, local_roots=local_roots, max_download_mb=max_download_mb)
     _check_weights_format(folder, allow_pickle=allow_pickle)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
