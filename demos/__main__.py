@@ -2,10 +2,12 @@
 
     python -m demos
     python -m demos --port 7861 --share --food-model food10 --boneage-model ./runs/boneage --examples ./photos
+    python -m demos --share --allow-local-dir ./runs --max-loaded-models 4 --max-model-mb 2000
 
 --food-model / --boneage-model take a hub id, a checkpoint folder or an alias (efficientnet-lite0,
 food10, boneage); the defaults are the shipped checkpoints/food10 and checkpoints/boneage, or the
 offline default backbone efficientnet-lite0 (ImageNet labels) while those do not exist, which is printed.
+Visitors (Model tab, /load_model) load only hub ids and aliases unless --allow-local-dir names folders.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import torch
 
 from demos.app import CONCURRENCY_LIMIT, build_app, launch
+from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 from hub import CheckpointError
 from hub.checkpoint import ALLOW_PICKLE_HELP
 
@@ -34,6 +37,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab"
     )
     parser.add_argument("--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}")
+    visitors = parser.add_argument_group("what web visitors may load (Model tab and /load_model)")
+    visitors.add_argument(
+        "--allow-local-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also load checkpoint folders under DIR (repeatable; default: hub ids and aliases only)",
+    )
+    visitors.add_argument(
+        "--max-loaded-models",
+        type=int,
+        default=MAX_LOADED_MODELS,
+        metavar="N",
+        help="visitor models kept in memory across all sessions, least recently used dropped first (default %(default)s)",
+    )
+    visitors.add_argument(
+        "--max-model-mb",
+        type=float,
+        default=MAX_MODEL_MB,
+        metavar="MB",
+        help="refuse hub models whose checkpoint files exceed this many MB, before downloading (default %(default)g)",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,8 +70,11 @@ def main(argv: list[str] | None = None) -> None:
             boneage_model=args.boneage_model,
             examples_dir=args.examples,
             allow_pickle=args.allow_pickle,
+            allow_local_dirs=args.allow_local_dir,
+            max_loaded_models=args.max_loaded_models,
+            max_model_mb=args.max_model_mb,
         )
-    except (CheckpointError, FileNotFoundError) as err:
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"python -m demos: {err}") from err
     # Split the cores between the concurrent requests: oversubscribed torch threads spin against each
     # other (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2).

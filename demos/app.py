@@ -6,6 +6,9 @@ one, write the module and append it to `TABS`.
 
 `python -m demos` serves the app (see demos/__main__.py); `from demos.app import demo` gives it with
 the default models, built on first access so that importing this module loads no model.
+
+The app is safe to share by default: what web visitors may load, and how many of their models stay in
+memory, is demos/sessions.py; expensive endpoints queue in groups of their own (`EXPENSIVE_ENDPOINTS`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import gradio as gr
 from gradio import processing_utils
 
 from demos.inference import predictor
+from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
@@ -29,6 +34,10 @@ FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet 
 SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 QUEUE_SIZE = 32
+# api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
+# class visualisations or model loads waits behind itself instead of taking the cores /classify needs.
+EXPENSIVE_ENDPOINTS = {"dream": "pixel-optimisation", "adversarial": "pixel-optimisation", "load_model": "model-load"}
+EXPENSIVE_CONCURRENCY = 1
 # (every, older than) seconds: uploads and outputs of a demo left running for days must not fill the disk.
 DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
@@ -60,28 +69,47 @@ processing_utils.save_pil_to_cache = _save_pil_to_cache_atomically  # also used 
 
 @dataclass
 class DemoModels:
-    """The checkpoints the tabs use: "food" and "boneage", plus any loaded by ref in the Model tab."""
+    """The checkpoints the tabs use: "food" and "boneage" for everyone, plus those the current session loaded.
 
-    checkpoints: dict[str, Checkpoint]
+    `names`, `get` and `load` answer for the session of the Gradio request being served.
+    """
+
+    checkpoints: dict[str, Checkpoint]  # chosen by the operator, seen by every visitor
     notes: dict[str, str] = field(default_factory=dict)  # role -> why a fallback model stands in
     examples_dir: Path | None = None
+    visitors: SessionModels = field(default_factory=SessionModels)
 
     def names(self) -> list[str]:
-        return list(self.checkpoints)
+        return [*self.checkpoints, *self.visitors.names(current_session())]
 
     def get(self, name: str) -> Checkpoint:
-        if name not in self.checkpoints:
-            raise ValueError(f"No model '{name}' is loaded; choose one of: {', '.join(self.checkpoints)}.")
-        return self.checkpoints[name]
+        checkpoint = self.checkpoints.get(name) or self.visitors.get(current_session(), name)
+        if checkpoint is None:
+            raise ValueError(
+                f"No model '{name}' is loaded in this session; choose one of: {', '.join(self.names())}. "
+                f"(The server keeps at most {self.visitors.limits.max_loaded_models} models loaded by visitors, the "
+                "least recently used goes first: load it again in the Model tab.)"
+            )
+        return checkpoint
 
     def load(self, ref: str) -> Checkpoint:
-        """Load another checkpoint (hub id, folder or alias) and keep it under `ref`."""
-        self.checkpoints[ref] = load_model(ref)
-        return self.checkpoints[ref]
+        """Load a checkpoint (hub id, alias, or folder under an allowed root) for the current session, as `ref`."""
+        if ref in self.checkpoints:
+            raise ValueError(f"'{ref}' is already loaded: choose it in the list.")
+        return self.visitors.load(current_session(), ref, load_model)
 
 
-def load_model(ref: str, *, allow_pickle: bool = False) -> Checkpoint:
-    checkpoint = load_checkpoint(ref, allow_pickle=allow_pickle)
+def load_model(
+    ref: str,
+    *,
+    allow_pickle: bool = False,
+    local_roots: Sequence[str | Path] | None = None,
+    max_download_mb: float | None = None,
+) -> Checkpoint:
+    """`hub.load_checkpoint` with what the tabs need (eager attention, the frozen predictor) prepared."""
+    checkpoint = load_checkpoint(
+        ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
+    )
     if not hasattr(checkpoint.model, "timm_model"):  # timm keeps its own attention; transformers warns if asked
         # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
         checkpoint.model.set_attn_implementation("eager")
@@ -136,9 +164,19 @@ def build_app(
     *,
     models: DemoModels | None = None,
     allow_pickle: bool = False,
+    allow_local_dirs: Sequence[str | Path] = (),
+    max_loaded_models: int = MAX_LOADED_MODELS,
+    max_model_mb: float = MAX_MODEL_MB,
 ) -> gr.Blocks:
-    """The app with every tab in `TABS`, queued with a concurrency limit; serve it with `launch` (upload cap)."""
+    """The app with every tab in `TABS`, queued with concurrency limits; serve it with `launch` (upload cap).
+
+    What web visitors may load: hub ids and aliases, plus checkpoint folders under `allow_local_dirs`; hub models
+    up to `max_model_mb` MB; at most `max_loaded_models` of their models in memory at once, each seen only by the
+    session that loaded it. The start-up models (`food_model`, `boneage_model`) are the operator's and unlimited.
+    """
+    limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
     models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
+    models.visitors = SessionModels(limits)
     with gr.Blocks(title="TransferLab demo", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# TransferLab demo\n"
@@ -149,8 +187,18 @@ def build_app(
         for tab in TABS:
             with gr.Tab(tab.TITLE):
                 tab.render(models)
+        demo.unload(lambda: models.visitors.forget(current_session()))  # a closed tab frees its models
+    limit_expensive_endpoints(demo)
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return demo
+
+
+def limit_expensive_endpoints(demo: gr.Blocks) -> None:
+    """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group (a missing one is a KeyError: rename both)."""
+    events = {event.api_name: event for event in demo.fns.values() if event.api_name}
+    for api_name, group in EXPENSIVE_ENDPOINTS.items():
+        events[api_name].concurrency_id = group
+        events[api_name].concurrency_limit = EXPENSIVE_CONCURRENCY
 
 
 def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, prevent_thread_lock: bool = False):

@@ -1,4 +1,5 @@
 """Security: no remote code, the hub token never leaks, the app serves no file outside its own folders.
+(What a web visitor may load, and the limits on it, are tested in tests/test_public_demo.py.)
 
     OMP_WAIT_POLICY=PASSIVE python -m pytest -q tests/test_security.py
 
@@ -24,10 +25,12 @@ from gradio_client.exceptions import AppError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import demos.__main__ as demos_main
+from demos import app as demo_app
 from demos.tabs import common
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
 from tests.test_cards import make_run_folder
+from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online_in_this_process, stand_in, subprocess_env  # noqa: F401  (stand_in: fixture)
 from tests.test_reliability import serving
@@ -161,11 +164,18 @@ def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, t
     assert decoded == []
 
 
-def test_the_model_tab_refuses_pickled_weights(app, pickled_checkpoint):
-    """Whatever the server was started with, a web user cannot make it unpickle a file."""
-    _, client = app
-    with pytest.raises(AppError, match="pickled weights"):
-        client.predict(str(pickled_checkpoint), api_name="/load_model")
+def test_the_model_tab_refuses_pickled_weights(tiny_checkpoints, pickled_checkpoint):
+    """Whatever the server was started with, a web user cannot make it unpickle a file, even in an allowed folder."""
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
+    demo = demo_app.build_app(models=models, allow_local_dirs=[pickled_checkpoint.parent])
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    try:
+        with pytest.raises(AppError, match="pickled weights"):
+            Client(url, verbose=False).predict(str(pickled_checkpoint), api_name="/load_model")
+    finally:
+        demo.close()
 
 # ----------------------------------------------------------------------------- pickled weights on the command line
 

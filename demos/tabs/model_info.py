@@ -1,4 +1,7 @@
-"""Model tab: what a loaded checkpoint is (layer table, labels, preprocessing, card metrics); load another by ref."""
+"""Model tab: what a loaded checkpoint is (layer table, labels, preprocessing, card metrics); load another by ref.
+
+What a visitor may load, and for how long it stays, is set by the operator (demos/sessions.py); the tab says so.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import gradio as gr
 
 from demos.summary import describe, layer_table
 from demos.tabs.common import user_errors
+from hub.checkpoint import builtin_aliases
 
 TITLE = "Model"
 
@@ -15,13 +19,27 @@ def summarise(models, name: str):
     return describe(checkpoint), layer_table(checkpoint)
 
 
+def what_loads(limits) -> str:
+    """The rules of the load box, in a visitor's words."""
+    if limits.max_loaded_models == 0:
+        return "This demo loads no other models."
+    folders = "and checkpoint folders this server allows" if limits.allowed_local_dirs else "(no folders of this server)"
+    return (
+        f"Hub ids (owner/name) up to {limits.max_model_mb:g} MB, the aliases {', '.join(builtin_aliases())}, {folders}. "
+        f"What you load is seen by you only; the server keeps {limits.max_loaded_models} visitor models at most."
+    )
+
+
 def render(models) -> None:
     first = models.names()[0]
     with gr.Row():
         model_name = gr.Dropdown(models.names(), value=first, label="Model")
         with gr.Column():
             ref = gr.Textbox(
-                label="Load another checkpoint: hub id, folder or alias", placeholder="google/vit-base-patch16-224"
+                label="Load another checkpoint",
+                info=what_loads(models.visitors.limits),
+                placeholder="google/vit-base-patch16-224",
+                elem_id="model-ref",
             )
             load = gr.Button("Load")
     description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
@@ -33,6 +51,8 @@ def render(models) -> None:
         elem_id="model-table",
     )
 
+    # Models this session loaded join the choices when the list is opened; ones dropped for room leave it.
+    model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_name="model_names")
     model_name.change(
         user_errors(lambda name: summarise(models, name)),
         inputs=model_name,
@@ -44,7 +64,7 @@ def render(models) -> None:
     def load_checkpoint_ref(text: str):
         ref_text = text.strip()
         if not ref_text:
-            raise ValueError("Type a hub id (owner/name), a checkpoint folder or an alias first.")
+            raise ValueError("Type a hub id (owner/name) or an alias first.")
         models.load(ref_text)
         return (gr.Dropdown(choices=models.names(), value=ref_text), *summarise(models, ref_text))
 
