@@ -1,0 +1,82 @@
+"""The Batch tab's /batch_predict: many images or one zip in, the rows of demos.predict and their CSV out."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from demos import app as demo_app
+from demos.images import load_image
+from demos.inference import top_k
+from demos.tabs import batch
+from tests.test_demos_app import free_port
+from tests.test_predict import photo_folder
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoints):
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
+    demo = demo_app.build_app(models=models)
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    yield Client(url, verbose=False), models, demo
+    demo.close()
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_uploaded_images_give_a_table_and_a_csv_with_the_broken_files_error(served, tmp_path):
+    client, models, _ = served
+    folder = photo_folder(tmp_path / "photos")
+    files = [folder / "a.png", folder / "b.jpg", folder / "broken.jpg"]
+    table, csv_path = client.predict([handle_file(f) for f in files], "food", 3, api_name="/batch_predict")
+
+    rows = csv_rows(csv_path)
+    assert [row["file"] for row in rows] == ["a.png", "b.jpg", "broken.jpg"]
+    assert table["headers"] == list(rows[0]) and len(table["data"]) == 3
+    assert "broken.jpg" in rows[2]["error"] and rows[2]["label_1"] == ""
+    expected = top_k(models.get("food"), load_image(files[0]), k=3)
+    assert [rows[0][f"label_{i}"] for i in (1, 2, 3)] == list(expected)
+
+
+def test_a_zip_is_unpacked_by_member_and_a_regressor_gives_values(served, tmp_path):
+    client, _, _ = served
+    folder = photo_folder(tmp_path / "photos")
+    archive = tmp_path / "xrays.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(folder / "a.png", "hands/a.png")
+        zipped.write(folder / "more" / "c.png", "../c.png")  # a hostile name stays a name, never a path
+        zipped.writestr("readme.txt", "not an image: skipped")
+    _, csv_path = client.predict([handle_file(archive)], "boneage", 5, api_name="/batch_predict")
+    rows = csv_rows(csv_path)
+    assert [row["file"] for row in rows] == ["hands/a.png", "../c.png"]
+    assert all(row["unit"] == "months" and float(row["value"]) == float(row["value"]) for row in rows)
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_the_count_cap_and_mixed_uploads_are_refused_clearly(served, tmp_path, monkeypatch):
+    client, _, _ = served
+    folder = photo_folder(tmp_path / "photos")
+    monkeypatch.setattr(batch, "MAX_IMAGES", 2)
+    with pytest.raises(AppError, match="3 images is more than the 2"):
+        client.predict([handle_file(folder / n) for n in ("a.png", "b.jpg", "broken.jpg")], "food", 5,
+                       api_name="/batch_predict")  # fmt: skip
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(folder / "a.png", "a.png")
+    with pytest.raises(AppError, match="either images or one zip"):
+        client.predict([handle_file(archive), handle_file(folder / "a.png")], "food", 5, api_name="/batch_predict")
+
+
+def test_batch_runs_in_its_own_concurrency_group(served):
+    _, _, demo = served
+    (event,) = [e for e in demo.fns.values() if e.api_name == "batch_predict"]
+    assert event.concurrency_id == "batch" and event.concurrency_limit == 1
