@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage import data
 
@@ -35,7 +35,17 @@ def xray_16bit(path: Path, high: int = 4000) -> Path:
 
 def xray_dicom(path: Path, high: int = 4000) -> Path:
     """An uncompressed 16-bit MONOCHROME2 DICOM with values 0..high."""
-    pixels = np.linspace(0, high, 64 * 48).reshape(64, 48).astype(np.uint16)
+    return dicom_file(path, xray_ramp(high))
+
+
+def xray_ramp(high: int = 4000) -> np.ndarray:
+    """64x48 16-bit values rising from 0 (top left) to `high` (bottom right)."""
+    return np.linspace(0, high, 64 * 48).reshape(64, 48).astype(np.uint16)
+
+
+def dicom_file(path: Path, pixels: np.ndarray, **attributes) -> Path:
+    """An uncompressed 16-bit grayscale DICOM of `pixels` (rows x columns, or frames x rows x columns), MONOCHROME2
+    unless `attributes` (DICOM keywords, e.g. WindowCenter) say otherwise."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -45,12 +55,16 @@ def xray_dicom(path: Path, high: int = 4000) -> Path:
     dataset.SOPClassUID = SecondaryCaptureImageStorage
     dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     dataset.Modality = "DX"
-    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.Rows, dataset.Columns = pixels.shape[-2:]
+    if pixels.ndim == 3:
+        dataset.NumberOfFrames = pixels.shape[0]
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = "MONOCHROME2"
     dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
     dataset.PixelRepresentation = 0
-    dataset.PixelData = pixels.tobytes()
+    for keyword, value in attributes.items():
+        setattr(dataset, keyword, value)
+    dataset.PixelData = pixels.astype(np.uint16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
 
@@ -134,6 +148,47 @@ def test_dicom_keeps_its_whole_range(tmp_path):
 
 def test_dicom_is_recognised_without_its_suffix(tmp_path):
     assert load_image(xray_dicom(tmp_path / "upload")).size == (48, 64)
+
+
+def grey(image: Image.Image) -> np.ndarray:
+    pixels = np.asarray(image)
+    assert (pixels == pixels[..., :1]).all(), "a grayscale DICOM decodes to grey RGB"
+    return pixels[..., 0].astype(int)
+
+
+def test_monochrome1_is_shown_with_low_values_bright(tmp_path):
+    # MONOCHROME1 stores bone (bright on the film) as low values: decoded, it is the MONOCHROME2 image inverted.
+    plain = grey(load_image(dicom_file(tmp_path / "m2.dcm", xray_ramp())))
+    inverted = grey(load_image(dicom_file(tmp_path / "m1.dcm", xray_ramp(), PhotometricInterpretation="MONOCHROME1")))
+    assert inverted[0, 0] == 255 and inverted[-1, -1] == 0
+    assert np.abs(inverted - (255 - plain)).max() <= 1  # rounding
+
+
+def test_the_window_the_file_recommends_is_applied(tmp_path):
+    # Values 0..3000, window 1000..2000: a third of the image below it (black), a third above (white).
+    upload = dicom_file(tmp_path / "windowed.dcm", xray_ramp(3000), WindowCenter=1500, WindowWidth=1000)
+    decoded = grey(load_image(upload))
+    assert (decoded == 0).mean() == pytest.approx(1 / 3, abs=0.02)
+    assert (decoded == 255).mean() == pytest.approx(1 / 3, abs=0.02)
+    assert len(np.unique(decoded)) > 200  # the window itself is stretched over the whole grey range
+
+
+def test_a_voi_lut_table_is_applied(tmp_path):
+    # A VOI LUT sequence that maps every value below 2000 to 0 and the rest to 4095: the decoded image is two-tone.
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.LUTData = np.array([0] * 2000 + [4095] * 2096, np.uint16).tobytes()  # written as OW, 16-bit words
+    upload = dicom_file(tmp_path / "lut.dcm", xray_ramp(4000), VOILUTSequence=[lut])
+    decoded = grey(load_image(upload))
+    assert set(np.unique(decoded)) == {0, 255}
+    assert (decoded == 255).mean() == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_multi_frame_dicom_shows_its_first_frame(tmp_path):
+    frames = np.stack([xray_ramp(), np.full((64, 48), 900), xray_ramp()[::-1]])
+    decoded = load_image(dicom_file(tmp_path / "frames.dcm", frames))
+    assert decoded.size == (48, 64)
+    assert np.array_equal(grey(decoded), grey(load_image(dicom_file(tmp_path / "first.dcm", frames[0]))))
 
 
 @pytest.mark.parametrize(
