@@ -15,6 +15,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value, load_dataset
 from datasets import Image as ImageFeature
 from PIL import Image
+from tqdm.auto import tqdm
 
 
 class DataError(ValueError):
@@ -29,6 +30,20 @@ class TaskData:
     image_column: str
     target_column: str
     labels: tuple[str, ...] = ()  # classification: class names in label-id order
+    # regression conditioned on a side column (bone age by sex): one output per value of that column
+    condition_column: str | None = None
+    condition_outputs: dict[str, int] | None = None  # value as written in metadata.csv -> output index
+
+    @property
+    def num_outputs(self) -> int:
+        if self.kind == "classification":
+            return len(self.labels)
+        return len(self.condition_outputs) if self.condition_outputs else 1
+
+
+def condition_value(value) -> str:
+    """A condition value as metadata.csv writes it: datasets reads `true`/`false` as booleans."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def dataset_name(dataset: str) -> str:
@@ -37,8 +52,8 @@ def dataset_name(dataset: str) -> str:
     return path.resolve().name if path.is_dir() else dataset
 
 
-def load_splits(dataset: str, *, train_split: str, eval_split: str) -> tuple[Dataset, Dataset]:
-    """Load (train, eval) splits from a local imagefolder or a hub dataset id."""
+def _load_all(dataset: str) -> DatasetDict:
+    """Every split of a local imagefolder or a hub dataset id."""
     path = Path(dataset).expanduser()
     if path.exists() and not path.is_dir() or not path.exists() and dataset.startswith((".", "/", "~")):
         raise DataError(f"'{dataset}' is not a dataset folder (no such directory).")
@@ -49,15 +64,31 @@ def load_splits(dataset: str, *, train_split: str, eval_split: str) -> tuple[Dat
         raise DataError(f"Could not load the dataset '{dataset}' (is a split empty?): {err}") from err
     if not isinstance(splits, DatasetDict):
         raise DataError(f"'{dataset}' did not load as a set of named splits.")
-    for split in (train_split, eval_split):
-        if split not in splits:
-            raise DataError(f"'{dataset}' has no split '{split}'; its splits are: {', '.join(splits)}.")
-        if len(splits[split]) == 0:
-            raise DataError(f"The '{split}' split of '{dataset}' is empty.")
-    return splits[train_split], splits[eval_split]
+    return splits
 
 
-def resolve_task(train: Dataset, *, target_column: str | None, image_column: str | None) -> TaskData:
+def _split(splits: DatasetDict, dataset: str, split: str) -> Dataset:
+    if split not in splits:
+        raise DataError(f"'{dataset}' has no split '{split}'; its splits are: {', '.join(splits)}.")
+    if len(splits[split]) == 0:
+        raise DataError(f"The '{split}' split of '{dataset}' is empty.")
+    return splits[split]
+
+
+def load_split(dataset: str, split: str) -> Dataset:
+    """One split of a local imagefolder or a hub dataset id."""
+    return _split(_load_all(dataset), dataset, split)
+
+
+def load_splits(dataset: str, *, train_split: str, eval_split: str) -> tuple[Dataset, Dataset]:
+    """Load (train, eval) splits from a local imagefolder or a hub dataset id."""
+    splits = _load_all(dataset)
+    return _split(splits, dataset, train_split), _split(splits, dataset, eval_split)
+
+
+def resolve_task(
+    train: Dataset, *, target_column: str | None, image_column: str | None, condition_column: str | None = None
+) -> TaskData:
     """Find the image and target columns and decide the task from the target's feature type."""
     features = train.features
     columns = ", ".join(features)
@@ -78,10 +109,22 @@ def resolve_task(train: Dataset, *, target_column: str | None, image_column: str
     if isinstance(feature, ClassLabel):
         return TaskData("classification", image_column, target_column, tuple(feature.names))
     if isinstance(feature, Value) and (feature.dtype.startswith(("int", "uint", "float"))):
-        return TaskData("regression", image_column, target_column)
-    raise DataError(
-        f"Column '{target_column}' is {feature}: neither class labels (ClassLabel) nor numbers to regress."
-    )
+        return TaskData("regression", image_column, target_column, **_condition(train, condition_column))
+    raise DataError(f"Column '{target_column}' is {feature}: neither class labels (ClassLabel) nor numbers to regress.")
+
+
+def _condition(train: Dataset, column: str | None) -> dict:
+    """condition_column/condition_outputs for a conditioned regression: outputs in sorted value order."""
+    if column is None:
+        return {}
+    if column not in train.features:
+        raise DataError(
+            f"The dataset has no column '{column}' for --condition-column (columns: {', '.join(train.features)})."
+        )
+    values = sorted({condition_value(value) for value in train[column] if value is not None})
+    if not 2 <= len(values) <= 16:
+        raise DataError(f"--condition-column {column} has {len(values)} distinct values; it needs 2 to 16 (e.g. sex).")
+    return {"condition_column": column, "condition_outputs": {value: i for i, value in enumerate(values)}}
 
 
 def check_targets(split: Dataset, task: TaskData, split_name: str) -> None:
@@ -91,6 +134,15 @@ def check_targets(split: Dataset, task: TaskData, split_name: str) -> None:
     for index, value in enumerate(split[task.target_column]):
         if value is None or not math.isfinite(float(value)):
             raise DataError(f"Row {index} of the '{split_name}' split has no valid '{task.target_column}' ({value}).")
+    if task.condition_column is None:
+        return
+    for index, value in enumerate(split[task.condition_column]):
+        if value is None or condition_value(value) not in task.condition_outputs:
+            known = ", ".join(task.condition_outputs)
+            raise DataError(
+                f"Row {index} of the '{split_name}' split has '{task.condition_column}' = {value}, "
+                f"not one of the training split's values ({known})."
+            )
 
 
 def check_images(split: Dataset, image_column: str, split_name: str) -> None:
@@ -106,17 +158,55 @@ def check_images(split: Dataset, image_column: str, split_name: str) -> None:
             raise DataError(f"Unreadable image {where}: {err}") from err
 
 
+def targets(split: Dataset, task: TaskData) -> list:
+    """The `labels` the model trains on: class ids; floats; or (float, output index) for a conditioned regression."""
+    values = split[task.target_column]
+    if task.kind == "classification":
+        return list(values)
+    if task.condition_column is None:
+        return [float(v) for v in values]  # targets may be stored as integers (months): the loss needs floats
+    outputs = [task.condition_outputs[condition_value(v)] for v in split[task.condition_column]]
+    return [(float(v), float(output)) for v, output in zip(values, outputs)]
+
+
 def with_image_transform(split: Dataset, task: TaskData, transform) -> Dataset:
     """Apply `transform` lazily, batch by batch, producing the model's `pixel_values` and `labels`."""
+    labelled = split.add_column("_labels", targets(split, task))
 
     def to_model_inputs(batch: dict) -> dict:
-        return {
-            "pixel_values": [transform(image) for image in batch[task.image_column]],
-            # Regression targets may be stored as integers (months): the loss needs floats.
-            "labels": [float(v) for v in batch[task.target_column]] if task.kind == "regression" else batch[task.target_column],
-        }
+        return {"pixel_values": [transform(image) for image in batch[task.image_column]], "labels": batch["_labels"]}
 
-    return split.with_transform(to_model_inputs)
+    return labelled.with_transform(to_model_inputs)
+
+
+class DecodedImages(torch.utils.data.Dataset):
+    """Every image decoded once into memory, so each epoch's cores transform pixels instead of decoding files.
+
+    Images whose shorter side exceeds `max_side` are reduced to it first (the transforms never need more).
+    Why hand-written: datasets decodes on every access, and neither timm nor torchvision keeps decoded images.
+    """
+
+    def __init__(self, split: Dataset, task: TaskData, transform, *, max_side: int):
+        self.images = [
+            _reduced(image.convert("RGB"), max_side)
+            for image in tqdm(split[task.image_column], desc="decoding images once")
+        ]
+        self.labels = targets(split, task)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixel_values": self.transform(self.images[index]), "labels": self.labels[index]}
+
+
+def _reduced(image: Image.Image, max_side: int) -> Image.Image:
+    shorter = min(image.size)
+    if shorter <= max_side:
+        return image
+    scale = max_side / shorter
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
 
 
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ class TargetScaler:
     std: float
 
     @classmethod
-    def fit(cls, targets) -> "TargetScaler":
+    def fit(cls, targets) -> TargetScaler:
         values = np.asarray(targets, dtype=np.float64)
         std = float(values.std())
         return cls(mean=float(values.mean()), std=std if std > 0 else 1.0)
@@ -40,16 +40,27 @@ def first_output(predictions) -> np.ndarray:
     return predictions.reshape(len(predictions), -1)[:, 0]
 
 
+def own_outputs(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, target) per row: a conditioned head's labels are (target, output index) pairs."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if labels.ndim == 1:
+        return first_output(predictions), labels
+    outputs = predictions.reshape(len(predictions), -1)
+    return outputs[np.arange(len(outputs)), labels[:, 1].astype(np.int64)], labels[:, 0]
+
+
 def regression_loss(name: str, scaler: TargetScaler):
-    """A Trainer `compute_loss_func`: the chosen loss between logits[:, 0] and the normalised targets."""
+    """A Trainer `compute_loss_func`: the chosen loss between the row's output and its normalised target."""
     losses = {"mae": nn.functional.l1_loss, "mse": nn.functional.mse_loss, "huber": nn.functional.huber_loss}
     if name not in losses:
         raise ValueError(f"Unknown regression loss '{name}': choose one of {', '.join(LOSSES)}.")
     loss_fn = losses[name]
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
-        predictions = outputs["logits"][:, 0].float()
-        return loss_fn(predictions, scaler.normalize(labels.float()))
+        logits, labels = outputs["logits"].float(), labels.float()
+        if labels.ndim == 2:  # conditioned head: each row's loss uses its own output
+            logits, labels = logits.gather(1, labels[:, 1:].long()), labels[:, :1]
+        return loss_fn(logits[:, 0], scaler.normalize(labels.reshape(-1)))
 
     return compute_loss
 
