@@ -107,3 +107,19 @@ def save_predicted_vs_true(predictions: np.ndarray, targets: np.ndarray, unit: s
     fig.tight_layout()
     fig.savefig(run_dir / "predicted_vs_true.png", dpi=120)
     plt.close(fig)
+
+
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins by their size."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == np.asarray(labels).astype(np.int64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        members = (confidence > low) & (confidence <= high)
+        if members.any():
+            error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(error)
