@@ -31,7 +31,9 @@ CLASSIFICATION_METRICS = {  # key in eval_results.json -> (model-index metric ty
 REGRESSION_METRICS = {"mae": ("mae", "MAE"), "rmse": ("rmse", "RMSE"), "r2": ("r2", "R²")}
 # Terms of the project's own data sets, for runs that did not record theirs (the data owners require them on the card).
 KNOWN_DATA_TERMS = {
-    "food10": "Food-101 subset: the photos come from Foodspotting and the Food-101 terms allow scientific fair use only.",
+    "food10": (
+        "Food-101 subset: the photos come from Foodspotting and the Food-101 terms allow scientific fair use only."
+    ),
     "boneage": "RSNA Pediatric Bone Age challenge radiographs: for non-commercial research use only.",
 }
 MODE_TEXT = {
@@ -118,28 +120,50 @@ def _license(training: dict, dataset_label: str) -> dict:
     return {"license": "apache-2.0"}
 
 
-def _usage(model_ref: str, regression: bool, target: str, unit: str) -> tuple[str, str]:
+def _usage(
+    model_ref: str, regression: bool, target: str, unit: str, condition: tuple[str, dict] | None
+) -> tuple[str, str]:
     if not regression:
         code = (
             "from transformers import pipeline\n\n"
             f'classifier = pipeline("image-classification", model="{model_ref}")\n'
             'print(classifier("photo.jpg"))'
         )
-        return code, "The pipeline applies the checkpoint's own image processor (resize, crop, normalisation)."
+        note = (
+            "The pipeline applies the checkpoint's own image processor (resize, crop, normalisation). The "
+            "confidences are calibrated: a temperature fitted on validation is folded into the head."
+        )
+        return code, note
     name = unit.replace(" ", "_") if unit.replace(" ", "_").isidentifier() else "prediction"
+    if condition:  # one output per value of the condition column: pick the image's own
+        column, outputs = condition
+        value = next(iter(outputs))
+        pick = f'model.config.condition_outputs["{value}"]  # the value of `{column}` as in metadata.csv'
+        processor_code = f"output = {pick}\n"
+        logits = "logits[:, output]"
+        pipeline_note = (
+            "the pipeline returns every output, one per label (e.g. `bone age (male)`), with its value as the score."
+        )
+    else:
+        processor_code, logits = "", "logits[:, 0]"
+        pipeline_note = "the pipeline returns the value as the score of its single label."
     code = (
         "import torch\nfrom PIL import Image\n"
-        "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline\n\n"
         f'processor = AutoImageProcessor.from_pretrained("{model_ref}")\n'
         f'model = AutoModelForImageClassification.from_pretrained("{model_ref}").eval()\n'
         'inputs = processor(Image.open("image.png").convert("RGB"), return_tensors="pt")\n'
-        "with torch.no_grad():\n"
-        f"    {name} = model(**inputs).logits[:, 0]  # already in {unit}\n"
-        f'print(f"{target}: {{{name}.item():.1f}} {unit}")'
+        + processor_code
+        + "with torch.no_grad():\n"
+        f"    {name} = model(**inputs).{logits}  # already in {unit}\n"
+        f'print(f"{target}: {{{name}.item():.1f}} {unit}")\n\n'
+        "# or, with the pipeline (problem_type is regression, so no softmax is applied):\n"
+        f'estimator = pipeline("image-classification", model="{model_ref}")\n'
+        'print(estimator("image.png"))'
     )
     note = (
-        f"The single output `logits[:, 0]` is the {target} in {unit}: any normalisation used in training is "
-        "folded back into the head. Use the processor as shown, not `pipeline`, which reports scores, not a number."
+        f"The output is the {target} in {unit}: any normalisation used in training is folded back into the head; "
+        + pipeline_note
     )
     return code, note
 
@@ -160,16 +184,63 @@ def _intended_use(regression: bool, target: str, dataset_text: str, training: di
 
 def _data_terms(training: dict, dataset_label: str) -> str:
     known = KNOWN_DATA_TERMS.get(dataset_label)
-    return training.get("data_terms") or known or "The training data's terms were not recorded: check them before reusing this model."
+    return (
+        training.get("data_terms")
+        or known
+        or "The training data's terms were not recorded: check them before reusing this model."
+    )
 
 
 def _hyper_rows(training: dict, regression: bool) -> list[dict]:
-    keys = ["epochs", "learning_rate", "backbone_learning_rate", "freeze_batchnorm", "head_epochs", "head_learning_rate",
-            "batch_size", "image_size", "augment", "seed"]
+    keys = [
+        "epochs",
+        "learning_rate",
+        "backbone_learning_rate",
+        "freeze_batchnorm",
+        "head_epochs",
+        "head_learning_rate",
+        "batch_size",
+        "train_image_size",
+        "image_size",
+        "augment",
+        "weights",
+        "seed",
+    ]
     if regression:
         at = keys.index("image_size")
-        keys[at:at] = ["loss", "target_column"]
-    return [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
+        keys[at:at] = ["loss", "target_column", "condition_column"]
+    rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
+    recipe = training.get("recipe") or {}
+    return rows + [{"name": key, "value": _fmt(value)} for key, value in recipe.items() if value not in (None, 0, 0.0)]
+
+
+def _extra_rows(evaluation: dict) -> list[dict]:
+    """Calibration, served size and robustness figures the run measured, as (name, value) rows."""
+    rows = []
+    calibration = evaluation.get("calibration")
+    if calibration:
+        rows += [
+            {"name": "Expected calibration error, before temperature", "value": _fmt(calibration["ece_before"])},
+            {"name": "Expected calibration error (temperature folded in)", "value": _fmt(calibration["ece_after"])},
+            {"name": "Temperature", "value": _fmt(calibration["temperature"])},
+            {
+                "name": "Out-of-distribution threshold "
+                f"(top probability; {calibration['ood_pass_rate']:.0%} of validation passes)",
+                "value": _fmt(calibration["ood_threshold"]),
+            },
+        ]
+    for size, score in (evaluation.get("eval_sizes") or {}).items():
+        rows.append({"name": f"Validation score at {size} px", "value": _fmt(score)})
+    robustness = evaluation.get("robustness")
+    if robustness:
+        rows.append(
+            {
+                "name": "MAE on the robustness check set (validation X-rays given other sources' look)",
+                "value": _fmt(robustness["mae"]),
+            }
+        )
+        rows.append({"name": "Robustness MAE / validation MAE", "value": _fmt(robustness["ratio_to_validation"])})
+    return rows
 
 
 def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: str | None = None) -> ModelCard:
@@ -204,17 +275,33 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
     )
     metric_names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
     metric_rows = [
-        {"name": pretty + (f" ({unit})" if regression and key in {"mae", "rmse"} else ""), "value": _fmt(evaluation["metrics"][key])}
+        {
+            "name": pretty + (f" ({unit})" if regression and key in {"mae", "rmse"} else ""),
+            "value": _fmt(evaluation["metrics"][key]),
+        }
         for key, (_, pretty) in metric_names.items()
         if key in evaluation["metrics"]
     ]
     per_class = evaluation["metrics"].get("per_class_accuracy") or {}
     plot = "predicted_vs_true.png" if regression else "confusion_matrix.png"
-    usage, usage_note = _usage(repo_id or str(run_dir), regression, target, unit)
-    if regression:
-        summary = f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
+    condition = (config["condition_column"], config["condition_outputs"]) if config.get("condition_column") else None
+    usage, usage_note = _usage(repo_id or str(run_dir), regression, target, unit, condition)
+    if condition:
+        outputs = ", ".join(f"`{value}` -> `logits[:, {index}]`" for value, index in condition[1].items())
+        summary = (
+            f"Predicts the {target} in {unit} from an image and its `{condition[0]}` value, one output per value "
+            f"({outputs}; recorded in the config as `condition_outputs`), fine-tuned on {dataset_text}."
+        )
+    elif regression:
+        summary = (
+            f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
+        )
     else:
-        labels = [config["id2label"][key] for key in sorted(config["id2label"], key=int)] if "id2label" in config else config.get("label_names", [])
+        labels = (
+            [config["id2label"][key] for key in sorted(config["id2label"], key=int)]
+            if "id2label" in config
+            else config.get("label_names", [])
+        )
         summary = f"Classifies an image into {len(labels)} classes ({', '.join(labels)}), fine-tuned on {dataset_text}."
     return ModelCard.from_template(
         card_data,
@@ -226,6 +313,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
         num_examples=evaluation.get("num_examples", "?"),
         metric_rows=metric_rows,
         per_class_rows=[{"name": name, "value": _fmt(float(value))} for name, value in per_class.items()],
+        extra_rows=_extra_rows(evaluation),
         plot_file=plot if (run_dir / plot).is_file() else None,
         plot_caption=f"Predicted vs true {target}" if regression else "Confusion matrix",
         usage=usage,
@@ -275,7 +363,9 @@ def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: s
     command = f"\n\n```bash\n{_redact(evaluation['command'])}\n```" if evaluation.get("command") else ""
     section = (
         f"{heading}\n\n{evaluation['num_examples']} images.\n\n| metric | value |\n|---|---|\n"
-        + "\n".join(rows) + command + "\n\n"
+        + "\n".join(rows)
+        + command
+        + "\n\n"
     )
     old = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if old.search(text):

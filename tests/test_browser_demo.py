@@ -4,7 +4,6 @@ Needs /usr/bin/chromium (`apt-get install chromium`, done by .ci/run); skipped, 
 Playwright's own browser downloads are never used. Screenshots land in the test's tmp dir.
 """
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -36,10 +35,7 @@ def app_url(tiny_checkpoints):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url, _ = demo_app.launch(demo, port=port, prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     yield url
     demo.close()
 

@@ -16,6 +16,9 @@ from tests.tiny_checkpoints import LABELS
 
 
 def free_port() -> int:
+    """A port for a server started in another process (`python -m demos --port`). Another process may take it
+    before that server binds it: an app served in this process is launched without a port instead, and Gradio
+    binds the first free one from 7860 up, moving on when one is taken."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -29,7 +32,7 @@ def served(tiny_checkpoints):
     )
     # The Model tab may load the tiny checkpoints' folders (by default a visitor loads no folder at all).
     demo = demo_app.build_app(models=models, allow_local_dirs=[tiny_checkpoints[("vit", "classification")].parent])
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see free_port)
     yield Client(url, verbose=False), models
     demo.close()
 
@@ -160,7 +163,7 @@ def test_share_without_network_says_why_and_keeps_serving(tiny_checkpoints, monk
     )
     demo = demo_app.build_app(models=models)
     try:
-        url, share_url = demo_app.launch(demo, port=free_port(), share=True, prevent_thread_lock=True)
+        url, share_url = demo_app.launch(demo, share=True, prevent_thread_lock=True)
         assert share_url is None
         assert "No public link was made" in capsys.readouterr().out
         assert Client(url, verbose=False).predict(handle_file(cat_file), api_name="/classify")["label"]

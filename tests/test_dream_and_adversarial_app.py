@@ -1,7 +1,5 @@
 """The /dream and /adversarial endpoints of the demo app, driven through gradio_client on tiny checkpoints."""
 
-import socket
-
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -12,12 +10,6 @@ from demos import app as demo_app
 from tests.tiny_checkpoints import LABELS
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tiny_checkpoints):
     """A client of the app with a ViT food classifier (the Food tab's /classify) and a ResNet regressor."""
@@ -25,7 +17,7 @@ def client(tiny_checkpoints):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     yield Client(url, verbose=False)
     demo.close()
 

@@ -28,7 +28,6 @@ from hub.cards import write_model_card
 from hub.push import PushError, push_checkpoint
 from tests.bad_inputs import write_upload_zoo
 from tests.test_cards import make_run_folder
-from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, digest, online, stand_in  # noqa: F401  (online, stand_in: fixtures)
 from tests.test_train import FAST, draw_classes, run_expecting_error
@@ -57,7 +56,7 @@ def serving(tiny_checkpoints):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     try:
         yield url, models
     finally:

@@ -30,7 +30,6 @@ from demos.tabs import common
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
 from tests.test_cards import make_run_folder
-from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online_in_this_process, stand_in, subprocess_env  # noqa: F401  (stand_in: fixture)
 from tests.test_reliability import serving
@@ -170,7 +169,7 @@ def test_the_model_tab_refuses_pickled_weights(tiny_checkpoints, pickled_checkpo
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models, allow_local_dirs=[pickled_checkpoint.parent])
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     try:
         with pytest.raises(AppError, match="pickled weights"):
             Client(url, verbose=False).predict(str(pickled_checkpoint), api_name="/load_model")
