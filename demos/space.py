@@ -177,6 +177,8 @@ def describe_model(api: HfApi, repo_id: str) -> HubModel:
 
 def pinned_requirements(path: Path = REQUIREMENTS) -> list[str]:
     """The requirement lines of the project's requirements.txt, each an exact `name==version` pin."""
+    if not path.is_file():  # a wheel install carries no requirements.txt, and the Space's pins come from it
+        raise SpaceError(f"{path} is missing: build the Space from a TransferLab checkout (or `pip install -e .`).")
     lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
     requirements = [line for line in lines if line]
     unpinned = [line for line in requirements if "==" not in line]
