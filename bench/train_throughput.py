@@ -10,7 +10,8 @@
 Both pipelines train the same models (random or default weights, a new 10-class head) on the same synthetic
 imagefolder of Food-101-sized JPEGs (512x384) that the script writes to a temporary folder:
 - ours: what `python -m train --mode full` runs: `train.data` (imagefolder splits, `with_image_transform`,
-  `collate`), `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.trainer.build_model`,
+  `collate`, images decoded once into memory unless --no-cache-images),
+  `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.trainer.build_model`,
   `prepare_for_device`, `training_arguments` (bf16 and channels_last on a GPU, its data-loader workers),
   `classification_loss` and the AdamW parameter groups of `train.modes`, BatchNorm statistics kept as
   `train` keeps them by default (for the random-weight ResNet-50 they are the initial 0 and 1:
@@ -154,15 +155,15 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
     model, processor = trainer.build_model(args.model, task, args)
     model = trainer.prepare_for_device(model)
+    processor = trainer.resolution_processor(model, processor, args)
+    spec = image_spec(processor)
     arguments = trainer.training_arguments(
         args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=False
     )
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
-    datasets = (
-        data.with_image_transform(train_split, task, build_transform(image_spec(processor), args.augment)),
-        None,
-    )
+    train_transform = build_transform(image_spec(processor), args.augment, trainer.photo_augment(args))
+    datasets = (trainer.train_datasets((train_split, train_split), task, (train_transform, None), args, spec)[0], None)
     built = trainer.whole_network_trainer(
         model, processor, datasets, task, None, args, training_args=arguments, callbacks=[timer]
     )

@@ -2,14 +2,26 @@
 
 import re
 
-from bench import train_throughput
+from bench import train_data_path, train_throughput
+from tests.test_train import draw_classes
 
 
 def test_both_pipelines_train_and_the_ratio_is_the_last_line(tiny_checkpoints, capsys):
     folder = tiny_checkpoints[("vit", "classification")]
     train_throughput.main(
-        ["--models", str(folder), "--images", "12", "--steps", "3", "--warmup-steps", "1", "--batch-size", "4",
-         "--train-args=--dataloader-workers 0"]
+        [
+            "--models",
+            str(folder),
+            "--images",
+            "12",
+            "--steps",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--train-args=--dataloader-workers 0",
+        ]
     )
     lines = capsys.readouterr().out.strip().splitlines()
     model_line = next(line for line in lines if line.startswith(folder.name))
@@ -19,3 +31,30 @@ def test_both_pipelines_train_and_the_ratio_is_the_last_line(tiny_checkpoints, c
     assert abs(ratio - speeds[0] / speeds[1]) < 0.01 + 0.01 * ratio  # the printed ratio is of the printed speeds
     headline = rf"training speed-up over run_image_classification\.py, ours/baseline images/s: {folder.name} [\d.]+x"
     assert re.fullmatch(headline, lines[-1]), lines[-1]
+
+
+def test_data_path_bench_times_both_paths_and_prints_their_ratio_last(tiny_checkpoints, tmp_path, capsys):
+    dataset = draw_classes(tmp_path / "classes", {"train": 6, "validation": 1})
+    train_data_path.main(
+        [
+            "--dataset",
+            str(dataset),
+            "--model",
+            str(tiny_checkpoints[("timm", "classification")]),
+            "--batch-size",
+            "4",
+            "--steps",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--train-args=--dataloader-workers 0 --image-size 32",
+        ]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    speeds = {
+        name: float(re.search(rf"^{name} +([\d.]+) img/s", "\n".join(lines), re.M).group(1))
+        for name in train_data_path.PATHS
+    }
+    assert all(speed > 0 for speed in speeds.values())
+    ratio = float(re.fullmatch(r"decoded once / files each epoch: ([\d.]+)x", lines[-1]).group(1))
+    assert abs(ratio - speeds["decoded once"] / speeds["files each epoch"]) < 0.01 + 0.01 * ratio
