@@ -1,0 +1,104 @@
+"""The app's smaller endpoints (Model tab, "What the network sees" choices) and bad arguments to the bigger ones,
+called through gradio_client like any API user. Messages change with the UI: these check behaviour (an error,
+and what it names), not wording."""
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from demos import app as demo_app
+from demos.dream import MAX_STEPS
+from tests.test_demos_images import cat_photo
+from tests.tiny_checkpoints import LABELS
+
+
+@pytest.fixture(scope="module")
+def client(tiny_checkpoints):
+    """A client of the app with a ViT food classifier and a ResNet bone-age regressor."""
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
+    demo = demo_app.build_app(models=models)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def cat_file(tmp_path_factory):
+    return cat_photo(tmp_path_factory.mktemp("uploads") / "cat.png")
+
+
+def choice_values(dropdown: dict) -> list[str]:
+    """The values (not the shown labels) of a Dropdown update returned by an endpoint."""
+    return [value for _, value in dropdown["choices"]]
+
+
+@pytest.mark.parametrize("name", ["food", "boneage"])
+def test_model_summary_describes_the_chosen_model_and_tables_its_layers(client, name):
+    description, table = client.predict(name, api_name="/model_summary")
+    assert isinstance(description, str) and description.strip()
+    assert table["data"] and len(table["headers"]) == len(table["data"][0])  # one row per layer
+
+
+def test_the_two_models_get_different_summaries(client):
+    assert client.predict("food", api_name="/model_summary") != client.predict("boneage", api_name="/model_summary")
+
+
+def test_model_summary_of_an_unknown_model_is_an_error_naming_it(client):
+    with pytest.raises(AppError, match="durian-net"):
+        client.predict("durian-net", api_name="/model_summary")
+
+
+@pytest.mark.parametrize("ref", ["", "   "])
+def test_load_model_with_an_empty_box_is_an_error(client, ref):
+    with pytest.raises(AppError):
+        client.predict(ref, api_name="/load_model")
+    description, _ = client.predict("food", api_name="/model_summary")  # the app keeps serving
+    assert description
+
+
+def test_network_sees_offers_the_classifiers_only(client):
+    choices = choice_values(client.predict(api_name="/network_sees_models"))
+    assert "food" in choices and "boneage" not in choices  # a regression model has no class to visualise
+
+
+def test_network_sees_classes_are_the_models_labels(client):
+    dream_classes, attack_targets = client.predict("food", api_name="/network_sees_classes")
+    assert choice_values(dream_classes) == list(LABELS) and dream_classes["value"] in LABELS
+    assert set(LABELS) < set(choice_values(attack_targets))  # plus "any other class"
+    assert attack_targets["value"] not in LABELS
+
+
+def test_network_sees_classes_of_an_unknown_model_is_an_error_naming_it(client):
+    with pytest.raises(AppError, match="durian-net"):
+        client.predict("durian-net", api_name="/network_sees_classes")
+
+
+def test_feature_maps_for_an_unknown_class_is_an_error_naming_it(client, cat_file):
+    with pytest.raises(AppError, match="durian"):
+        client.predict(handle_file(cat_file), "food", "", "durian", api_name="/feature_maps")
+
+
+def test_feature_maps_for_a_known_class_works(client, cat_file):
+    *_, caption = client.predict(handle_file(cat_file), "food", "", LABELS[1], api_name="/feature_maps")
+    assert caption
+
+
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (("durian-net", "banana", None, 4, 0), "durian-net"),  # no such model
+        (("food", "", None, 4, 0), None),  # no class chosen
+        (("food", "banana", None, MAX_STEPS + 1, 0), str(MAX_STEPS)),  # over the step limit
+        (("food", "banana", None, -3, 0), None),
+        (("food", "banana", None, "ten", 0), "ten"),
+        (("food", "banana", None, 4, 0.5), "0.5"),  # the seed is a whole number too
+    ],
+    ids=["unknown model", "no class", "too many steps", "negative steps", "steps not a number", "fractional seed"],
+)
+def test_dream_with_bad_arguments_is_an_error(client, arguments, named):
+    with pytest.raises(AppError) as error:
+        client.predict(*arguments, api_name="/dream")
+    if named is not None:
+        assert named in str(error.value)
