@@ -4,6 +4,7 @@
     python -m hub show REF [--allow-pickle]                          # what a checkpoint is (alias, folder or hub id)
     python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]  # publish a checkpoint folder (one commit)
     python -m hub pull REPO_ID [--revision R] --out DIR              # download a hub checkpoint into a folder
+    python -m hub push-dataset DIR DATASET_ID [--public]             # publish an imagefolder (e.g. corrections/food)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from hub.checkpoint import ALLOW_PICKLE_HELP, CheckpointError, load_checkpoint
 from hub.default_backbone import BACKBONES, write_backbone
 from hub.preprocessing import image_spec
-from hub.push import PushError, pull_checkpoint, push_checkpoint
+from hub.push import PushError, pull_checkpoint, push_checkpoint, push_dataset
 
 
 def _default(args: argparse.Namespace) -> None:
@@ -47,6 +48,12 @@ def _pull(args: argparse.Namespace) -> None:
     print(f"Pulled {args.repo_id} into {folder}")
 
 
+def _push_dataset(args: argparse.Namespace) -> None:
+    info = push_dataset(Path(args.folder), args.dataset_id, private=not args.public)
+    visibility = "public" if args.public else "private"
+    print(f"Pushed {args.folder} to the dataset {args.dataset_id} ({visibility}): {info.commit_url}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     pull.add_argument("--revision")
     pull.add_argument("--out", required=True, help="folder to write")
     pull.set_defaults(run=_pull)
+    dataset = commands.add_parser("push-dataset", help="upload an imagefolder as a hub dataset (one commit)")
+    dataset.add_argument("folder", help="class folders, or images with metadata.csv (e.g. the demo's corrections/food)")
+    dataset.add_argument("dataset_id", help="hub dataset repo to create or update, e.g. your-name/food-corrections")
+    dataset.add_argument("--public", action="store_true", help="make a new repo public (default: private, as the "
+                         "images are uploads by the demo's users)")  # fmt: skip
+    dataset.set_defaults(run=_push_dataset)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -2,6 +2,7 @@
 
     python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]
     python -m hub pull REPO_ID [--revision R] --out DIR
+    python -m hub push-dataset DIR DATASET_ID [--public]     # an imagefolder, e.g. the demo's corrections/food
 
 The token comes from where huggingface_hub looks (HF_TOKEN, then `hf auth login`); it is never printed.
 """
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import _http
 
@@ -197,3 +198,68 @@ def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, tok
     if not (out / "model.safetensors").is_file():
         raise PushError(f"'{repo_id}' has no model.safetensors: only safetensors checkpoints are pulled.")
     return out
+
+
+DATASET_CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
+DATASET_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def push_dataset(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    retry_delays: Sequence[float] | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+):
+    """Upload an imagefolder (class folders, or images with metadata.csv) as the hub dataset `repo_id`, in one commit.
+
+    Private unless `private=False`: the demo's corrections are strangers' uploads. A dataset card (README.md) is
+    written into the folder first if it has none. Retries as `upload_with_retries` does; returns its CommitInfo.
+    """
+    folder = Path(folder)
+    check_repo_id(repo_id)
+    images = [p for p in folder.rglob("*") if p.suffix.lower() in DATASET_IMAGE_SUFFIXES] if folder.is_dir() else []
+    if not images:
+        raise PushError(f"{folder} holds no images: pass an imagefolder, e.g. the demo's corrections/food.")
+    if not (folder / "README.md").is_file():
+        dataset_card(folder, repo_id, len(images)).save(folder / "README.md")
+    retry = ["python", "-m", "hub", "push-dataset", str(folder), repo_id] + ([] if private else ["--public"])
+    return upload_with_retries(
+        folder,
+        repo_id,
+        retry=shlex.join(retry),
+        what="dataset folder",
+        repo_type="dataset",
+        private=private,
+        token=token,
+        commit_message=f"Upload {folder.resolve().name} ({len(images)} images) with TransferLab",
+        retry_delays=retry_delays,
+        request_timeout_s=request_timeout_s,
+    )
+
+
+def dataset_card(folder: Path, repo_id: str, count: int) -> DatasetCard:
+    """The card of an imagefolder: its layout, how to load it, where the images come from and what to check."""
+    has_metadata = (folder / "metadata.csv").is_file()
+    if has_metadata:
+        columns = (folder / "metadata.csv").read_text().splitlines()[0].split(",")[1:]
+        layout = f"The images with `metadata.csv`: one row per image, columns {', '.join(f'`{c}`' for c in columns)}."
+    else:
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        layout = f"One folder per class ({', '.join(f'`{c}`' for c in classes)}): the folder name is the label."
+    card_data = DatasetCardData(
+        pretty_name=repo_id.split("/")[-1],
+        task_categories=["image-classification"],
+        tags=["transferlab", "corrections", "regression" if has_metadata else "classification"],
+        size_categories=["n<1K" if count < 1_000 else "1K<n<10K" if count < 10_000 else "10K<n<100K"],
+    )
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(DATASET_CARD_TEMPLATE),
+        pretty_name=card_data.pretty_name,
+        repo_id=repo_id,
+        summary=f"{count} images in the imagefolder layout, which `datasets` and TransferLab's `train` read as is.",
+        layout=layout,
+    )
