@@ -19,6 +19,7 @@ import glob
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
@@ -122,16 +123,14 @@ def _regression_row(checkpoint: Checkpoint, logits: torch.Tensor) -> dict:
     return {**{name: round(value, 4) for name, value in values.items()}, "unit": checkpoint.task.unit or ""}
 
 
-def write_csv(path: Path, header: list[str], rows: Iterable[dict]) -> int:
-    """Write the rows under `header`; returns how many rows had an error."""
+def write_csv(file: TextIO, header: list[str], rows: Iterable[dict]) -> int:
+    """Write the rows under `header` to an open text file; returns how many rows had an error."""
+    writer = csv.DictWriter(file, fieldnames=header)
+    writer.writeheader()
     errors = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=header)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            errors += bool(row["error"])
+    for row in rows:
+        writer.writerow(row)
+        errors += bool(row["error"])
     return errors
 
 
@@ -152,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     rows = predict_images(checkpoint, ((str(f), f) for f in files), top_k=args.top_k, batch_size=args.batch_size)
-    errors = write_csv(args.out, columns(checkpoint, args.top_k), rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as file:
+        errors = write_csv(file, columns(checkpoint, args.top_k), rows)
     print(f"wrote {len(files)} rows to {args.out} ({errors} unreadable files, their errors are in the 'error' column)")
     return 0
 
