@@ -8,6 +8,8 @@
 food10, boneage); the defaults are the shipped checkpoints/food10 and checkpoints/boneage, or the
 offline default backbone efficientnet-lite0 (ImageNet labels) while those do not exist, which is printed.
 Visitors (Model tab, /load_model) load only hub ids and aliases unless --allow-local-dir names folders.
+Users' corrections ("Wrong? Correct it") are saved under --corrections-dir (default corrections/), except in a
+Hugging Face Space (SPACE_ID set), where they are collected only when --corrections-dir is given.
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MB",
         help="refuse hub models whose checkpoint files exceed this many MB, before downloading (default %(default)g)",
     )
+    corrections = parser.add_mutually_exclusive_group()
+    corrections.add_argument(
+        "--corrections-dir",
+        default=None if os.environ.get("SPACE_ID") else "corrections",  # a Space's disk is public: ask for it
+        metavar="DIR",
+        help="save users' corrections here as training data (default: corrections, none in a Space)",
+    )
+    corrections.add_argument(
+        "--no-corrections", dest="corrections_dir", action="store_const", const=None, help="collect no corrections"
+    )
     return parser.parse_args(argv)
 
 
@@ -73,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             allow_local_dirs=args.allow_local_dir,
             max_loaded_models=args.max_loaded_models,
             max_model_mb=args.max_model_mb,
+            corrections_dir=args.corrections_dir,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"python -m demos: {err}") from err

@@ -23,20 +23,24 @@ from pathlib import Path
 import gradio as gr
 from gradio import processing_utils
 
+from demos.corrections import CorrectionStore
 from demos.inference import predictor
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
-from demos.tabs import bone_age, feature_maps, food, model_info, network_sees
+from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
 
-TABS = [food, bone_age, feature_maps, model_info, network_sees]
+TABS = [food, bone_age, feature_maps, model_info, network_sees, batch]
 FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet labels
 SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 QUEUE_SIZE = 32
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
 # class visualisations or model loads waits behind itself instead of taking the cores /classify needs.
-EXPENSIVE_ENDPOINTS = {"dream": "pixel-optimisation", "adversarial": "pixel-optimisation", "load_model": "model-load"}
+EXPENSIVE_ENDPOINTS = {
+    "dream": "pixel-optimisation", "adversarial": "pixel-optimisation", "load_model": "model-load",
+    "batch_predict": "batch",  # up to demos.tabs.batch.MAX_IMAGES predictions a call
+}
 EXPENSIVE_CONCURRENCY = 1
 # (every, older than) seconds: uploads and outputs of a demo left running for days must not fill the disk.
 DELETE_CACHE = (3600, 24 * 3600)
@@ -78,6 +82,7 @@ class DemoModels:
     notes: dict[str, str] = field(default_factory=dict)  # role -> why a fallback model stands in
     examples_dir: Path | None = None
     visitors: SessionModels = field(default_factory=SessionModels)
+    corrections: CorrectionStore | None = None  # where users' corrections are saved; None: not collected
 
     def names(self) -> list[str]:
         return [*self.checkpoints, *self.visitors.names(current_session())]
@@ -167,16 +172,20 @@ def build_app(
     allow_local_dirs: Sequence[str | Path] = (),
     max_loaded_models: int = MAX_LOADED_MODELS,
     max_model_mb: float = MAX_MODEL_MB,
+    corrections_dir: str | Path | None = None,
 ) -> gr.Blocks:
     """The app with every tab in `TABS`, queued with concurrency limits; serve it with `launch` (upload cap).
 
     What web visitors may load: hub ids and aliases, plus checkpoint folders under `allow_local_dirs`; hub models
     up to `max_model_mb` MB; at most `max_loaded_models` of their models in memory at once, each seen only by the
     session that loaded it. The start-up models (`food_model`, `boneage_model`) are the operator's and unlimited.
+    `corrections_dir`: where users' corrections are saved (demos/corrections.py); None collects none.
     """
     limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
     models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
     models.visitors = SessionModels(limits)
+    if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (demos/corrections.py)
+        models.corrections = CorrectionStore(corrections_dir)
     with gr.Blocks(title="TransferLab demo", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# TransferLab demo\n"

@@ -9,6 +9,7 @@ import gradio as gr
 
 from demos.inference import grad_cam, regress, top_k
 from demos.tabs.common import model_header, read_upload, user_errors
+from demos.tabs.correction_controls import bone_age_correction
 
 TITLE = "Bone age"
 MONTHS_PER_YEAR = 12
@@ -58,6 +59,8 @@ def render(models) -> None:
         with gr.Column():
             months = gr.Number(label="Bone age (months)", interactive=False)
             text = gr.Markdown(elem_id="boneage-text")
+            # "Wrong? Correct it": /correct_bone_age; "male" is the RSNA metadata column, "true"/"false" its values
+            bone_age_correction(models, xray, sex_column="male", sex_values={"female": "false", "male": "true"})
     with gr.Row():
         decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False)
         overlay = gr.Image(label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam")

@@ -6,6 +6,7 @@ import gradio as gr
 
 from demos.inference import TOP_K, top_k
 from demos.tabs.common import model_header, read_upload, user_errors
+from demos.tabs.correction_controls import food_correction
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -18,6 +19,7 @@ def render(models) -> None:
             label="Food photo (upload or paste)", type="filepath", elem_id="food-photo", sources=["upload", "clipboard"]
         )
         labels = gr.Label(num_top_classes=TOP_K, label="Top-5", elem_id="food-labels")
+    food_correction(models, photo)  # "Wrong? Correct it": /correct_food
     button = gr.Button("Classify", variant="primary")
 
     @user_errors
