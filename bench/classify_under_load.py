@@ -32,7 +32,8 @@ def time_classify(url: str, photos: list[Path], calls: int) -> list[float]:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
-    return [time_call(client.predict, handle_file(photos[i % len(photos)]), api_name="/classify") for i in range(calls)]
+    classify = lambda photo: client.predict(handle_file(photo), api_name="/classify")  # noqa: E731
+    return [time_call(classify, photos[i % len(photos)]) for i in range(calls)]
 
 
 def dream_without_pause(url: str, label: str, stop: threading.Event, finished: list[float]) -> None:
@@ -40,8 +41,9 @@ def dream_without_pause(url: str, label: str, stop: threading.Event, finished: l
     from gradio_client import Client
 
     client = Client(url, verbose=False)
+    dream = lambda: client.predict("food", label, None, DEFAULT_DREAM_STEPS, 0, api_name="/dream")  # noqa: E731
     while not stop.is_set():
-        finished.append(time_call(client.predict, "food", label, None, DEFAULT_DREAM_STEPS, 0, api_name="/dream"))
+        finished.append(time_call(dream))
 
 
 def report(phase: str, samples: list[float]) -> None:
@@ -76,7 +78,10 @@ def main() -> None:
     print(f"cores {os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     with tempfile.TemporaryDirectory() as tmp:
         photos = synthetic_photos(Path(tmp), 10)
-        with demo_server(photos[0], "--food-model", args.food_model, "--boneage-model", args.boneage_model) as (url, _):
+        server = demo_server(
+            photos[0], "--food-model", args.food_model, "--boneage-model", args.boneage_model, start_timeout_s=600
+        )  # a machine busy enough to matter here also starts the app slowly (115 s seen, against 12 s idle)
+        with server as (url, _):
             idle = time_classify(url, photos, args.calls)
             loaded, dreams = classify_under_dreams(url, photos, args.calls, args.dreamers)
     report("/classify, idle server", idle)

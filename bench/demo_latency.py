@@ -120,7 +120,7 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def demo_server(photo: Path, *demo_args: str):
+def demo_server(photo: Path, *demo_args: str, start_timeout_s: float = 120):
     """`python -m demos` in its own process, as users run it: yields (its URL, seconds from start to first answer)."""
     from gradio_client import Client, handle_file
 
@@ -139,8 +139,8 @@ def demo_server(photo: Path, *demo_args: str):
                 Client(url, verbose=False).predict(handle_file(photo), api_name="/classify")
                 break
             except Exception:  # not listening yet: poll until it answers (bounded below)
-                if time.perf_counter() - start > 120 or server.poll() is not None:
-                    raise RuntimeError("python -m demos did not answer within 120 s")
+                if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
+                    raise RuntimeError(f"python -m demos did not answer within {start_timeout_s:g} s")
                 time.sleep(0.25)
         yield url, time.perf_counter() - start
     finally:

@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--examples", default=None, metavar="DIR", help="folder of example photos shown under the Food tab"
     )
-    parser.add_argument("--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}")
+    parser.add_argument(
+        "--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}"
+    )
     visitors = parser.add_argument_group("what web visitors may load (Model tab and /load_model)")
     visitors.add_argument(
         "--allow-local-dir",
@@ -52,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=MAX_LOADED_MODELS,
         metavar="N",
-        help="visitor models kept in memory across all sessions, least recently used dropped first (default %(default)s)",
+        help="visitor models in memory, all sessions together; least recently used goes first (default %(default)s)",
     )
     visitors.add_argument(
         "--max-model-mb",

@@ -203,7 +203,7 @@ def build_app(
 
 
 def limit_expensive_endpoints(demo: gr.Blocks) -> None:
-    """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group (a missing one is a KeyError: rename both)."""
+    """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group (one missing is a KeyError: rename both)."""
     events = {event.api_name: event for event in demo.fns.values() if event.api_name}
     for api_name, group in EXPENSIVE_ENDPOINTS.items():
         events[api_name].concurrency_id = group

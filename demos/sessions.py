@@ -87,7 +87,7 @@ class SessionModels:
     def load(self, session: str | None, ref: str, loader: Callable[..., Checkpoint]) -> Checkpoint:
         """`loader(ref, local_roots=..., max_download_mb=...)` within the limits, kept for `session` only."""
         if session is None:
-            raise ValueError("Models are loaded per session, and this request has none: use the web page or gradio_client.")
+            raise ValueError("Models are loaded per session and this request has none: use the web page or a client.")
         if self.limits.max_loaded_models == 0:
             raise ValueError("This demo loads no other models: its operator started it with --max-loaded-models 0.")
         checkpoint = self.get(session, ref) or self._load_in_time(ref, loader)

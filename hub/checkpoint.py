@@ -134,9 +134,9 @@ def _hub_id_or_refuse(ref: str) -> str:
         validate_repo_id(ref)
     except HFValidationError:
         raise CheckpointError(
-            f"'{ref}' cannot be loaded here: only hub repo ids (owner/name), the builtin aliases "
-            f"({', '.join(builtin_aliases())}) and checkpoint folders under the directories the server was started "
-            "with (--allow-local-dir) load here."
+            f"'{ref}' cannot be loaded here: this demo loads hub repo ids (owner/name), the builtin aliases "
+            f"({', '.join(builtin_aliases())}) and checkpoint folders under the directories its operator allowed "
+            "(--allow-local-dir)."
         ) from None
     return ref
 

@@ -24,7 +24,6 @@ from demos import app as demo_app
 from demos.sessions import SessionModels, VisitorLimits
 from demos.tabs import network_sees
 from hub import CheckpointError, load_checkpoint
-from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online, stand_in  # noqa: F401  (fixtures)
 
@@ -39,7 +38,7 @@ def serving(tiny_checkpoints, **limits):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models, **limits)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see test_demos_app.free_port)
     try:
         yield url, models
     finally:

@@ -23,9 +23,10 @@ def what_loads(limits) -> str:
     """The rules of the load box, in a visitor's words."""
     if limits.max_loaded_models == 0:
         return "This demo loads no other models."
-    folders = "and checkpoint folders this server allows" if limits.allowed_local_dirs else "(no folders of this server)"
+    folders = "and the checkpoint folders this server allows" if limits.allowed_local_dirs else "(no server folders)"
+    aliases = ", ".join(builtin_aliases())
     return (
-        f"Hub ids (owner/name) up to {limits.max_model_mb:g} MB, the aliases {', '.join(builtin_aliases())}, {folders}. "
+        f"Hub ids (owner/name) up to {limits.max_model_mb:g} MB, the aliases {aliases}, {folders}. "
         f"What you load is seen by you only; the server keeps {limits.max_loaded_models} visitor models at most."
     )
 
