@@ -103,7 +103,9 @@ def resolve_folder(
     if ref in SHIPPED_CHECKPOINTS:
         folder = SHIPPED_CHECKPOINTS[ref]
         if not (folder / "config.json").is_file():
-            raise CheckpointError(f"The shipped checkpoint '{ref}' is missing at {folder}; train it with `python -m train`.")
+            raise CheckpointError(
+                f"The shipped checkpoint '{ref}' is missing at {folder}; train it with `python -m train`."
+            )
         return folder
     if local_roots is not None:
         inside = _inside_roots(ref, local_roots)
@@ -153,23 +155,31 @@ def _download(repo_id: str, *, revision: str | None, max_download_mb: float | No
         f"or one of the builtin aliases: {', '.join(builtin_aliases())}."
     )
     try:
-        cached = Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES, local_files_only=True))
+        cached = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES, local_files_only=True)
+        )
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
         cached = None
     if hub_offline():
         if cached is None:
-            raise CheckpointError(f"'{repo_id}' is not in the local hub cache and HF_HUB_OFFLINE=1 forbids downloading it. {hint}")
+            raise CheckpointError(
+                f"'{repo_id}' is not in the local hub cache and HF_HUB_OFFLINE=1 forbids downloading it. {hint}"
+            )
         _refuse_if_too_large(repo_id, _folder_file_sizes(cached), max_download_mb)
         return cached
     try:
         HfApi().model_info(repo_id, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
         sizes = _hub_file_sizes(repo_id, revision) if max_download_mb is not None else {}
     except GatedRepoError as err:
-        raise CheckpointError(f"'{repo_id}' is gated: accept its terms on the hub and log in (`hf auth login`).") from err
+        raise CheckpointError(
+            f"'{repo_id}' is gated: accept its terms on the hub and log in (`hf auth login`)."
+        ) from err
     except RevisionNotFoundError as err:
         raise CheckpointError(f"'{repo_id}' has no revision '{revision}'.") from err
     except RepositoryNotFoundError as err:
-        raise CheckpointError(f"No hub repo '{repo_id}' (or it is private: log in with `hf auth login`). {hint}") from err
+        raise CheckpointError(
+            f"No hub repo '{repo_id}' (or it is private: log in with `hf auth login`). {hint}"
+        ) from err
     except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:  # unreachable, timed out, or a server error
         if cached is not None:
             _refuse_if_too_large(repo_id, _folder_file_sizes(cached), max_download_mb)
