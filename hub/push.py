@@ -193,7 +193,7 @@ def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, tok
     out = Path(out)
     try:
         snapshot_download(repo_id, revision=revision, local_dir=out, allow_patterns=SAFE_CHECKPOINT_FILES, token=token)
-    except HfHubHTTPError as err:
+    except (HfHubHTTPError, httpx2.HTTPError, OSError) as err:  # OSError: the hub unreachable (LocalEntryNotFound)
         raise PushError(f"Could not pull '{repo_id}'{f' at {revision}' if revision else ''}: {_reason(err)}") from err
     if not (out / "model.safetensors").is_file():
         raise PushError(f"'{repo_id}' has no model.safetensors: only safetensors checkpoints are pulled.")

@@ -3,12 +3,16 @@
     python -m tests.hub_server            # serves on a free 127.0.0.1 port until Ctrl-C; prints HF_ENDPOINT
 
 It implements only the endpoints huggingface_hub 2.4.0 calls for create_repo, create_branch, upload_folder
-(preupload + one NDJSON commit, every file inline as "regular"), model_info/space_info/repo_info, list_repo_tree,
+(preupload + one NDJSON commit), model_info/space_info/repo_info, list_repo_tree,
 hf_hub_download/snapshot_download (resolve with ETag, X-Repo-Commit, Content-Length) and card YAML validation,
 for model repos, for Spaces (`repo_type="space"`: kept apart in `spaces`, created with their SDK) and for
 datasets (`repo_type="dataset"`: kept apart in `datasets`).
-Pushed files are kept per repo and per commit under a folder. Faults can be injected: the next N write calls
-answer a 5xx or hang, or every write call answers 401. Hand-written because no library ships a hub double.
+Pushed files are kept per repo and per commit under a folder. Files go inline as "regular" ones, or, from
+`lfs_min_bytes` up, through the git LFS batch API and a basic PUT, as the hub takes large files (the client must
+then have Xet off, HF_HUB_DISABLE_XET=1: the stand-in has no Xet storage). Repos in `gated` serve their files only
+to users who accepted their terms (none here). Faults can be injected: the next N write calls answer a 5xx or
+hang, every write call answers 401, or the next N calls of one endpoint (`fail_at["preupload"]`,
+`fail_at["commit"]`) answer `fail_status`, after the repo exists. Hand-written because no library ships a hub double.
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ class HubStandIn:
         self.hang_writes = 0  # the next N write calls wait `hang_s` before answering
         self.hang_s = 5.0
         self.deny_writes = False  # every write call answers 401
+        self.fail_at: dict[str, int] = {}  # endpoint ("preupload", "commit") -> how many of its next calls fail
+        self.lfs_min_bytes: int | None = None  # files this large go through git LFS (None: every file inline)
+        self.gated: set[str] = set()  # repo ids whose files answer 403 GatedRepo
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -224,11 +231,15 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 return None
             return repo
 
-        def _write_fault(self) -> bool:
-            """Apply an injected fault to a write call; True when it has been answered."""
+        def _write_fault(self, endpoint: str) -> bool:
+            """Apply an injected fault to a write call to `endpoint`; True when it has been answered."""
             with hub.lock:
                 if hub.deny_writes:
                     self._error(401, None, "Invalid credentials in Authorization header")
+                    return True
+                if hub.fail_at.get(endpoint, 0) > 0:
+                    hub.fail_at[endpoint] -= 1
+                    self._error(hub.fail_status, None, f"injected fault at {endpoint}")
                     return True
                 hang = hub.hang_writes > 0
                 hub.hang_writes -= hang
@@ -252,6 +263,9 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._route("POST")
 
+        def do_PUT(self) -> None:
+            self._route("PUT")
+
         def _route(self, method: str) -> None:
             url = urlparse(self.path)
             path = unquote(url.path)
@@ -263,6 +277,9 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 ("POST", rf"/api/{KIND}/{REPO}/preupload/{REV}", self.preupload),
                 ("POST", rf"/api/{KIND}/{REPO}/commit/{REV}", self.commit),
                 ("POST", rf"/api/{KIND}/{REPO}/branch/{REV}", self.create_branch),
+                ("POST", rf"/(?:(?P<kind>spaces|datasets)/)?{REPO}\.git/info/lfs/objects/batch", self.lfs_batch),
+                ("PUT", r"/lfs-objects/(?P<oid>[0-9a-f]{64})", self.lfs_upload),
+                ("POST", r"/lfs-verify", self.lfs_verify),
                 ("GET", rf"/api/{KIND}/{REPO}(?:/revision/{REV})?", self.model_info),
                 ("GET", rf"/api/{KIND}/{REPO}/tree/{REV}(?:/(?P<sub>.*))?", self.tree),
                 ("GET", rf"/(?:(?P<kind>spaces|datasets)/)?{REPO}/resolve/{REV}/(?P<file>.+)", self.resolve),
@@ -271,7 +288,7 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             for verb, pattern, handler in routes:
                 match = re.fullmatch(pattern, path)
                 if verb == method and match:
-                    if method == "POST" and path != "/api/validate-yaml" and self._write_fault():
+                    if method == "POST" and path != "/api/validate-yaml" and self._write_fault(handler.__name__):
                         self._body()
                         return
                     handler(head=method == "HEAD", query=parse_qs(url.query), **match.groupdict())
@@ -320,7 +337,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             commit = target.commit(rev)
             existing = commit.files if commit else {}
             files = [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": existing.get(f["path"])}
+                {"path": f["path"], "uploadMode": self._upload_mode(f["size"]), "shouldIgnore": False,
+                 "oid": existing.get(f["path"])}
                 for f in payload["files"]
             ]
             self._json(200, {"files": files, "commitOid": commit.oid if commit else None})
@@ -334,8 +352,12 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 if line["key"] == "file"
             }
             deleted = [line["value"]["path"] for line in lines if line["key"] == "deletedFile"]
-            if any(line["key"] == "lfsFile" for line in lines):
-                return self._error(400, None, "stand-in accepts regular (inline) files only")
+            for line in lines:
+                if line["key"] == "lfsFile":  # uploaded before the commit, through lfs_batch and lfs_upload
+                    stored = hub.root / "lfs" / line["value"]["oid"]
+                    if not stored.is_file():
+                        return self._error(400, None, f"the LFS object of {line['value']['path']} was never uploaded")
+                    added[line["value"]["path"]] = stored.read_bytes()
             with hub.lock:
                 target = hub.store(kind).get(repo)
                 if target is None:
@@ -347,6 +369,40 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 200, {"success": True, "commitOid": commit.oid, "commitUrl": f"{hub.url}/{repo}/commit/{commit.oid}"}
             )
 
+        def _upload_mode(self, size: int) -> str:
+            return "lfs" if hub.lfs_min_bytes is not None and size >= hub.lfs_min_bytes else "regular"
+
+        def lfs_batch(self, repo: str, kind: str | None = None, **_) -> None:
+            payload = json.loads(self._body())
+            if hub.store(kind).get(repo) is None:
+                return self._error(404, "RepoNotFound", "Repository not found")
+            objects = []
+            for obj in payload["objects"]:
+                entry = {"oid": obj["oid"], "size": obj["size"]}
+                if not (hub.root / "lfs" / obj["oid"]).is_file():  # an object already stored needs no upload
+                    entry["actions"] = {
+                        "upload": {"href": f"{hub.url}/lfs-objects/{obj['oid']}"},
+                        "verify": {"href": f"{hub.url}/lfs-verify"},
+                    }
+                objects.append(entry)
+            self._json(200, {"transfer": "basic", "objects": objects})
+
+        def lfs_upload(self, oid: str, **_) -> None:
+            content = self._body()
+            if hashlib.sha256(content).hexdigest() != oid:
+                return self._error(400, None, "the uploaded content does not match its sha256")
+            stored = hub.root / "lfs" / oid
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.write_bytes(content)
+            self._send(200)
+
+        def lfs_verify(self, **_) -> None:
+            payload = json.loads(self._body())
+            stored = hub.root / "lfs" / payload["oid"]
+            if not stored.is_file() or stored.stat().st_size != payload["size"]:
+                return self._error(404, None, "LFS object not found")
+            self._json(200, {})
+
         def model_info(self, repo: str, kind: str, rev: str | None = None, **_) -> None:
             target = self._readable(repo, kind)
             if target is None:
@@ -356,6 +412,7 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             self._json(200, {
                 "id": repo, "modelId": repo, "sha": commit.oid, "private": target.private,
+                "gated": "auto" if repo in hub.gated else False,
                 "siblings": [{"rfilename": name} for name in sorted(commit.files)],
                 **({"sdk": target.sdk} if kind == "spaces" else {}),
             })
@@ -381,6 +438,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 return self._error(
                     401 if repo in hub.store(kind) else 404, "RepoNotFound", "Repository not found", head=head
                 )
+            if repo in hub.gated:  # the hub shows a gated repo's info to anyone, its files only after accepting
+                return self._error(403, "GatedRepo", f"Access to model {repo} is restricted", head=head)
             commit = target.commit(rev)
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head=head)
