@@ -14,6 +14,7 @@ Optimised in pixel space before the processor's normalisation (hub.preprocessing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ JITTER_FRACTION = 28  # default jitter: up to 1/28 of the input side, 8 px at 22
 class Dream:
     image: Image.Image  # the final image, 8-bit, at the model's input size
     strip: Image.Image  # intermediate steps side by side, the start first
+    strip_steps: tuple[int, ...]  # the step each frame of `strip` shows (0: the start)
     label: str
     probability: float  # softmax probability of `label` for `image`
     start_logit: float  # the class logit before the ascent and after it, both on 8-bit images
@@ -82,8 +84,12 @@ def dream(
     octaves: int = 4,
     frames: int = 6,
     seed: int = 0,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Dream:
-    """Raise the logit of class `target` by gradient ascent on the pixels, from noise or from `start`."""
+    """Raise the logit of class `target` by gradient ascent on the pixels, from noise or from `start`.
+
+    `on_step(step, steps)` is called after each step (a progress bar).
+    """
     index = class_index(checkpoint, target)
     _checked(steps, frames, tv_weight, learning_rate)
     spec = image_spec(checkpoint.processor)
@@ -110,6 +116,8 @@ def dream(
                 parts[0].copy_(TF.gaussian_blur(parts[0], kernel_size=[3, 3], sigma=[0.5, 0.5]))
         if step in keep:
             strip.append(to_image(_compose(parts).detach()[0]))
+        if on_step is not None:
+            on_step(step, steps)
     final = quantise(_compose(parts).detach())
     with torch.no_grad():
         start_logit = logits(checkpoint, spec, quantise(first))[0, index]
@@ -117,6 +125,7 @@ def dream(
     return Dream(
         image=to_image(final[0]),
         strip=filmstrip(strip),
+        strip_steps=(0, *sorted(keep)),
         label=checkpoint.task.labels[index],
         probability=final_logits.softmax(-1)[index].item(),
         start_logit=start_logit.item(),

@@ -23,6 +23,11 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 DICOM_MAGIC_OFFSET = 128  # DICOM Part 10 files hold "DICM" after a 128-byte preamble
 
 
+# Mean spread between an image's R, G and B values (0-255) above which it is a colour image: JPEG noise and a
+# tinted scan stay below it, any photo of food or a cat is far above it.
+COLOUR_SPREAD = 12
+
+
 class ImageDecodeError(ValueError):
     """An upload cannot be used as an image; the message is meant for the user."""
 
@@ -120,3 +125,9 @@ def _dicom_pixels(path: Path) -> np.ndarray:
     if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":  # bright means low values: invert
         pixels = pixels.max() - pixels
     return np.asarray(pixels)
+
+
+def is_colour(image: Image.Image) -> bool:
+    """Whether an RGB image holds colour, not grey levels (an X-ray model sees only grey at training time)."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return float((pixels.max(-1) - pixels.min(-1)).mean()) > COLOUR_SPREAD

@@ -18,15 +18,17 @@ import torch.nn.functional as F
 from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, RawScoresOutputTarget
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchvision.utils import make_grid
 
+from demos.annotate import label
 from hub import Checkpoint
 from hub.preprocessing import denormalize, image_spec
 
 TOP_K = 5
 GRID_CHANNELS = 16
 DISPLAY_PX = 224  # side of the square views shown in the app; a display choice, not a model input size
+GRID_PADDING_PX = 2
 # Hooks registered on a shared model would catch each other's activations under concurrent requests.
 _HOOK_LOCK = threading.Lock()
 
@@ -79,7 +81,9 @@ def predictor(checkpoint: Checkpoint) -> torch.nn.Module:
         with _FROZEN_LOCK:
             _FROZEN.setdefault(model, frozen)
     frozen = _FROZEN[model]
-    return frozen if frozen is not None else _LogitsOnly(model)  # the wrapper is not cached: it would keep its key alive
+    return (
+        frozen if frozen is not None else _LogitsOnly(model)
+    )  # the wrapper is not cached: it would keep its key alive
 
 
 def _frozen_copy(model: torch.nn.Module, spec) -> torch.jit.ScriptModule | None:
@@ -93,8 +97,10 @@ def _frozen_copy(model: torch.nn.Module, spec) -> torch.jit.ScriptModule | None:
             frozen = torch.jit.optimize_for_inference(torch.jit.trace(eager, example))
             # Checked on another input: one that flips every sign takes any branch the trace baked in the other way.
             matches = torch.allclose(frozen(-example), eager(-example), rtol=1e-3, atol=1e-3)
-    except Exception as err:  # tracing runs the model's own Python, which may refuse in any way
-        print(f"* {type(model).__name__} runs eagerly: it could not be traced ({type(err).__name__}: {err})", flush=True)
+    except Exception as err:  # noqa: BLE001 - tracing runs the model's own Python, which may refuse in any way
+        print(
+            f"* {type(model).__name__} runs eagerly: it could not be traced ({type(err).__name__}: {err})", flush=True
+        )
         return None
     if not matches:  # a trace bakes in control flow; a model whose output then differs must not be served
         print(f"* {type(model).__name__} runs eagerly: its traced copy gave other logits", flush=True)
@@ -116,11 +122,47 @@ def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[st
     return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist(), strict=True)}
 
 
-def regress(checkpoint: Checkpoint, image: Image.Image) -> float:
-    """The regression checkpoint's output, in the unit its config states (logits[:, 0] by contract)."""
+def ood_threshold(checkpoint: Checkpoint) -> float | None:
+    """The calibrated top probability below which a photo fits none of the classes (config `ood_threshold`), if stored.
+
+    Training picks it on validation so that about 95% of validation images reach it; without it, nothing is claimed.
+    """
+    value = getattr(checkpoint.model.config, "ood_threshold", None)
+    return None if value is None else float(value)
+
+
+def condition_outputs(checkpoint: Checkpoint) -> dict[str, int]:
+    """{side-column value as written in the training metadata: output index} of a conditioned regression, else {}.
+
+    E.g. {"false": 0, "true": 1} for bone age conditioned on the column "male" (config `condition_outputs`).
+    """
+    config = checkpoint.model.config
+    if not getattr(config, "condition_column", None):
+        return {}
+    return {str(value): int(index) for value, index in config.condition_outputs.items()}
+
+
+def output_indices(checkpoint: Checkpoint, condition: str | None) -> list[int]:
+    """The regression outputs that answer for `condition`: its own output, or all of them when it is unknown (None).
+
+    An unconditioned checkpoint has one output, logits[:, 0], whatever the condition.
+    """
+    outputs = condition_outputs(checkpoint)
+    if not outputs:
+        return [0]
+    if condition is None:
+        return sorted(outputs.values())
+    if condition not in outputs:
+        column = checkpoint.model.config.condition_column
+        raise ValueError(f"{checkpoint.source} knows {column} = {', '.join(outputs)}, not '{condition}'.")
+    return [outputs[condition]]
+
+
+def regress(checkpoint: Checkpoint, image: Image.Image, condition: str | None = None) -> float:
+    """The regression checkpoint's output for `condition` (the mean of its outputs when unknown), in its unit."""
     if not checkpoint.task.is_regression:
         raise ValueError(f"{checkpoint.source} is a classification checkpoint: it predicts classes, not a number.")
-    return float(predicted_logits(checkpoint, image)[0])
+    return float(predicted_logits(checkpoint, image)[output_indices(checkpoint, condition)].mean())
 
 
 # --- layers -------------------------------------------------------------------------------------
@@ -129,10 +171,12 @@ def regress(checkpoint: Checkpoint, image: Image.Image) -> float:
 def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """{display name: module} of the stages (CNNs) or blocks (ViTs) whose outputs are feature maps."""
     if hasattr(model, "timm_model"):  # timm declares its feature stages itself
+        # Named by module and resolution: timm lists only the modules where the resolution drops (blocks.0, 1, 2,
+        # 4, 6 of an EfficientNet), so numbering them "stage 1-5" would hide which blocks they are.
         modules = dict(model.timm_model.named_modules())
         return {
-            f"stage {i + 1} ({info['module']})": modules[info["module"]]
-            for i, info in enumerate(model.timm_model.feature_info)
+            f"{info['module']} (1/{info['reduction']} of the input size)": modules[info["module"]]
+            for info in model.timm_model.feature_info
         }
     base = model.base_model
     encoder = getattr(base, "encoder", None)
@@ -202,11 +246,22 @@ def _to_unit_range(values: torch.Tensor) -> torch.Tensor:
 
 
 def channel_grid(features: torch.Tensor, count: int = GRID_CHANNELS) -> np.ndarray:
-    """The `count` channels with the highest mean activation, each scaled to [0, 1], tiled as uint8 RGB."""
+    """The `count` channels with the highest mean activation, tiled as uint8 RGB, strongest first.
+
+    Each tile is scaled to its own range (black = its lowest activation, white = its highest) and labelled with
+    its channel number and that range, so that tiles can be told apart and their scales compared.
+    """
     strongest = features.mean(dim=(1, 2)).topk(min(count, features.shape[0])).indices
-    tiles = _upscale(_to_unit_range(features[strongest]), side=DISPLAY_PX // 2)
-    grid = make_grid(tiles[:, None], nrow=int(np.ceil(np.sqrt(len(tiles)))), padding=2, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    side, columns = DISPLAY_PX // 2, int(np.ceil(np.sqrt(len(strongest))))
+    tiles = _upscale(_to_unit_range(features[strongest]), side=side)
+    grid = make_grid(tiles[:, None], nrow=columns, padding=GRID_PADDING_PX, pad_value=1.0)
+    image = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    for position, channel in enumerate(strongest.tolist()):
+        row, column = divmod(position, columns)
+        low, high = features[channel].min().item(), features[channel].max().item()
+        bottom_left = (GRID_PADDING_PX + column * (side + GRID_PADDING_PX), (row + 1) * (side + GRID_PADDING_PX))
+        label(image, bottom_left, f"#{channel}: {low:.2g} to {high:.2g}", from_bottom=True)
+    return np.asarray(image)
 
 
 def pca_rgb(features: torch.Tensor) -> np.ndarray:
@@ -231,12 +286,29 @@ def cam_target_layer(model: torch.nn.Module, layer: torch.nn.Module) -> torch.nn
     return getattr(layer, "layernorm_before", None) or getattr(layer, "norm1", None) or layer
 
 
+class MeanOfOutputsTarget:
+    """pytorch-grad-cam target: the mean of some raw outputs (one output, or all of a conditioned regression head)."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = indices
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return model_output[..., self.indices].mean(-1)
+
+
 def grad_cam(
-    checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None
+    checkpoint: Checkpoint,
+    image: Image.Image,
+    layer_name: str | None = None,
+    class_index: int | None = None,
+    condition: str | None = None,
 ) -> np.ndarray:
-    """Grad-CAM overlay (uint8 RGB, model input size) for a class (default: the top one) or the regression output."""
+    """Grad-CAM overlay (uint8 RGB, model input size) for a class (default: the top one) or the regression output.
+
+    A conditioned regression explains the output for `condition` (the mean of its outputs when None: unknown).
+    """
     _, layer = resolve_layer(checkpoint.model, layer_name)
-    overlay, _ = cam_and_features(checkpoint, prepare(checkpoint, image), layer, class_index)
+    overlay, _, _ = _grad_cam_pass(checkpoint, prepare(checkpoint, image), layer, class_index, condition)
     return overlay
 
 
@@ -248,9 +320,21 @@ def cam_and_features(
     `class_index` None means the top class, which pytorch-grad-cam picks from that same pass; regression
     checkpoints explain their output.
     """
+    overlay, features, _ = _grad_cam_pass(checkpoint, prepared, layer, class_index, condition=None)
+    return overlay, features
+
+
+def _grad_cam_pass(
+    checkpoint: Checkpoint,
+    prepared: ModelInput,
+    layer: torch.nn.Module,
+    class_index: int | None,
+    condition: str | None,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """cam_and_features plus the pass's logits (1-D), which say what the top class was."""
     model = checkpoint.model
     if checkpoint.task.is_regression:
-        targets = [RawScoresOutputTarget()]
+        targets = [MeanOfOutputsTarget(output_indices(checkpoint, condition))]
     else:
         targets = None if class_index is None else [ClassifierOutputTarget(class_index)]
     grid = token_grid(model)
@@ -268,8 +352,9 @@ def cam_and_features(
             heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
         finally:
             handle.remove()
+        logits = cam.outputs[0].detach().float()
     features = _as_feature_map(captured[0], grid)[0].detach().float()
-    return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True), features
+    return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True), features, logits
 
 
 def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarray | None:
@@ -305,15 +390,20 @@ class FeatureViews:
     pca: np.ndarray
     cam: np.ndarray
     rollout: np.ndarray | None
+    logits: torch.Tensor  # (outputs,) of the same pass: what the model predicted for this image
 
 
 def feature_views(
-    checkpoint: Checkpoint, image: Image.Image, layer_name: str | None = None, class_index: int | None = None
+    checkpoint: Checkpoint,
+    image: Image.Image,
+    layer_name: str | None = None,
+    class_index: int | None = None,
+    condition: str | None = None,
 ) -> FeatureViews:
     """Everything the feature-map tab shows for one image and one layer."""
     name, layer = resolve_layer(checkpoint.model, layer_name)
     prepared = prepare(checkpoint, image)
-    cam, features = cam_and_features(checkpoint, prepared, layer, class_index)
+    cam, features, logits = _grad_cam_pass(checkpoint, prepared, layer, class_index, condition)
     return FeatureViews(
         layer=name,
         shape=tuple(features.shape),
@@ -321,4 +411,5 @@ def feature_views(
         pca=pca_rgb(features),
         cam=cam,
         rollout=attention_rollout(checkpoint, prepared),
+        logits=logits,
     )

@@ -1,18 +1,44 @@
-"""What a checkpoint is, for the Model tab: a Keras-style layer table and the facts read from the checkpoint."""
+"""What a checkpoint is, in words a person reads: a Keras-style layer table, the facts read from the checkpoint,
+its model card, and its class names as labels ("bread_pudding" -> "Bread pudding").
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torchinfo
+from huggingface_hub import ModelCard
+from pandas.io.formats.style import Styler
 
 from hub import Checkpoint, builtin_aliases
 from hub.preprocessing import image_spec
 
 TABLE_DEPTH = 3  # nesting levels shown: deep enough for stages and blocks, short enough to read
 LABELS_SHOWN = 20
+LABEL_SEPARATOR = "; "  # ImageNet labels hold commas themselves ("tench, Tinca tinca")
+
+
+def human_label(label: str) -> str:
+    """A class name as a person reads it: "bread_pudding" -> "Bread pudding". For display only: id2label stays."""
+    text = label.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def label_names(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
+    """The class names as the checkpoint stores them (id2label), each in code quotes: ImageNet's hold commas."""
+    labels = checkpoint.task.labels
+    shown = ", ".join(f"`{label}`" for label in labels[:limit])
+    return f"{shown}, … ({len(labels)} in all)" if len(labels) > limit else shown
+
+
+def known_classes(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
+    """The classes a classifier knows, as human labels: all of them, or the first `limit` and how many in all."""
+    labels = [human_label(label) for label in checkpoint.task.labels]
+    shown = LABEL_SEPARATOR.join(labels[:limit])
+    return f"{shown}{LABEL_SEPARATOR}… ({len(labels)} in all)" if len(labels) > limit else shown
 
 
 def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFrame:
@@ -39,6 +65,11 @@ def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def readable_layer_table(checkpoint: Checkpoint) -> Styler:
+    """layer_table as shown in the app: parameter counts with thousands separators (the values stay numbers)."""
+    return layer_table(checkpoint).style.format({"parameters": "{:,}"})
+
+
 def _dotted_name(info) -> str:
     """'timm_model.blocks.0' for a torchinfo row: its path from the model, as in named_modules()."""
     names = []
@@ -53,12 +84,32 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
 
 
+def is_hub_id(checkpoint: Checkpoint) -> bool:
+    return checkpoint.source not in builtin_aliases() and not Path(checkpoint.source).expanduser().is_dir()
+
+
 def card_link(checkpoint: Checkpoint) -> str:
-    """Markdown link to the model card: the hub page for a hub id, the README.md path for a folder."""
-    card = checkpoint.folder / "README.md"
-    if checkpoint.source not in builtin_aliases() and not Path(checkpoint.source).expanduser().is_dir():  # a hub id
-        return f"[{checkpoint.source}](https://huggingface.co/{checkpoint.source})"
-    return f"`{card}`" if card.is_file() else "no model card"
+    """Where the model card is, in words for a web visitor (never a path on the server)."""
+    if is_hub_id(checkpoint):
+        return f"[{checkpoint.source} on the hub](https://huggingface.co/{checkpoint.source})"
+    return "the model card below" if (checkpoint.folder / "README.md").is_file() else "no model card"
+
+
+def card_text(checkpoint: Checkpoint) -> str | None:
+    """The model card's Markdown without its YAML metadata (which the page would show raw), or None without a card.
+
+    Images the card embeds by relative path (a confusion matrix) are files of the checkpoint folder, not web
+    addresses: they are named instead of shown.
+    """
+    path = checkpoint.folder / "README.md"
+    if not path.is_file():
+        return None
+    return _name_local_images(ModelCard.load(path).text)
+
+
+def _name_local_images(markdown: str) -> str:
+    # ![Confusion matrix](confusion_matrix.png) -> *(image in the checkpoint folder: confusion_matrix.png)*
+    return re.sub(r"!\[([^\]]*)\]\((?!https?://)([^)]+)\)", r"*(\1: the image \2 in the checkpoint folder)*", markdown)
 
 
 def describe(checkpoint: Checkpoint) -> str:
@@ -69,9 +120,7 @@ def describe(checkpoint: Checkpoint) -> str:
     if task.is_regression:
         task_line = f"regression: {task.target or 'a number'} in {task.unit or 'an unstated unit'}"
     else:
-        shown = ", ".join(task.labels[:LABELS_SHOWN])
-        more = f", … ({len(task.labels)} in all)" if len(task.labels) > LABELS_SHOWN else ""
-        task_line = f"classification into {len(task.labels)} classes: {shown}{more}"
+        task_line = f"classification into {len(task.labels)} classes: {label_names(checkpoint)}"
     metrics = (
         ", ".join(f"{name} = {value:g}" for name, value in checkpoint.metrics.items()) or "none stated in the card"
     )
@@ -79,8 +128,10 @@ def describe(checkpoint: Checkpoint) -> str:
         [
             f"**{checkpoint.source}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",
             f"- task: {task_line}",
-            f"- input: {spec.height}x{spec.width} px, resize `{spec.resize}` (crop_pct {spec.crop_pct:g}, "
-            f"{spec.interpolation}), mean {spec.mean}, std {spec.std}",
+            (
+                f"- input: {spec.height}x{spec.width} px, resize `{spec.resize}` (crop_pct {spec.crop_pct:g}, "
+                f"{spec.interpolation}), mean {spec.mean}, std {spec.std}"
+            ),
             f"- parameters: {total:,} ({trainable:,} trainable)",
             f"- card metrics: {metrics}",
         ]

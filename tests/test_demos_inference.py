@@ -191,7 +191,7 @@ def test_layer_table_lists_modules_with_shapes_and_parameters(loaded, arch):
     assert table.loc[0, "output shape"] == f"[1, {len(checkpoint.task.labels)}]"
     assert set(table["layer"][1:]) <= {name for name, _ in checkpoint.model.named_modules()}
     text = summary.describe(checkpoint)
-    assert "apple, banana, cherry" in text and "none stated in the card" in text
+    assert "`apple`, `banana`, `cherry`" in text and "none stated in the card" in text
 
 
 @pytest.fixture(scope="module")
