@@ -14,6 +14,7 @@ memory, is demos/sessions.py; expensive endpoints queue in groups of their own (
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -69,6 +70,11 @@ def _save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", form
 
 
 processing_utils.save_pil_to_cache = _save_pil_to_cache_atomically  # also used by save_img_array_to_cache
+# transformers 5 asks for a torchvision image processor first and warns when it falls back to PIL; timm checkpoints
+# (the shipped ones) have a PIL processor only, so the warning at every start-up reports nothing wrong.
+logging.getLogger("transformers.models.auto.image_processing_auto").addFilter(
+    lambda record: "Requested torchvision backend is not available" not in record.getMessage()
+)
 
 
 @dataclass
@@ -218,7 +224,10 @@ def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, pre
         share=share,
         max_file_size=MAX_FILE_SIZE,
         prevent_thread_lock=True,
+        quiet=not share,  # without --share Gradio's banner says "set `share=True` in `launch()`": ours names the flag
     )
+    if not share:
+        print(f"* Running on {local_url} (for a temporary public link: python -m demos --share)", flush=True)
     if share and share_url is None:
         # Gradio catches the tunnel failure itself (no exception reaches us) and leaves share_url empty.
         print(

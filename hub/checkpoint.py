@@ -151,7 +151,7 @@ def hub_offline() -> bool:
 def _download(repo_id: str, *, revision: str | None, max_download_mb: float | None = None) -> Path:
     """Fetch a hub repo's checkpoint files, failing fast (not after ~20 s of retries) when offline."""
     hint = (
-        f"To use a checkpoint you have on disk, pass its folder instead (e.g. `--model ./my-run`), "
+        f"To use a checkpoint on disk, give its folder instead, "
         f"or one of the builtin aliases: {', '.join(builtin_aliases())}."
     )
     try:

@@ -1,16 +1,24 @@
 """Debian's headless Chromium, driven by Playwright, uses every tab of the demo like a person would.
 
+Each result is checked against the answer the model gives outside the app, not merely for being there.
 Needs /usr/bin/chromium (`apt-get install chromium`, done by .ci/run); skipped, saying so, without it.
 Playwright's own browser downloads are never used. Screenshots land in the test's tmp dir.
 """
 
+import json
+import re
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
 from demos import app as demo_app
-from tests.test_demos_images import cat_photo, xray_16bit
-from tests.tiny_checkpoints import LABELS
+from demos.adversarial import attack
+from demos.images import load_image
+from demos.inference import regress, top_k
+from demos.summary import human_label
+from tests.test_demos_images import cat_photo, not_an_image, xray_16bit
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -23,32 +31,49 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 RESULT_TIMEOUT_MS = 60_000  # a shared 2-core machine can be slow to answer the first request
+OOD_THRESHOLD = 0.99  # above any top probability of the tiny 3-class model: every photo gets the notice
+ATTACK_BUDGET = 48
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.is_file(), reason="Debian's Chromium is not installed (/usr/bin/chromium): apt-get install chromium"
 )
 
 
+def with_ood_threshold(folder: Path, out: Path, threshold: float) -> Path:
+    """A copy of a classification checkpoint whose config stores a calibrated `ood_threshold`."""
+    shutil.copytree(folder, out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "ood_threshold": threshold}))
+    return out
+
+
 @pytest.fixture(scope="module")
-def app_url(tiny_checkpoints):
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield url
+def served(tiny_checkpoints, tmp_path_factory):
+    """(url, models, folder a visitor may load) of an app with a ViT food classifier and a ResNet bone-age model."""
+    root = tmp_path_factory.mktemp("browser")
+    food = with_ood_threshold(tiny_checkpoints[("vit", "classification")], root / "food", OOD_THRESHOLD)
+    models = demo_app.load_models(str(food), str(tiny_checkpoints[("resnet", "regression")]))
+    loadable = shutil.copytree(tiny_checkpoints[("timm", "regression")], root / "visitor" / "timm-regression")
+    demo = demo_app.build_app(models=models, allow_local_dirs=[root / "visitor"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url, _ = demo_app.launch(demo, port=port, prevent_thread_lock=True)
+    yield url, models, loadable
     demo.close()
 
 
 @pytest.fixture
-def page(app_url):
-    from playwright.sync_api import sync_playwright
+def page(served):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=RESULT_TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.set_default_timeout(RESULT_TIMEOUT_MS)
-        page.goto(app_url)
+        page.goto(served[0])
         yield page
         browser.close()
 
@@ -58,40 +83,98 @@ def open_tab(page, title: str) -> None:
     page.locator("button[role=tab]").filter(has_text=title).filter(visible=True).first.click()
 
 
-def test_every_tab_takes_an_upload_and_shows_its_result(page, tmp_path):
+def test_every_tab_takes_an_upload_and_shows_the_models_answer(page, served, tmp_path):
     from playwright.sync_api import expect
 
+    _, models, _ = served
     photo, xray = cat_photo(tmp_path / "cat.png"), xray_16bit(tmp_path / "hand.png")
     # Other tabs may follow (demos/app.py TABS); these four come first, in this order.
     expect(page.locator("button[role=tab]").filter(visible=True)).to_contain_text(
         ["Food", "Bone age", "Feature maps", "Model"]
     )
 
-    page.locator("#food-photo input[type=file]").set_input_files(photo)
-    page.get_by_role("button", name="Classify").click()
-    expect(page.locator("#food-labels")).to_contain_text(LABELS[0])
-    expect(page.locator("#food-labels")).to_contain_text("%")
+    expect(page.locator("#food-knowledge")).to_contain_text("The model knows 3 classes: Apple; Banana; Cherry")
+    page.locator("#food-photo input[type=file]").set_input_files(photo)  # classified on upload: no button
+    scores = top_k(models.get("food"), load_image(photo))
+    best = next(iter(scores))
+    expect(page.locator("#food-labels")).to_contain_text(human_label(best))
+    expect(page.locator("#food-labels")).to_contain_text(f"{round(scores[best] * 100)}%")
+    expect(page.locator("#food-notice")).to_contain_text("fits none of the 3 classes the model knows")
+    expect(page.locator("#food-notice")).to_contain_text(f"below the {OOD_THRESHOLD:.0%}")
     page.screenshot(path=tmp_path / "food.png", full_page=True)
 
     open_tab(page, "Bone age")
-    page.locator("#boneage-xray input[type=file]").set_input_files(xray)
-    page.get_by_role("button", name="Estimate bone age").click()
-    expect(page.locator("#boneage-text")).to_contain_text("months")
-    expect(page.locator("#boneage-text")).to_contain_text("years")
+    page.locator("#boneage-xray input[type=file]").set_input_files(xray)  # estimated on upload
+    months = regress(models.get("boneage"), load_image(xray))
+    expect(page.locator("#boneage-text")).to_contain_text(f"{months:.1f} months ({months / 12:.1f} years)")
     expect(page.locator("#boneage-cam img")).to_be_visible()
+    expect(page.locator("#boneage-sex")).to_be_hidden()  # the tiny model is not conditioned on sex
     page.screenshot(path=tmp_path / "bone_age.png", full_page=True)
 
     open_tab(page, "Feature maps")
     page.locator("#features-image input[type=file]").set_input_files(photo)
     page.get_by_role("button", name="Show feature maps").click()
     expect(page.locator("#features-caption")).to_contain_text("4x4 grid")
+    expect(page.locator("#features-caption")).to_contain_text(f"the top prediction, {human_label(best)}")
     expect(page.locator("#features-cam img")).to_be_visible()
+    expect(page.locator("#features-rollout img")).to_be_visible()  # a ViT: its attention rollout is shown
     page.screenshot(path=tmp_path / "feature_maps.png", full_page=True)
+    assert all((tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("food", "bone_age", "feature_maps"))
 
+
+def test_a_non_image_is_refused_as_it_is_uploaded(page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.locator("#food-photo input[type=file]").set_input_files(not_an_image(tmp_path / "notes.jpg"))
+    expect(page.locator("#food-notice")).to_contain_text("not a usable image")
+    expect(page.get_by_text("is not an image that can be read")).to_be_visible()  # the toast says why
+    expect(page.locator("#food-photo img")).to_have_count(0)  # cleared: no broken-image icon
+    page.screenshot(path=tmp_path / "not_an_image.png", full_page=True)
+
+
+def test_model_tab_loads_a_folder_and_recovers_from_a_failed_load(page, served, tmp_path):
+    from playwright.sync_api import expect
+
+    _, _, loadable = served
     open_tab(page, "Model")
     expect(page.locator("#model-description")).to_contain_text("classification into 3 classes")
-    expect(page.locator("#model-table")).to_contain_text("ViTForImageClassification")
-    page.screenshot(path=tmp_path / "model.png", full_page=True)
-    assert all(
-        (tmp_path / f"{name}.png").stat().st_size > 10_000 for name in ("food", "bone_age", "feature_maps", "model")
+    page.locator("#model-ref textarea").fill(str(loadable))
+    page.get_by_role("button", name="Load", exact=True).click()
+    expect(page.locator("#model-description")).to_contain_text("regression: bone age in months")
+    expect(page.locator("#model-table")).to_contain_text("TimmWrapperForImageClassification")
+
+    page.locator("#model-ref textarea").fill("someone/not-cached-model")
+    page.get_by_role("button", name="Load", exact=True).click()
+    expect(page.get_by_text("is not in the local hub cache")).to_be_visible()  # the toast
+    # The loaded model's summary stays, readable, with no "Error" badge over it.
+    expect(page.locator("#model-description")).to_contain_text("regression: bone age in months")
+    expect(page.locator("#model-table")).to_contain_text("TimmWrapperForImageClassification")
+    expect(page.locator("#model-description").get_by_text("Error", exact=True)).to_have_count(0)
+    expect(page.locator("#model-table").get_by_text("Error", exact=True)).to_have_count(0)
+    page.screenshot(path=tmp_path / "model_failed_load.png", full_page=True)
+
+
+def test_what_the_network_sees_visualises_a_class_and_attacks_a_photo(page, served, tmp_path):
+    from playwright.sync_api import expect
+
+    _, models, _ = served
+    photo = cat_photo(tmp_path / "cat.png")
+    open_tab(page, "What the network sees")
+    page.get_by_role("button", name="Visualise the class").click()
+    expect(page.locator("#dream-caption")).to_contain_text("Apple")  # the first class, by default
+    expect(page.locator("#dream-caption")).to_contain_text("probability")
+    expect(page.locator("#dream-strip img")).to_be_visible()
+
+    result = attack(models.get("food"), load_image(photo), budget=ATTACK_BUDGET)  # what the tab must report
+    page.locator("#adversarial-photo input[type=file]").set_input_files(photo)
+    page.locator("#adversarial-budget input[type=number]").fill(str(ATTACK_BUDGET))
+    page.locator("#adversarial-budget input[type=number]").press("Enter")
+    page.get_by_role("button", name="Attack").click()
+    caption = page.locator("#adversarial-caption")
+    expect(caption).to_contain_text(
+        f"{human_label(result.original_label)} ({result.original_probability:.1%}) -> "
+        f"{human_label(result.adversarial_label)} ({result.adversarial_probability:.1%})"
     )
+    expect(caption).to_contain_text("It worked" if result.success else "did not work")
+    expect(page.locator("#adversarial-png a")).to_have_attribute("href", re.compile(r"/adversarial\.png$"))
+    page.screenshot(path=tmp_path / "network_sees.png", full_page=True)

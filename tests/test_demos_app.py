@@ -9,6 +9,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
+from demos.examples import made_up_pictures
 from demos.images import load_image
 from demos.inference import prepare, regress, top_k
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
@@ -86,7 +87,8 @@ def test_examples_folder_adds_examples_to_the_food_tab(tiny_checkpoints, tmp_pat
     )
     demo = demo_app.build_app(models=models)
     datasets = [c for c in demo.config["components"] if c["type"] == "dataset"]
-    assert len(datasets) == 1 and len(datasets[0]["props"]["samples"]) == 1
+    made_up = len(made_up_pictures())  # the pictures the app makes itself follow the folder's
+    assert len(datasets) == 1 and len(datasets[0]["props"]["samples"]) == 1 + made_up
 
 
 def test_feature_maps_for_a_vit_include_attention_rollout(served, cat_file):
@@ -196,7 +198,7 @@ def test_choosing_another_model_offers_its_layers_and_target(served):
     assert [choice[0] for choice in layers["choices"]] == ["stage 1", "stage 2"] and layers["value"] == "stage 2"
     assert target["value"] == "regression output"
     layers, target = client.predict("food", api_name="/feature_layers")
-    assert layers["value"] == "block 2" and [choice[0] for choice in target["choices"]] == ["top prediction", *LABELS]
+    assert layers["value"] == "block 2" and [choice[1] for choice in target["choices"]] == ["top prediction", *LABELS]
 
 
 def test_concurrent_feature_map_requests_each_get_their_own_layer(served, cat_file):

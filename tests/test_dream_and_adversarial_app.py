@@ -7,6 +7,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
+from demos.summary import human_label
 from tests.tiny_checkpoints import LABELS
 
 
@@ -37,7 +38,7 @@ def test_dream_returns_the_image_the_strip_and_the_probability(client):
     image, strip, probability, caption = client.predict("food", "banana", None, 8, 0, api_name="/dream")
     assert Image.open(image).size == (32, 32)
     assert Image.open(strip).size[0] > 32 and np.asarray(Image.open(strip)).std() > 0
-    assert 0 < probability < 1 and "**banana**" in caption and f"{probability:.1%}" in caption
+    assert 0 < probability < 1 and "**Banana**" in caption and f"{probability:.1%}" in caption
 
 
 def test_dream_can_start_from_an_upload(client, photo_file):
@@ -51,7 +52,7 @@ def test_adversarial_png_reproduces_the_attack_on_classify(client, photo_file):
     )
     before = client.predict(handle_file(photo_file), api_name="/classify")["label"]
     after = client.predict(handle_file(png), api_name="/classify")["label"]
-    assert after != before and f"-> **{after}**" in caption and "succeeded" in caption
+    assert after != before and f"-> **{human_label(after)}**" in caption and "It worked" in caption
     assert Image.open(original).size == Image.open(perturbation).size == Image.open(adversarial).size == (32, 32)
 
 
@@ -60,7 +61,7 @@ def test_adversarial_reaches_a_chosen_target(client, photo_file):
     target = next(label for label in LABELS if label != before)
     *_, png, caption = client.predict("food", handle_file(photo_file), 64, target, "pgd", api_name="/adversarial")
     assert client.predict(handle_file(png), api_name="/classify")["label"] == target
-    assert f"to make it **{target}**" in caption
+    assert f"to make the model answer **{human_label(target)}**" in caption
 
 
 @pytest.mark.parametrize(

@@ -1,53 +1,102 @@
 """Bone-age tab: a hand X-ray (PNG/JPEG of any bit depth, or DICOM) in; months, years and a Grad-CAM out.
 
-Endpoint /bone_age.
+Endpoint /bone_age: (X-ray file, sex) -> (months, explanation, Grad-CAM overlay, decoded X-ray). The sex is
+"female", "male" or "unknown" (the default); a checkpoint conditioned on it (config `condition_column` "male")
+answers with that output, or with the mean of both when unknown. Other checkpoints ignore it.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demos.inference import grad_cam, regress, top_k
-from demos.tabs.common import model_header, read_upload, user_errors
+from demos.images import is_colour
+from demos.inference import condition_outputs, grad_cam, regress, top_k
+from demos.summary import human_label
+from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import bone_age_correction
 
 TITLE = "Bone age"
 MONTHS_PER_YEAR = 12
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"]
+UNKNOWN_SEX = "unknown"
+SEX_COLUMN = "male"  # the metadata column a sex-conditioned checkpoint names; its values are "true"/"false"
+SEX_VALUES = {"female": "false", "male": "true"}  # selector choice -> value of that column
+IMAGE_HEIGHT_PX = 360  # both images are shown at this height, whatever their pixel sizes
 
 
-def describe_prediction(checkpoint, value: float) -> str:
-    """The prediction with its unit, in years too when in months, and the card's validation MAE as uncertainty."""
+def is_sex_conditioned(checkpoint) -> bool:
+    return bool(condition_outputs(checkpoint)) and checkpoint.model.config.condition_column == SEX_COLUMN
+
+
+def condition_for(checkpoint, sex: str | None) -> str | None:
+    """The checkpoint's condition value for the selector's choice: None (mean of the outputs) when unknown."""
+    if sex in (None, "", UNKNOWN_SEX) or not is_sex_conditioned(checkpoint):
+        return None
+    if sex not in SEX_VALUES:
+        raise ValueError(f"Sex must be one of: female, male, unknown; got {sex!r}.")
+    return SEX_VALUES[sex]
+
+
+def years(value: float, unit: str | None) -> str:
+    return f" ({value / MONTHS_PER_YEAR:.1f} years)" if unit == "months" else ""
+
+
+def describe_prediction(checkpoint, value: float, sex: str | None = None, image=None) -> str:
+    """The prediction with its unit, in years too when in months, the card's validation MAE as uncertainty, which
+    output of a sex-conditioned model answered, and a warning when the upload is a colour image."""
     unit = checkpoint.task.unit or "(unit not stated in the config)"
     mae = checkpoint.metrics.get("mae")
-    text = f"**Bone age: {value:.1f} {unit}**"
-    if checkpoint.task.unit == "months":
-        text += f" ({value / MONTHS_PER_YEAR:.1f} years)"
+    text = f"**Bone age: {value:.1f} {unit}**{years(value, checkpoint.task.unit)}"
+    if is_sex_conditioned(checkpoint):
+        text += "\n\n" + _which_output(checkpoint, sex, image)
     if mae is None:
         text += "\n\nUncertainty: not stated (the model card declares no validation MAE)."
     else:
         text += f"\n\nUncertainty: ± {mae:.1f} {unit}, the validation MAE stated in the model card."
+    if image is not None and is_colour(image):
+        text += (
+            "\n\n**This is a colour image, not an X-ray.** The model learnt from grey hand radiographs only; "
+            "its number for anything else means nothing."
+        )
     return text
 
 
-def predict(models, payload):
+def _which_output(checkpoint, sex: str | None, image) -> str:
+    if condition_for(checkpoint, sex) is not None:
+        return f"For a {'boy' if sex == 'male' else 'girl'}: the model's {sex} output."
+    if image is None:
+        return "Sex unknown: the mean of the model's female and male outputs."
+    outputs = {
+        sex_name: regress(checkpoint, image, value) for sex_name, value in SEX_VALUES.items()
+    }  # fmt: skip
+    both = ", ".join(f"{name} {value:.1f}" for name, value in outputs.items())
+    return f"Sex unknown: the mean of the model's female and male outputs ({both} {checkpoint.task.unit or ''})."
+
+
+def predict(models, payload, sex: str | None = UNKNOWN_SEX):
     """(months or None, explanation markdown, Grad-CAM overlay, the decoded image)."""
     checkpoint = models.get("boneage")
     image = read_upload(payload)
-    overlay = grad_cam(checkpoint, image)
     if not checkpoint.task.is_regression:  # the fallback backbone stands in: say so, show what it does predict
-        best = ", ".join(f"{label} ({p:.0%})" for label, p in top_k(checkpoint, image, k=3).items())
+        best = ", ".join(f"{human_label(label)} ({p:.0%})" for label, p in top_k(checkpoint, image, k=3).items())
         text = (
             f"**No bone-age regression model is loaded**: {checkpoint.source} is a classifier, so it gives no age. "
             f"Its top classes: {best}. Pass `--boneage-model` a regression checkpoint."
         )
-        return None, text, overlay, image
-    value = regress(checkpoint, image)
-    return value, describe_prediction(checkpoint, value), overlay, image
+        return None, text, grad_cam(checkpoint, image), image
+    condition = condition_for(checkpoint, sex)
+    value = regress(checkpoint, image, condition)
+    overlay = grad_cam(checkpoint, image, condition=condition)
+    return value, describe_prediction(checkpoint, value, sex, image), overlay, image
 
 
 def render(models) -> None:
     model_header(models, "boneage")
+    checkpoint = models.get("boneage")
+    gr.Markdown(
+        "No example X-rays are offered: the RSNA bone-age images the model learnt from may not be redistributed. "
+        "Upload a hand radiograph of your own; it is estimated as soon as it arrives."
+    )
     with gr.Row():
         with gr.Column():
             xray = gr.File(
@@ -55,19 +104,47 @@ def render(models) -> None:
                 file_types=UPLOAD_TYPES,
                 elem_id="boneage-xray",
             )
+            sex = gr.Radio(
+                ["female", "male", UNKNOWN_SEX],
+                value=UNKNOWN_SEX,
+                label="Sex (the model has one output for each)",
+                visible=is_sex_conditioned(checkpoint),
+                elem_id="boneage-sex",
+            )
             button = gr.Button("Estimate bone age", variant="primary")
         with gr.Column():
-            months = gr.Number(label="Bone age (months)", interactive=False)
+            # The API's exact number; the page shows it rounded, with years, in the text below.
+            months = gr.Number(label="Bone age (months)", visible=False)
             text = gr.Markdown(elem_id="boneage-text")
-            # "Wrong? Correct it": /correct_bone_age; "male" is the RSNA metadata column, "true"/"false" its values
-            bone_age_correction(models, xray, sex_column="male", sex_values={"female": "false", "male": "true"})
+            # "Wrong? Correct it": /correct_bone_age
+            bone_age_correction(models, xray, sex_column=SEX_COLUMN, sex_values=SEX_VALUES)
     with gr.Row():
-        decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False)
-        overlay = gr.Image(label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam")
+        decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False, height=IMAGE_HEIGHT_PX)
+        overlay = gr.Image(
+            label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam", height=IMAGE_HEIGHT_PX
+        )
+
+    def estimate_upload(payload, chosen_sex):
+        """On upload (or a new sex): estimate at once; a file that is no image is refused as it arrives."""
+        if payload is None:
+            return gr.skip()
+        if decoded_upload(payload) is None:
+            return None, "**That file is not a usable image**: upload a hand X-ray (PNG, JPEG, DICOM).", None, None
+        return predict(models, payload, chosen_sex)
+
+    outputs = [months, text, overlay, decoded]
     button.click(
-        user_errors(lambda payload: predict(models, payload)),
-        inputs=xray,
-        outputs=[months, text, overlay, decoded],
+        user_errors(lambda payload, chosen_sex: predict(models, payload, chosen_sex)),
+        inputs=[xray, sex],
+        outputs=outputs,
         api_name="bone_age",
         preprocess=False,
+    )
+    gr.on(
+        [xray.upload, sex.input],
+        user_errors(estimate_upload),
+        inputs=[xray, sex],
+        outputs=outputs,
+        preprocess=False,
+        api_visibility="private",
     )

@@ -13,8 +13,8 @@ import gradio as gr
 from PIL import Image
 
 from demos.images import ImageDecodeError, load_image
-from demos.summary import card_link
-from hub import CheckpointError
+from demos.summary import card_link, card_text
+from hub import Checkpoint, CheckpointError
 
 
 def upload_path(payload) -> str | None:
@@ -33,12 +33,39 @@ def read_upload(payload) -> Image.Image:
     return load_image(path)
 
 
+def decoded_upload(payload) -> Image.Image | None:
+    """The uploaded image, or None after telling the user (a toast) why the file cannot be used.
+
+    For upload events: a file that is no image is caught as it arrives, not when a button is pressed later.
+    """
+    try:
+        return read_upload(payload)
+    except ImageDecodeError as err:
+        gr.Warning(str(err), title="Not a usable image")
+        return None
+
+
 def model_header(models, role: str) -> None:
-    """The model's name and card link above a tab, and why a fallback stands in for it, if one does."""
+    """The model's name above a tab, why a fallback stands in for it (if one does), and its model card."""
     checkpoint = models.get(role)
-    gr.Markdown(f"Model: **{checkpoint.source}**, card: {card_link(checkpoint)}")
+    gr.Markdown(f"Model: **{checkpoint.source}** ({card_link(checkpoint)})")
     if role in models.notes:
         gr.Markdown(f"> {models.notes[role]}")
+    model_card(checkpoint)
+
+
+def model_card(checkpoint: Checkpoint) -> tuple[gr.Accordion, gr.Markdown]:
+    """The rendered model card in a closed accordion (hidden when the checkpoint has none)."""
+    text = card_text(checkpoint)
+    with gr.Accordion("Model card", open=False, visible=text is not None) as accordion:
+        card = gr.Markdown(text or "")
+    return accordion, card
+
+
+def model_card_update(checkpoint: Checkpoint) -> tuple[gr.Accordion, str]:
+    """New values for the two components of `model_card`, for another checkpoint."""
+    text = card_text(checkpoint)
+    return gr.Accordion(visible=text is not None), text or ""
 
 
 def user_errors(fn):

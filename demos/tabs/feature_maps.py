@@ -1,23 +1,36 @@
 """Feature-map tab: one layer of either model seen four ways (endpoint /feature_maps).
 
 The strongest channels, a PCA-to-RGB view of the features, Grad-CAM for a class (or the regression
-output), and attention rollout for ViT models. ViT tokens are shown on their patch grid.
+output), and attention rollout for ViT models (the panel is hidden for other models). ViT tokens are
+shown on their patch grid.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demos.inference import feature_layers, feature_views
+from demos.images import is_colour
+from demos.inference import GRID_CHANNELS, condition_outputs, feature_layers, feature_views, output_indices, token_grid
+from demos.summary import human_label
 from demos.tabs.common import read_upload, user_errors
 
 TITLE = "Feature maps"
 TOP_CLASS = "top prediction"
 REGRESSION_OUTPUT = "regression output"
+XRAY_ROLE = "boneage"  # the model that learnt from grey X-rays only
 
 
-def class_choices(checkpoint) -> list[str]:
-    return [REGRESSION_OUTPUT] if checkpoint.task.is_regression else [TOP_CLASS, *checkpoint.task.labels]
+def class_choices(checkpoint) -> list[tuple[str, str]]:
+    """(shown, value) Grad-CAM targets: classes by human label; a conditioned regression's outputs, or their mean."""
+    if not checkpoint.task.is_regression:
+        return [(TOP_CLASS, TOP_CLASS), *((human_label(label), label) for label in checkpoint.task.labels)]
+    outputs = condition_outputs(checkpoint)
+    if not outputs:
+        return [(REGRESSION_OUTPUT, REGRESSION_OUTPUT)]
+    names = checkpoint.model.config.id2label
+    column = checkpoint.model.config.condition_column
+    each = [(f"{names[index]} ({column} = {value})", value) for value, index in outputs.items()]
+    return [(f"{REGRESSION_OUTPUT}: mean of all (condition unknown)", REGRESSION_OUTPUT), *each]
 
 
 def class_index(checkpoint, choice: str | None) -> int | None:
@@ -28,18 +41,62 @@ def class_index(checkpoint, choice: str | None) -> int | None:
     return checkpoint.task.labels.index(choice)
 
 
+def condition(checkpoint, choice: str | None) -> str | None:
+    """The regression output asked for: a condition value, or None for the mean (the only output if unconditioned)."""
+    if (
+        not checkpoint.task.is_regression
+        or choice in (None, "", REGRESSION_OUTPUT)
+        or not condition_outputs(checkpoint)
+    ):
+        return None
+    return choice
+
+
+def explained(checkpoint, views, index: int | None, chosen: str | None) -> str:
+    """What the Grad-CAM explains, in words: the class and its probability, or the regression output's value."""
+    if checkpoint.task.is_regression:
+        value = views.logits[output_indices(checkpoint, chosen)].mean().item()
+        which = "the mean of its outputs" if condition_outputs(checkpoint) and chosen is None else "its output"
+        return f"Grad-CAM explains {which}: {value:.1f} {checkpoint.task.unit or ''}".rstrip() + "."
+    probabilities = views.logits.softmax(-1)
+    top = int(probabilities.argmax())
+    top_text = f"**{human_label(checkpoint.task.labels[top])}** ({probabilities[top]:.0%})"
+    if index is None or index == top:
+        return f"Grad-CAM explains the top prediction, {top_text}."
+    return (
+        f"Grad-CAM explains **{human_label(checkpoint.task.labels[index])}** ({probabilities[index]:.0%}); "
+        f"the top prediction is {top_text}."
+    )
+
+
 def explore(models, payload, model_name: str, layer: str | None, target: str | None):
     """(channel grid, PCA view, Grad-CAM overlay, attention rollout or None, caption markdown)."""
     checkpoint = models.get(model_name)
-    views = feature_views(checkpoint, read_upload(payload), layer or None, class_index(checkpoint, target))
+    image = read_upload(payload)
+    index, chosen = class_index(checkpoint, target), condition(checkpoint, target)
+    views = feature_views(checkpoint, image, layer or None, index, chosen)
     channels, rows, cols = views.shape
-    rollout = (
-        "attention rollout below"
-        if views.rollout is not None
-        else "no attention rollout (not a ViT with attention weights)"
-    )
-    caption = f"**{checkpoint.source}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; {rollout}."
-    return views.channels, views.pca, views.cam, views.rollout, caption
+    lines = [
+        f"**{checkpoint.source}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; "
+        + ("attention rollout below. " if views.rollout is not None else "no attention rollout (not a ViT). ")
+        + explained(checkpoint, views, index, chosen),
+        (
+            f"Strongest channels: the {min(channels, GRID_CHANNELS)} with the highest mean activation, numbered as in "
+            "the layer, each tile scaled to its own range (black = its lowest value, white = its highest, both "
+            "written on it)."
+        ),
+    ]
+    if model_name == XRAY_ROLE and is_colour(image):
+        lines.append(
+            "**This is a colour image, and this model learnt from grey hand X-rays only**: what it picks out "
+            "here says little about what it does with X-rays."
+        )
+    return views.channels, views.pca, views.cam, views.rollout, "\n\n".join(lines)
+
+
+def has_rollout(checkpoint) -> bool:
+    """Whether attention rollout applies: a transformers ViT (timm does not expose its attention weights)."""
+    return token_grid(checkpoint.model) is not None and not hasattr(checkpoint.model, "timm_model")
 
 
 def render(models) -> None:
@@ -55,7 +112,7 @@ def render(models) -> None:
                 allow_custom_value=True,
             )
             target = gr.Dropdown(
-                class_choices(first), value=class_choices(first)[0], label="Grad-CAM target", allow_custom_value=True
+                class_choices(first), value=class_choices(first)[0][1], label="Grad-CAM target", allow_custom_value=True
             )
             button = gr.Button("Show feature maps", variant="primary")
         with gr.Column():
@@ -65,17 +122,30 @@ def render(models) -> None:
     with gr.Row():
         pca = gr.Image(label="PCA of the features (first 3 components as RGB)", format="png", interactive=False)
         cam = gr.Image(label="Grad-CAM", format="png", interactive=False, elem_id="features-cam")
-        rollout = gr.Image(label="Attention rollout (ViT)", format="png", interactive=False)
+        rollout = gr.Image(
+            label="Attention rollout (ViT)", format="png", interactive=False, visible=has_rollout(first),
+            elem_id="features-rollout",
+        )  # fmt: skip
 
     def model_changed(name: str):
         checkpoint = models.get(name)
         layers = list(feature_layers(checkpoint.model))
         choices = class_choices(checkpoint)
-        return gr.Dropdown(choices=layers, value=layers[-1]), gr.Dropdown(choices=choices, value=choices[0])
+        return (
+            gr.Dropdown(choices=layers, value=layers[-1]),
+            gr.Dropdown(choices=choices, value=choices[0][1]),
+        )
 
     # Models loaded later in the Model tab join the choices when the list is opened.
     model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_name="feature_models")
     model_name.change(user_errors(model_changed), inputs=model_name, outputs=[layer, target], api_name="feature_layers")
+    # The rollout panel is shown only for models that have one (a separate event: /feature_layers keeps its outputs).
+    model_name.change(
+        lambda name: gr.Image(value=None, visible=has_rollout(models.get(name))),
+        inputs=model_name,
+        outputs=rollout,
+        api_visibility="private",
+    )
     button.click(
         user_errors(
             lambda payload, name, chosen_layer, chosen_target: explore(

@@ -1,33 +1,112 @@
-"""Food tab: a photo in, the top-5 labels with confidences out (endpoint /classify)."""
+"""Food tab: a photo in, the top-5 labels with confidences out (endpoint /classify).
+
+The tab says which classes the model knows and, when the checkpoint stores a calibrated `ood_threshold`,
+that a photo fits none of them. Uploading classifies at once; a file that is no image is refused as it
+arrives. Examples: the operator's `--examples` folder, and pictures the app makes itself (demos/examples.py).
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demos.inference import TOP_K, top_k
-from demos.tabs.common import model_header, read_upload, user_errors
+from demos.examples import made_up_pictures
+from demos.inference import TOP_K, ood_threshold, top_k
+from demos.summary import human_label, known_classes
+from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import food_correction
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+SCORES_TITLE = "Top-5"
+NO_FIT_TITLE = "Top-5 guesses (the photo fits none of the classes)"
+
+
+def knowledge(checkpoint) -> str:
+    """What the model can answer, and whether it can tell a photo that fits none of its classes."""
+    classes = len(checkpoint.task.labels)
+    threshold = ood_threshold(checkpoint)
+    if threshold is None:
+        limit = (
+            "It always answers with one of these, whatever the photo shows: its checkpoint stores no threshold "
+            "for telling that a photo fits none of them."
+        )
+    else:
+        limit = (
+            f"When its best score is below **{threshold:.0%}** (the threshold stored with the checkpoint: about 95% "
+            "of validation photos reach it), the app says the photo fits none of them."
+        )
+    return f"**The model knows {classes} classes:** {known_classes(checkpoint)}.\n\n{limit}"
+
+
+def verdict(checkpoint, scores: dict[str, float]) -> tuple[str, str]:
+    """(title of the score panel, notice markdown) for the model's scores of one photo."""
+    best, probability = next(iter(scores.items()))
+    threshold = ood_threshold(checkpoint)
+    if threshold is None or probability >= threshold:
+        return SCORES_TITLE, ""
+    notice = (
+        f"**This photo fits none of the {len(checkpoint.task.labels)} classes the model knows.** Its best match, "
+        f"{human_label(best)}, scores {probability:.0%}, below the {threshold:.0%} that about 95% of validation photos "
+        "reach. The scores are its guesses among the classes it knows."
+    )
+    return NO_FIT_TITLE, notice
+
+
+def example_files(models) -> list[str]:
+    """The `--examples` folder's images, then the pictures the app makes (not food: they show the notice)."""
+    folder = models.examples_dir
+    supplied = [] if folder is None else sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    return [str(path) for path in [*supplied, *made_up_pictures()]]
 
 
 def render(models) -> None:
     model_header(models, "food")
+    gr.Markdown(knowledge(models.get("food")), elem_id="food-knowledge")
+    # /classify's answer with the checkpoint's own class names, so API callers get id2label; the panel shows it
+    # with human labels.
+    scores = gr.Label(visible=False)
     with gr.Row():
-        photo = gr.Image(
-            label="Food photo (upload or paste)", type="filepath", elem_id="food-photo", sources=["upload", "clipboard"]
-        )
-        labels = gr.Label(num_top_classes=TOP_K, label="Top-5", elem_id="food-labels")
-    food_correction(models, photo)  # "Wrong? Correct it": /correct_food
-    button = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            photo = gr.Image(
+                label="Food photo (upload or paste: it is classified at once)",
+                type="filepath",
+                elem_id="food-photo",
+                sources=["upload", "clipboard"],
+            )
+            button = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            notice = gr.Markdown(elem_id="food-notice")
+            shown = gr.Label(num_top_classes=TOP_K, label=SCORES_TITLE, elem_id="food-labels")
+            food_correction(models, photo)  # "Wrong? Correct it": /correct_food
 
     @user_errors
     def classify(payload):
         return top_k(models.get("food"), read_upload(payload))
 
-    button.click(classify, inputs=photo, outputs=labels, api_name="classify", preprocess=False)
-    if models.examples_dir is not None:
-        examples = sorted(p for p in models.examples_dir.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
-        if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=photo)
+    def classify_photo(payload):
+        """On upload: refuse a file that is no image at once (clearing it), else classify it."""
+        image = decoded_upload(payload)
+        if image is None:
+            return None, None, "**That file is not a usable image**: upload a photo (PNG, JPEG, WebP, BMP, TIFF)."
+        return gr.skip(), top_k(models.get("food"), image), ""
+
+    def present(raw_scores):
+        if not raw_scores:
+            return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
+        checkpoint = models.get("food")
+        title, text = verdict(checkpoint, raw_scores)
+        return gr.Label(value={human_label(k): v for k, v in raw_scores.items()}, label=title), text
+
+    button.click(classify, inputs=photo, outputs=scores, api_name="classify", preprocess=False, show_progress_on=shown)
+    photo.upload(
+        classify_photo, inputs=photo, outputs=[photo, scores, notice], preprocess=False, api_visibility="private",
+        show_progress_on=shown,
+    )  # fmt: skip
+    photo.clear(lambda: (None, ""), outputs=[scores, notice], api_visibility="private")
+    scores.change(present, inputs=scores, outputs=[shown, notice], api_visibility="private")
+    # After the events: the examples' own event would otherwise take the name /classify.
+    gr.Examples(
+        example_files(models), inputs=photo, outputs=scores, fn=classify, run_on_click=True,
+        label="Examples (the made-up pictures are not food: they fit none of the classes)",
+        api_name="food_example", api_visibility="private",
+    )  # fmt: skip

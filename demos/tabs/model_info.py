@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.summary import describe, layer_table
-from demos.tabs.common import user_errors
+from demos.summary import describe, readable_layer_table
+from demos.tabs.common import model_card, model_card_update, user_errors
 from hub.checkpoint import builtin_aliases
 
 TITLE = "Model"
@@ -16,7 +16,7 @@ TITLE = "Model"
 
 def summarise(models, name: str):
     checkpoint = models.get(name)
-    return describe(checkpoint), layer_table(checkpoint)
+    return describe(checkpoint), readable_layer_table(checkpoint)
 
 
 def what_loads(limits) -> str:
@@ -39,13 +39,14 @@ def render(models) -> None:
             ref = gr.Textbox(
                 label="Load another checkpoint",
                 info=what_loads(models.visitors.limits),
-                placeholder="google/vit-base-patch16-224",
+                placeholder="efficientnet-lite1 (an alias), or owner/name on the hub",
                 elem_id="model-ref",
             )
             load = gr.Button("Load")
     description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
+    card_panel, card = model_card(models.get(first))
     table = gr.Dataframe(
-        layer_table(models.get(first)),
+        readable_layer_table(models.get(first)),
         label="Layers (like Keras' model.summary())",
         interactive=False,
         wrap=True,
@@ -60,6 +61,13 @@ def render(models) -> None:
         outputs=[description, table],
         api_name="model_summary",
     )
+    # Also after a load, which sets the list's value.
+    model_name.change(
+        user_errors(lambda name: model_card_update(models.get(name))),
+        inputs=model_name,
+        outputs=[card_panel, card],
+        api_visibility="private",
+    )
 
     @user_errors
     def load_checkpoint_ref(text: str):
@@ -69,4 +77,12 @@ def render(models) -> None:
         models.load(ref_text)
         return (gr.Dropdown(choices=models.names(), value=ref_text), *summarise(models, ref_text))
 
-    load.click(load_checkpoint_ref, inputs=ref, outputs=[model_name, description, table], api_name="load_model")
+    load.click(
+        load_checkpoint_ref,
+        inputs=ref,
+        outputs=[model_name, description, table],
+        api_name="load_model",
+        # Progress, and after a failed load the "Error" badge, go on the box that was typed in, not over the current
+        # model's summary, which stays as it was (the message itself is a toast).
+        show_progress_on=ref,
+    )

@@ -14,12 +14,14 @@ from pathlib import Path
 import gradio as gr
 
 from demos.adversarial import attack
+from demos.annotate import label
 from demos.dream import MAX_STEPS, dream
+from demos.summary import human_label
 from demos.tabs.common import read_upload, upload_path, user_errors
 
 TITLE = "What the network sees"
 ANY_OTHER_CLASS = "any other class (untargeted)"
-METHOD_CHOICES = [("PGD (iterative)", "pgd"), ("FGSM (one step)", "fgsm")]
+METHOD_CHOICES = [("Many small steps (PGD)", "pgd"), ("One step (FGSM)", "fgsm")]
 DEFAULT_DREAM_STEPS = 60
 SLIDER_MAX_BUDGET = 64  # the API accepts up to 255; beyond 64 levels the "perturbation" is a new picture
 
@@ -28,9 +30,19 @@ def _classifier_names(models) -> list[str]:
     return [name for name in models.names() if not models.get(name).task.is_regression] or models.names()
 
 
-def _labels(models, name: str) -> list[str]:
+def _labels(models, name: str) -> list[tuple[str, str]]:
+    """(human label, class name) choices of a classifier; none for a regression model."""
     checkpoint = models.get(name)
-    return [] if checkpoint.task.is_regression else list(checkpoint.task.labels)
+    return [] if checkpoint.task.is_regression else [(human_label(label), label) for label in checkpoint.task.labels]
+
+
+def numbered_strip(strip, steps: tuple[int, ...], frame_width: int):
+    """The strip of steps (frames `frame_width` wide, evenly spaced) with each frame's step number written on it."""
+    strip = strip.copy()
+    spacing = (strip.width - frame_width) / max(len(steps) - 1, 1)
+    for position, step in enumerate(steps):
+        label(strip, (round(position * spacing), 0), "start" if step == 0 else f"step {step}")
+    return strip
 
 
 def _whole_number(value, what: str) -> int:
@@ -40,39 +52,66 @@ def _whole_number(value, what: str) -> int:
     return int(value)
 
 
-def run_dream(models, name: str, target: str, payload, steps: float, seed: float):
-    """(final image, strip of steps, probability of the class, caption)."""
+def run_dream(models, name: str, target: str, payload, steps: float, seed: float, progress=None):
+    """(final image, strip of steps, probability of the class, caption); `progress` is a gr.Progress."""
     checkpoint = models.get(name)
     if not target:
         raise ValueError("Choose a class to visualise.")
     steps, seed = _whole_number(steps, "The number of steps"), _whole_number(seed, "The seed")
     start = None if upload_path(payload) is None else read_upload(payload)
     began = time.perf_counter()
-    result = dream(checkpoint, target, start=start, steps=steps, seed=seed)
+    on_step = (
+        None
+        if progress is None
+        else (lambda step, total: progress((step, total), desc="Gradient ascent", unit="steps"))
+    )
+    result = dream(checkpoint, target, start=start, steps=steps, seed=seed, on_step=on_step)
     caption = (
-        f"**{result.label}**: probability {result.probability:.1%} for the final image; its logit went from "
-        f"{result.start_logit:.2f} to {result.final_logit:.2f} in {steps} steps "
+        f"**{human_label(result.label)}**: probability {result.probability:.1%} for the final image; its logit (the "
+        f"score before softmax) went from {result.start_logit:.2f} to {result.final_logit:.2f} in {steps} steps "
         f"({time.perf_counter() - began:.1f} s), starting from {'your image' if start else 'grey noise'}."
     )
-    return result.image, result.strip, result.probability, caption
+    strip = numbered_strip(result.strip, result.strip_steps, frame_width=result.image.width)
+    return result.image, strip, result.probability, caption
 
 
 def run_attack(models, name: str, payload, budget: float, target: str | None, method: str):
     """(original, amplified perturbation, adversarial image, path of the adversarial PNG, caption)."""
     checkpoint = models.get(name)
     goal = None if target in (None, "", ANY_OTHER_CLASS) else target
-    result = attack(checkpoint, read_upload(payload) if upload_path(payload) else None, budget=budget, target=goal, method=method)
+    result = attack(
+        checkpoint, read_upload(payload) if upload_path(payload) else None, budget=budget, target=goal, method=method
+    )
     png = Path(tempfile.mkdtemp(prefix="adversarial-")) / "adversarial.png"
     result.upload.save(png)
-    aim = f"to make it **{result.target}**" if result.target else "to change the top-1"
-    outcome = "succeeded" if result.success else "did **not** succeed within the budget: raise it"
-    caption = (
-        f"**{result.original_label}** ({result.original_probability:.1%}) -> **{result.adversarial_label}** "
-        f"({result.adversarial_probability:.1%}). {result.method.upper()} {aim} {outcome}, changing no pixel by more "
-        f"than **{result.achieved}**/255 (budget {result.budget}/255, {result.steps} step(s)). Download the adversarial PNG "
-        "and classify it with the same model to check: its pixels are exactly the attacked ones."
+    before, after = human_label(result.original_label), human_label(result.adversarial_label)
+    caption = f"**{before}** ({result.original_probability:.1%}) -> **{after}** " + (
+        f"({result.adversarial_probability:.1%}). {_attack_story(result)} Download the adversarial PNG and upload it "
+        f"to the Food tab with the same model to check. It is {result.upload.width}x{result.upload.height} pixels: the "
+        "size the model's preprocessing scales photos to, so that its pixels reach the model unchanged (scaled back "
+        "up to your photo's size, the change would be resampled and blurred away)."
     )
     return result.original, result.perturbation, result.adversarial, str(png), caption
+
+
+def _attack_story(result) -> str:
+    """The attack in plain words: what it aimed for, whether it got there, and how small the change is."""
+    aim = (
+        f"to make the model answer **{human_label(result.target)}**"
+        if result.target
+        else "to make the model change its answer"
+    )
+    outcome = "It worked" if result.success else "It did **not** work within the allowed change: allow a larger one"
+    how = (
+        "one step along the sign of the gradient (FGSM)"
+        if result.method == "fgsm"
+        else f"{result.steps} small gradient steps (PGD)"
+    )
+    return (
+        f"The photo was nudged {aim}. {outcome}, by changing each colour value of each pixel by at most "
+        f"**{result.achieved} of 255 levels** (you allowed {result.budget}), in {how}: too little for a person to "
+        "notice, enough for the model."
+    )
 
 
 def render(models) -> None:
@@ -83,27 +122,48 @@ def render(models) -> None:
     gr.Markdown("### Class visualisation\nGradient ascent on the class's logit, with jitter and a smoothness penalty.")
     with gr.Row():
         with gr.Column():
-            dream_class = gr.Dropdown(labels, value=labels[0] if labels else None, label="Class", allow_custom_value=True)
-            dream_start = gr.Image(label="Start from this image (optional; empty: grey noise)", type="filepath", sources=["upload", "clipboard"], elem_id="dream-start")
+            dream_class = gr.Dropdown(
+                labels, value=labels[0][1] if labels else None, label="Class", allow_custom_value=True
+            )
+            dream_start = gr.Image(
+                label="Start from this image (optional; empty: grey noise)",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                elem_id="dream-start",
+            )
             steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_DREAM_STEPS, step=1, label="Gradient-ascent steps")
             seed = gr.Number(0, precision=0, label="Seed (jitter and noise)")
             dream_button = gr.Button("Visualise the class", variant="primary")
         with gr.Column():
             dream_caption = gr.Markdown(elem_id="dream-caption")
             dream_image = gr.Image(label="Final image (model input size)", format="png", interactive=False)
-            probability = gr.Number(label="Probability of the class", interactive=False)
-    dream_strip = gr.Image(label="Steps, left to right", format="png", interactive=False)
+            # The API's exact probability; the page shows it as a percentage in the caption.
+            probability = gr.Number(label="Probability of the class", visible=False)
+    dream_strip = gr.Image(
+        label="Steps, left to right (numbered on each frame)", format="png", interactive=False, elem_id="dream-strip"
+    )
     gr.Markdown("### Adversarial example\nThe smallest-looking change that makes the model change its mind.")
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(label="Photo to attack", type="filepath", sources=["upload", "clipboard"], elem_id="adversarial-photo")
-            budget = gr.Slider(1, SLIDER_MAX_BUDGET, value=8, step=1, label="L-infinity budget (largest pixel change, 0-255 levels)")
-            target = gr.Dropdown([ANY_OTHER_CLASS, *labels], value=ANY_OTHER_CLASS, label="Target class", allow_custom_value=True)
+            photo = gr.Image(
+                label="Photo to attack", type="filepath", sources=["upload", "clipboard"], elem_id="adversarial-photo"
+            )
+            budget = gr.Slider(
+                1, SLIDER_MAX_BUDGET, value=8, step=1,
+                label="Largest allowed change of any pixel value (in levels of 0-255)", elem_id="adversarial-budget",
+            )  # fmt: skip
+            target = gr.Dropdown(
+                [(ANY_OTHER_CLASS, ANY_OTHER_CLASS), *labels], value=ANY_OTHER_CLASS, label="Make the model answer",
+                allow_custom_value=True,
+            )  # fmt: skip
             method = gr.Radio(METHOD_CHOICES, value="pgd", label="Attack")
             attack_button = gr.Button("Attack", variant="primary")
         with gr.Column():
             attack_caption = gr.Markdown(elem_id="adversarial-caption")
-            png = gr.File(label="Adversarial PNG (upload it to the Food tab)")
+            png = gr.File(
+                label="Adversarial PNG, at the model's input scale (upload it to the Food tab)",
+                elem_id="adversarial-png",
+            )
     with gr.Row():
         original = gr.Image(label="What the model sees", format="png", interactive=False)
         perturbation = gr.Image(label="Perturbation (amplified)", format="png", interactive=False)
@@ -111,13 +171,25 @@ def render(models) -> None:
 
     def model_changed(name: str):
         choices = _labels(models, name)
-        return gr.Dropdown(choices=choices, value=choices[0] if choices else None), gr.Dropdown(choices=[ANY_OTHER_CLASS, *choices], value=ANY_OTHER_CLASS)
+        return (
+            gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
+            gr.Dropdown(choices=[(ANY_OTHER_CLASS, ANY_OTHER_CLASS), *choices], value=ANY_OTHER_CLASS),
+        )
 
     # Models loaded later in the Model tab join the choices when the list is opened (regression ones are left out).
-    model_name.focus(lambda: gr.Dropdown(choices=_classifier_names(models)), outputs=model_name, api_name="network_sees_models")
-    model_name.change(user_errors(model_changed), inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
+    model_name.focus(
+        lambda: gr.Dropdown(choices=_classifier_names(models)), outputs=model_name, api_name="network_sees_models"
+    )
+    model_name.change(
+        user_errors(model_changed), inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes"
+    )
+
+    @user_errors
+    def visualise(name, target_class, payload, step_count, seed_value, progress=gr.Progress()):
+        return run_dream(models, name, target_class, payload, step_count, seed_value, progress)
+
     dream_button.click(
-        user_errors(lambda *args: run_dream(models, *args)),
+        visualise,
         inputs=[model_name, dream_class, dream_start, steps, seed],
         outputs=[dream_image, dream_strip, probability, dream_caption],
         api_name="dream",
