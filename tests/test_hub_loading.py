@@ -17,6 +17,9 @@ from hub import CheckpointError, load_checkpoint
 from tests.tiny_checkpoints import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
+# A hub id that cannot be fetched must fail without huggingface_hub's retries (~20 s). The bound is generous so that a
+# loaded machine does not fail the test; the figure is a requirement, not a benchmark.
+FAIL_FAST_S = 15
 IMAGENET_CATS = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
 
 
@@ -58,7 +61,7 @@ def test_offline_hub_id_fails_fast_with_a_way_out():
     start = time.monotonic()
     with pytest.raises(CheckpointError) as error:
         load_checkpoint("someone/not-cached-model")
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < FAIL_FAST_S
     message = str(error.value)
     assert "someone/not-cached-model" in message and "folder" in message
 
@@ -69,7 +72,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_unreachable_hub_fails_within_five_seconds_without_offline_flag(tmp_path):
+def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path):
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "0",
@@ -83,7 +86,7 @@ def test_unreachable_hub_fails_within_five_seconds_without_offline_flag(tmp_path
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert float(result.stdout) < 5  # timed inside the process: Python start-up and imports are not the hub's
+    assert float(result.stdout) < FAIL_FAST_S  # timed inside the process: Python start-up and imports are not the hub's
     assert "Could not reach the Hugging Face hub" in result.stderr
     assert "someone/not-cached-model" in result.stderr
 
