@@ -144,7 +144,9 @@ def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tm
 def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoints, classes_dir, architecture):
     train, _ = load_splits(str(classes_dir), train_split="train", eval_split="validation")
     task = resolve_task(train, target_column=None, image_column=None)
-    args = SimpleNamespace(image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None, allow_pickle=False)
+    args = SimpleNamespace(
+        image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None, allow_pickle=False
+    )
     base = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
     model, _ = build_model(str(base.folder), task, args)
     head = modes.head_layer(model)
@@ -180,7 +182,9 @@ def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, 
 
 
 @pytest.mark.parametrize("freeze", [True, False])
-def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(tiny_checkpoints, classes_dir, tmp_path, freeze):
+def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
+    tiny_checkpoints, classes_dir, tmp_path, freeze
+):
     base = tiny_checkpoints[("resnet", "classification")]
     run_dir = tmp_path / "run"
     argv = ["--model", str(base), "--dataset", str(classes_dir), "--output-dir", str(run_dir),
@@ -229,8 +233,11 @@ def run_expecting_error(capsys, argv) -> str:
     return capsys.readouterr().err
 
 
-def test_unknown_column_missing_split_and_wrong_target_are_named(tiny_checkpoints, classes_dir, ages_dir, tmp_path, capsys):
-    common = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--output-dir", str(tmp_path / "run"), *FAST]
+def test_unknown_column_missing_split_and_wrong_target_are_named(
+    tiny_checkpoints, classes_dir, ages_dir, tmp_path, capsys
+):
+    model = str(tiny_checkpoints[("timm", "classification")])
+    common = ["--model", model, "--output-dir", str(tmp_path / "run"), *FAST]
     error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--target-column", "calories"])
     assert "no column 'calories'" in error and "label" in error
     error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--eval-split", "test"])
@@ -261,11 +268,14 @@ def test_unreadable_image_is_named_before_training(tiny_checkpoints, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
-def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(tiny_checkpoints, classes_dir, tmp_path, capsys):
+def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(
+    tiny_checkpoints, classes_dir, tmp_path, capsys
+):
+    vit = str(tiny_checkpoints[("vit", "classification")])
     common = ["--dataset", str(classes_dir), "--output-dir", str(tmp_path / "run"), *FAST]
-    error = run_expecting_error(capsys, [*common, "--model", str(tiny_checkpoints[("vit", "classification")]), "--image-size", "48"])
+    error = run_expecting_error(capsys, [*common, "--model", vit, "--image-size", "48"])
     assert "timm" in error
-    error = run_expecting_error(capsys, [*common, "--model", str(tiny_checkpoints[("vit", "classification")]), "--resume"])
+    error = run_expecting_error(capsys, [*common, "--model", vit, "--resume"])
     assert "no checkpoint-*" in error
 
 
