@@ -89,7 +89,9 @@ def predict_batch(models, payloads, model_name: str, top_k) -> tuple[pd.DataFram
     write_csv(text, header, rows)
     # In the app's cache, which Gradio empties of day-old files (demos.app.DELETE_CACHE).
     csv_path = processing_utils.save_bytes_to_cache(text.getvalue().encode(), "predictions.csv", get_upload_folder())
-    return pd.DataFrame(rows, columns=header).fillna(""), csv_path
+    # The table puts `error` right after the file: at the CSV's end it would sit off-screen in a wide table.
+    shown = [header[0], header[-1], *header[1:-1]]
+    return pd.DataFrame(rows, columns=shown).fillna(""), csv_path
 
 
 def render(models) -> None:

@@ -18,7 +18,9 @@ PRIVACY = "The photo and your answer are saved on this server as training data f
 
 
 def saved_text(store: CorrectionStore, path) -> str:
-    return f"Saved, thank you: `{path.relative_to(store.root)}` ({store.count()} corrections collected here)."
+    count = store.count()
+    collected = f"{count} correction{'s' if count != 1 else ''} collected here"
+    return f"Saved, thank you: `{path.relative_to(store.root)}` ({collected})."
 
 
 def food_correction(models, photo: gr.Image) -> None:
