@@ -41,7 +41,7 @@ def decoded_upload(payload) -> Image.Image | None:
     try:
         return read_upload(payload)
     except ImageDecodeError as err:
-        gr.Warning(str(err), title="Not a usable image")
+        gr.Warning(str(err))
         return None
 
 

@@ -41,7 +41,10 @@ def numbered_strip(strip, steps: tuple[int, ...], frame_width: int):
     strip = strip.copy()
     spacing = (strip.width - frame_width) / max(len(steps) - 1, 1)
     for position, step in enumerate(steps):
-        label(strip, (round(position * spacing), 0), "start" if step == 0 else f"step {step}")
+        # Bottom-left: the top-left corner lies under the title Gradio lays over the image.
+        label(
+            strip, (round(position * spacing), strip.height), "start" if step == 0 else f"step {step}", from_bottom=True
+        )
     return strip
 
 
@@ -105,7 +108,7 @@ def _attack_story(result) -> str:
     how = (
         "one step along the sign of the gradient (FGSM)"
         if result.method == "fgsm"
-        else f"{result.steps} small gradient steps (PGD)"
+        else f"{result.steps} small gradient step{'s' if result.steps != 1 else ''} (PGD)"
     )
     return (
         f"The photo was nudged {aim}. {outcome}, by changing each colour value of each pixel by at most "
