@@ -1,12 +1,18 @@
 """Shared fixtures. Every test runs offline: the hub is never reached."""
 
 import os
+import shutil
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face import reads it
 # Before torch loads OpenMP: spinning worker threads starve each other (and the app's server threads) on a
 # shared 2-core machine; measured here, one fwd+bwd of EfficientNet-Lite0 took 4.6 s spinning, 0.09 s passive.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# A Gradio cache of this session's own: apps under test delete old files from their cache (one test ages them after
+# 1 s), and upload paths are content hashes, the same in every session, so sessions sharing /tmp/gradio on one
+# machine deleted each other's uploads mid-request.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="transferlab-tests-gradio-")
 
 import numpy as np
 import pytest
@@ -19,6 +25,13 @@ from tests.tiny_checkpoints import ARCHITECTURES, TASKS, build_tiny_checkpoint
 def _isolated_cache(tmp_path_factory):
     """The default backbone is built into a fresh cache once per session, as on a new machine."""
     os.environ["TRANSFERLAB_CACHE"] = str(tmp_path_factory.mktemp("transferlab-cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_gradio_cache():
+    cache = os.environ["GRADIO_TEMP_DIR"]
+    yield
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -25,7 +26,9 @@ REQUESTS = 200
 # One of each kind per client slot: model, Grad-CAM hooks, caches and thread pools exist before RSS is read.
 WARM_UP = 16
 MAX_RSS_GROWTH_MB = 200
-MAX_WALL_S = 180  # bound: a hung request fails the test instead of the suite
+# A hang bound, not a speed figure: a hung request fails this test instead of the suite. 180 s was too short for
+# the 200 requests on this 2-core machine with two test sessions and a training run at load 13.
+MAX_WALL_S = 480
 
 
 def request_kinds(photo, xray):
@@ -59,6 +62,7 @@ def run_lane(client: Client, lane: list) -> list[tuple[str, float, str | None]]:
     return [timed(client, kind) for kind in lane]
 
 
+@pytest.mark.timeout(MAX_WALL_S + 240)  # the warm-up and start-up come on top
 def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpoints, tmp_path):
     photo, xray = cat_photo(tmp_path / "cat.png"), xray_16bit(tmp_path / "xray.png")
     kinds = request_kinds(photo, xray)
