@@ -9,10 +9,8 @@ from huggingface_hub import constants
 from hub import CheckpointError, load_checkpoint
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, pull_checkpoint, push_checkpoint
-from tests.hub_server import git_blob_sha1
 from tests.test_cards import make_run_folder
 from tests.test_hub_push import online, stand_in  # noqa: F401 (fixtures)
-from tests.tiny_checkpoints import build_tiny_checkpoint
 
 
 def point_hub_at(url: str, monkeypatch) -> None:
@@ -56,8 +54,8 @@ def test_a_large_file_goes_through_lfs_and_comes_back_intact(hub, run, tmp_path,
     uploads = [path for method, path in hub.requests if method == "PUT"]
     assert len(uploads) == 1 and uploads[0].startswith("/lfs-objects/")
     assert hub.file("hana/lfs", "model.safetensors") == weights
-    assert pull_checkpoint("hana/lfs", out=tmp_path / "pulled") / "model.safetensors"
-    assert (tmp_path / "pulled" / "model.safetensors").read_bytes() == weights
+    pulled = pull_checkpoint("hana/lfs", out=tmp_path / "pulled")
+    assert (pulled / "model.safetensors").read_bytes() == weights
 
     push_checkpoint(run, "hana/lfs", commit_message="Same weights")  # stored already: the batch asks for no upload
     assert [path for method, path in hub.requests if method == "PUT"] == uploads
@@ -160,12 +158,4 @@ def test_a_cached_model_loads_when_the_hub_is_unreachable(hub, run, monkeypatch)
     again = load_checkpoint("hana/cached")
     assert again.folder == first.folder
     assert again.task.labels == first.task.labels
-    weights = (run / "model.safetensors").read_bytes()
-    assert git_blob_sha1((again.folder / "model.safetensors").read_bytes()) == git_blob_sha1(weights)
-
-
-def test_a_model_not_in_the_cache_fails_fast_when_the_hub_is_unreachable(hub, monkeypatch, tmp_path):
-    build_tiny_checkpoint(tmp_path / "unused", "vit", "classification")
-    hub_unreachable(monkeypatch)
-    with pytest.raises(CheckpointError, match="Could not reach"):
-        load_checkpoint("hana/never-downloaded")
+    assert (again.folder / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
