@@ -36,6 +36,7 @@ KNOWN_DATA_TERMS = {
     ),
     "boneage": "RSNA Pediatric Bone Age challenge radiographs: for non-commercial research use only.",
 }
+PHOTO_AUGMENT_KEYS = ("auto_augment", "crop_scale_min", "color_jitter", "random_erasing")  # --augment random-crop only
 MODE_TEXT = {
     "feature-extraction": "frozen backbone, only the new head trained",
     "full": "all weights trained",
@@ -210,7 +211,10 @@ def _hyper_rows(training: dict, regression: bool) -> list[dict]:
         at = keys.index("image_size")
         keys[at:at] = ["loss", "target_column", "condition_column"]
     rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
-    recipe = training.get("recipe") or {}
+    recipe = dict(training.get("recipe") or {})
+    if training.get("augment") != "random-crop":  # the photo transform's options did not apply
+        for key in PHOTO_AUGMENT_KEYS:
+            recipe.pop(key, None)
     return rows + [{"name": key, "value": _fmt(value)} for key, value in recipe.items() if value not in (None, 0, 0.0)]
 
 
