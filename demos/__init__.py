@@ -1,1 +1,4 @@
-"""The Gradio demo: `python -m demos` (see demos/__main__.py); inference in demos/inference.py knows nothing of Gradio."""
+"""The Gradio demo: `python -m demos` (see demos/__main__.py).
+
+Inference in demos/inference.py knows nothing of Gradio.
+"""

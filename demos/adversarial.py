@@ -124,7 +124,7 @@ def attack(
     steps: int = 40,
     margin: float = 0.5,
 ) -> Attack:
-    """Perturb `photo` by at most `budget` 8-bit levels per pixel until `target` wins (or, with none, the top-1 changes)."""
+    """Perturb `photo` by at most `budget` 8-bit levels per pixel until `target` wins (with none: the top-1 changes)."""
     labels = class_labels(checkpoint)
     if photo is None:
         raise ValueError("No image: upload a photo to attack.")
@@ -140,7 +140,9 @@ def attack(
     source = int(before.argmax())
     goal = class_index(checkpoint, target) if target else None
     if goal == source:
-        raise ValueError(f"The model already predicts '{labels[goal]}': choose another target, or none to just change the top-1.")
+        raise ValueError(
+            f"The model already predicts '{labels[goal]}': choose another target, or none to just change the top-1."
+        )
     epsilon = budget / 255
     if method == "fgsm":
         adversarial, taken = _fgsm(checkpoint, spec, pixels, epsilon, source, goal)

@@ -36,7 +36,10 @@ def class_index(checkpoint: Checkpoint, name: str) -> int:
     if name.strip().casefold() in folded:
         return folded.index(name.strip().casefold())
     close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else f" It has {len(labels)} classes, e.g. {', '.join(labels[:3])}."
+    if close:
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?"
+    else:
+        hint = f" It has {len(labels)} classes, e.g. {', '.join(labels[:3])}."
     raise ValueError(f"Unknown class '{name}' for {checkpoint.name}.{hint}")
 
 
