@@ -1,12 +1,15 @@
 """Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/food10 --output-dir runs/food10 \
-        --mode full --epochs 3 --learning-rate 1e-3 --backbone-learning-rate 1e-4 --augment random-crop
+        --mode full --epochs 16 --image-size 160 --eval-image-size 224 --augment random-crop \
+        --auto-augment rand-m9-mstd0.5 --random-erasing 0.25 --crop-scale-min 0.25 --label-smoothing 0.1 \
+        --learning-rate 2e-3 --backbone-learning-rate 5e-4 --ema-decay 0.998
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
-        --target-unit months --output-dir runs/boneage --mode full --epochs 8 --image-size 112 --resize squash \
-        --crop-pct 1.0 --augment keep-whole --loss mae --learning-rate 2e-3 --backbone-learning-rate 1e-3 \
-        --no-freeze-batchnorm
+        --target-name "bone age" --target-unit months --condition-column male \
+        --condition-labels false=female,true=male --output-dir runs/boneage --mode full --epochs 7 --image-size 128 \
+        --resize squash --crop-pct 1.0 --augment radiograph --loss mae --learning-rate 2e-3 \
+        --backbone-learning-rate 1e-3 --no-freeze-batchnorm --ema-decay 0.998 --robustness-check
 
     python -m train ... --push-to-hub --hub-model-id your-name/food10 [--private]   # then publish it
     python -m train ... --push-to-hub --hub-model-id your-name/food10 --demo-space your-name/food10-demo  # and a Space
