@@ -225,7 +225,10 @@ def _extra_rows(evaluation: dict) -> list[dict]:
     if calibration:
         rows += [
             {"name": "Expected calibration error, before temperature", "value": _fmt(calibration["ece_before"])},
-            {"name": "Expected calibration error, temperature folded in (fitted on this split)", "value": _fmt(calibration["ece_after"])},
+            {
+                "name": "Expected calibration error, temperature folded in (fitted on this split)",
+                "value": _fmt(calibration["ece_after"]),
+            },
             {"name": "Temperature", "value": _fmt(calibration["temperature"])},
             {
                 "name": "Out-of-distribution threshold "
