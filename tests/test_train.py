@@ -277,6 +277,8 @@ def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(
     assert "timm" in error
     error = run_expecting_error(capsys, [*common, "--model", vit, "--resume"])
     assert "no checkpoint-*" in error
+    error = run_expecting_error(capsys, [*common, "--model", vit, "--mode", "feature-extraction", "--resume"])
+    assert "feature-extraction run saves no checkpoint-*" in error
 
 
 def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, tmp_path):

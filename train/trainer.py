@@ -261,7 +261,9 @@ def cached_features(model: nn.Module, split: HFDataset, task: data.TaskData, tra
     return HFDataset.from_dict({"features": features, "labels": torch.cat(labels).numpy()}).with_format("torch")
 
 
-def train_head_on_features(model, train_split, eval_split, task, eval_transform, scaler, args, run_dir: Path) -> None:
+def train_head_on_features(
+    model, train_split, eval_split, task, eval_transform, scaler, args, run_dir: Path
+) -> Trainer:
     """Stage 1 / feature extraction: backbone frozen, only the new head trains (on cached features)."""
     modes.freeze_backbone(model, frozen=True)
     log_trainable(model, "head stage (backbone frozen)")
@@ -378,7 +380,7 @@ def run_training(args, command: str) -> Path:
     """Train as `args` says and return the finished run folder."""
     set_seed(args.seed)
     run_dir = Path(args.output_dir)
-    resume_from = resume_checkpoint(run_dir, args.resume)
+    resume_from = resume_checkpoint(run_dir, args.resume, args.mode)
 
     train_split, eval_split = data.load_splits(args.dataset, train_split=args.train_split, eval_split=args.eval_split)
     task = data.resolve_task(
@@ -509,8 +511,13 @@ def calibrate(model, logits, labels) -> dict:
     }
 
 
-def resume_checkpoint(run_dir: Path, resume: bool) -> str | None:
+def resume_checkpoint(run_dir: Path, resume: bool, mode: str) -> str | None:
     """The last Trainer checkpoint to resume from, or None for a fresh run (refusing to overwrite one)."""
+    if resume and mode == "feature-extraction":
+        raise TrainError(
+            "--resume continues the stage that trains the whole network; a feature-extraction run saves no "
+            "checkpoint-* (its head trains in minutes on cached features): run it again without --resume."
+        )
     last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     if resume and last is None:
         raise TrainError(f"--resume: {run_dir} holds no checkpoint-* folder to resume from.")
