@@ -6,7 +6,7 @@ The threshold is the checkpoint's stored `ood_threshold`, or `--threshold`; a ch
 one train.calibration picks on the `--validation` images (95% of them pass), and the output says which it used.
 Images of other kinds: scikit-image's bundled photos (a coffee cup, an astronaut, a cat...: the kinds the
 offline default backbone knows from ImageNet) and the pictures the app makes (demos/examples.py), noise with
-ten seeds. Prints one line per image set, then one result line.
+ten seeds. Prints the threshold and where it came from, then one line per image set.
 """
 
 from __future__ import annotations
