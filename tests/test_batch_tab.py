@@ -13,7 +13,6 @@ from demos import app as demo_app
 from demos.images import load_image
 from demos.inference import top_k
 from demos.tabs import batch
-from tests.test_demos_app import free_port
 from tests.test_predict import photo_folder
 
 
@@ -23,7 +22,7 @@ def served(tiny_checkpoints):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     yield Client(url, verbose=False), models, demo
     demo.close()
 

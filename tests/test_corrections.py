@@ -15,7 +15,6 @@ from PIL import Image
 
 from demos import app as demo_app
 from demos.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
-from tests.test_demos_app import free_port
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train
 
@@ -34,7 +33,7 @@ def served(tiny_checkpoints, tmp_path_factory):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models, corrections_dir=folder)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     yield url, folder
     demo.close()
 

@@ -3,25 +3,13 @@ called through gradio_client like any API user. Messages change with the UI: the
 and what it names), not wording."""
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from demos import app as demo_app
 from demos.dream import MAX_STEPS
 from tests.test_demos_images import cat_photo
+from tests.test_dream_and_adversarial_app import client  # noqa: F401 (the same served app, a fixture)
 from tests.tiny_checkpoints import LABELS
-
-
-@pytest.fixture(scope="module")
-def client(tiny_checkpoints):
-    """A client of the app with a ViT food classifier and a ResNet bone-age regressor."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield Client(url, verbose=False)
-    demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the sex selector of a sex-conditioned bone-age model (through gradio_client), an
 
 import json
 import shutil
-import socket
 
 import pytest
 import torch
@@ -18,12 +17,6 @@ from demos.inference import predicted_logits, top_k
 from demos.summary import card_text, human_label, label_names
 from demos.tabs import food
 from tests.test_demos_images import cat_photo, xray_16bit
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def with_config(folder, out, **entries):
@@ -101,7 +94,7 @@ def conditioned(tiny_checkpoints, tmp_path_factory):
     boneage = sex_conditioned_boneage(tmp_path_factory.mktemp("conditioned") / "boneage")
     models = demo_app.load_models(str(tiny_checkpoints[("vit", "classification")]), str(boneage))
     demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     yield Client(url, verbose=False), models, demo.config
     demo.close()
 
@@ -138,7 +131,7 @@ def test_start_up_log_points_to_the_share_flag(tiny_checkpoints, capsys):
     )
     demo = demo_app.build_app(models=models)
     try:
-        url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
+        url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
     finally:
         demo.close()
     log = capsys.readouterr().out
