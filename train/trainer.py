@@ -497,15 +497,17 @@ def calibrate(model, logits, labels) -> dict:
     calibration.fold_temperature(modes.head_layer(model), temperature)
     threshold = calibration.ood_threshold(logits / temperature)
     model.config.ood_threshold = threshold  # read by the demo: a photo below it fits none of the known classes
+    ece_before = metrics.expected_calibration_error(logits, labels)
+    # the ECE after is measured on the saved checkpoint by evaluate_saved; logged here as the fit saw it
     logger.info(
         "calibration: temperature %.3f, ECE %.4f -> %.4f",
         temperature,
-        metrics.expected_calibration_error(logits, labels),
+        ece_before,
         metrics.expected_calibration_error(logits / temperature, labels),
     )
     return {
         "temperature": temperature,
-        "ece_before": metrics.expected_calibration_error(logits, labels),
+        "ece_before": ece_before,
         "ood_threshold": threshold,
         "ood_pass_rate": calibration.OOD_PASS_RATE,
     }
