@@ -15,7 +15,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import image_spec
-from train import modes
+from train import modes, trainer
 from train.__main__ import main
 from train.data import DataError, load_splits, resolve_task
 from train.regression import TargetScaler, fold_into_head, unfold_from_head
@@ -291,3 +291,20 @@ def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, 
     assert main([str(path)]) == 0
     assert read_json(run_dir / "training_config.json")["mode"] == "feature-extraction"
     assert load_checkpoint(str(run_dir)).task.unit == "months"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, classes_dir, tmp_path, precision):
+    run_dir = tmp_path / "run"
+    argv = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--dataset", str(classes_dir),
+            "--output-dir", str(run_dir), "--mode", "full", "--epochs", "1", "--precision", precision, *FAST]
+    assert main(argv) == 0
+    assert read_json(run_dir / "training_config.json")["recipe"]["precision"] == precision
+    # Saved from channels_last weights, the checkpoint loads and predicts like any other.
+    model = load_checkpoint(str(run_dir)).model
+    assert torch.isfinite(model(pixel_values=torch.rand(1, 3, 32, 32)).logits).all()
+
+    prepared = trainer.prepare_for_device(load_checkpoint(str(tiny_checkpoints[("timm", "classification")])).model)
+    convolutions = [m.weight for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    assert trainer.uses_bf16(precision) == (precision == "bf16")

@@ -39,6 +39,8 @@ from hub.preprocessing import AUGMENTATIONS
 from train.modes import MODES
 from train.regression import LOSSES
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @dataclass
 class TrainArguments:
@@ -136,6 +138,13 @@ class TrainArguments:
     seed: int = 42
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint-* in the output dir."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (GPU)."})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "choices": PRECISIONS,
+            "help": "bf16 autocast, or fp32. auto: bf16 where the GPU or CPU computes it natively (AVX512-BF16, AMX).",
+        },
+    )
     dataloader_workers: int = 2
     logging_steps: int = 20
     allow_pickle: bool = field(default=False, metadata={"help": f"--model: {ALLOW_PICKLE_HELP}."})
