@@ -170,6 +170,9 @@ def _download(repo_id: str, *, revision: str | None, max_download_mb: float | No
     try:
         HfApi().model_info(repo_id, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
         sizes = _hub_file_sizes(repo_id, revision) if max_download_mb is not None else {}
+        _refuse_if_too_large(repo_id, sizes, max_download_mb)
+        # Inside the try: a gated repo shows its info to anyone and refuses only the file downloads.
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))
     except GatedRepoError as err:
         raise CheckpointError(
             f"'{repo_id}' is gated: accept its terms on the hub and log in (`hf auth login`)."
@@ -185,8 +188,6 @@ def _download(repo_id: str, *, revision: str | None, max_download_mb: float | No
             _refuse_if_too_large(repo_id, _folder_file_sizes(cached), max_download_mb)
             return cached
         raise CheckpointError(f"Could not reach the Hugging Face hub to download '{repo_id}' ({err}). {hint}") from err
-    _refuse_if_too_large(repo_id, sizes, max_download_mb)
-    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES))
 
 
 def _hub_file_sizes(repo_id: str, revision: str | None) -> dict[str, int]:

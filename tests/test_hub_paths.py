@@ -132,12 +132,6 @@ def test_pull_with_the_hub_unreachable_fails_with_a_message(hub, tmp_path, monke
 # ------------------------------------------------------------------------------------------------ loader
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="hub/checkpoint.py _download: the hub shows a gated repo's info, so the GatedRepoError comes from the "
-    "snapshot_download after the try block and reaches the caller raw instead of as the CheckpointError",
-)
 def test_loading_a_gated_repo_says_how_to_get_access(hub, run):
     push_checkpoint(run, "corp/terms-first")
     hub.gated.add("corp/terms-first")
