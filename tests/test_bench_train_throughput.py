@@ -2,7 +2,9 @@
 
 import re
 
-from bench import train_data_path, train_throughput
+import pytest
+
+from bench import train_options, train_throughput
 from tests.test_train import draw_classes
 
 
@@ -33,10 +35,13 @@ def test_both_pipelines_train_and_the_ratio_is_the_last_line(tiny_checkpoints, c
     assert re.fullmatch(headline, lines[-1]), lines[-1]
 
 
-def test_data_path_bench_times_both_paths_and_prints_their_ratio_last(tiny_checkpoints, tmp_path, capsys):
+@pytest.mark.parametrize("comparison", sorted(train_options.COMPARISONS))
+def test_option_bench_times_both_variants_and_prints_their_ratio_last(tiny_checkpoints, tmp_path, capsys, comparison):
     dataset = draw_classes(tmp_path / "classes", {"train": 6, "validation": 1})
-    train_data_path.main(
+    train_options.main(
         [
+            "--compare",
+            comparison,
             "--dataset",
             str(dataset),
             "--model",
@@ -51,10 +56,11 @@ def test_data_path_bench_times_both_paths_and_prints_their_ratio_last(tiny_check
         ]
     )
     lines = capsys.readouterr().out.strip().splitlines()
+    baseline, variant = train_options.COMPARISONS[comparison]
     speeds = {
         name: float(re.search(rf"^{name} +([\d.]+) img/s", "\n".join(lines), re.M).group(1))
-        for name in train_data_path.PATHS
+        for name in (baseline, variant)
     }
     assert all(speed > 0 for speed in speeds.values())
-    ratio = float(re.fullmatch(r"decoded once / files each epoch: ([\d.]+)x", lines[-1]).group(1))
-    assert abs(ratio - speeds["decoded once"] / speeds["files each epoch"]) < 0.01 + 0.01 * ratio
+    ratio = float(re.fullmatch(rf"{variant} / {baseline}: ([\d.]+)x", lines[-1]).group(1))
+    assert abs(ratio - speeds[variant] / speeds[baseline]) < 0.01 + 0.01 * ratio
