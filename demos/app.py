@@ -39,7 +39,9 @@ QUEUE_SIZE = 32
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
 # class visualisations or model loads waits behind itself instead of taking the cores /classify needs.
 EXPENSIVE_ENDPOINTS = {
-    "dream": "pixel-optimisation", "adversarial": "pixel-optimisation", "load_model": "model-load",
+    "dream": "pixel-optimisation",
+    "adversarial": "pixel-optimisation",
+    "load_model": "model-load",
     "batch_predict": "batch",  # up to demos.tabs.batch.MAX_IMAGES predictions a call
 }
 EXPENSIVE_CONCURRENCY = 1
@@ -117,13 +119,14 @@ def load_model(
     local_roots: Sequence[str | Path] | None = None,
     max_download_mb: float | None = None,
 ) -> Checkpoint:
-    """`hub.load_checkpoint` with what the tabs need (eager attention, the frozen predictor) prepared."""
+    """`hub.load_checkpoint` with the frozen predictor built.
+
+    The model keeps transformers' default attention (SDPA for ViTs): predictions are traced from it; the attention
+    rollout runs an eager-attention twin of it (`demos.inference.eager_attention_twin`).
+    """
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
     )
-    if not hasattr(checkpoint.model, "timm_model"):  # timm keeps its own attention; transformers warns if asked
-        # Eager attention: SDPA returns no attention weights, and the feature-map tab shows ViT attention rollout.
-        checkpoint.model.set_attn_implementation("eager")
     predictor(checkpoint)  # built now, so that the first request does not pay for it
     return checkpoint
 

@@ -7,6 +7,8 @@ so an overlay lines up with exactly what the model saw.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import threading
 import warnings
 import weakref
@@ -357,6 +359,27 @@ def _grad_cam_pass(
     return show_cam_on_image(prepared.pixels, heatmap, use_rgb=True), features, logits
 
 
+# The loaded model keeps SDPA attention, the fastest for predictions, Grad-CAM and the rest; SDPA returns no attention
+# weights, so the rollout runs a twin of the model with eager attention that shares its weights (no second copy).
+_EAGER_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its eager-attention twin
+_EAGER_TWINS_LOCK = threading.Lock()
+
+
+def eager_attention_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """The model with eager attention (which returns attention weights), built once, sharing the model's tensors.
+
+    A twin rather than `model.set_attn_implementation("eager")` per call: that setting lives in the shared config,
+    so it would switch the attention of every request running on the model at the same time.
+    """
+    with _EAGER_TWINS_LOCK:
+        if model not in _EAGER_TWINS:
+            shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+            twin = copy.deepcopy(model, memo=shared)  # new modules and config around the same weights
+            twin.set_attn_implementation("eager")
+            _EAGER_TWINS[model] = twin
+        return _EAGER_TWINS[model]
+
+
 def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarray | None:
     """Attention rollout (Abnar & Zuidema 2020) overlay for ViT checkpoints; None for models without attentions.
 
@@ -365,8 +388,9 @@ def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarra
     grid = token_grid(checkpoint.model)
     if grid is None or hasattr(checkpoint.model, "timm_model"):
         return None
+    twin = eager_attention_twin(checkpoint.model)
     with torch.inference_mode():
-        attentions = checkpoint.model(pixel_values=prepared.inputs, output_attentions=True).attentions
+        attentions = twin(pixel_values=prepared.inputs, output_attentions=True).attentions
     if not attentions:
         return None
     rollout = None

@@ -10,6 +10,7 @@ import timm
 import torch
 from PIL import Image
 from skimage import data
+from transformers import AutoModelForImageClassification
 
 from demos import inference, summary
 from demos.app import load_model
@@ -68,6 +69,31 @@ def test_predictions_run_a_frozen_copy_with_batchnorm_folded_away(tiny_checkpoin
     inference.top_k(checkpoints["classification"], cat)
     inference.regress(checkpoints["regression"], cat)
     assert eager_calls == {"classification": [], "regression": []}, "predictions did not touch the eager model"
+
+
+def test_vit_predictions_run_on_sdpa_attention_and_equal_eager_attentions(loaded, tiny_checkpoints, cat):
+    checkpoint = loaded[("vit", "classification")]
+    assert checkpoint.model.config._attn_implementation == "sdpa"
+    assert "scaled_dot_product_attention" in str(inference.predictor(checkpoint).graph)
+    eager = AutoModelForImageClassification.from_pretrained(
+        tiny_checkpoints[("vit", "classification")], attn_implementation="eager"
+    ).eval()
+    with torch.inference_mode():
+        expected = eager(pixel_values=inference.model_inputs(checkpoint, cat)).logits[0]
+    torch.testing.assert_close(inference.predicted_logits(checkpoint, cat), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_rollout_reads_an_eager_twin_that_shares_the_models_weights(loaded):
+    model = loaded[("vit", "classification")].model
+    twin = inference.eager_attention_twin(model)
+    assert inference.eager_attention_twin(model) is twin, "built once per model"
+    assert twin.config._attn_implementation == "eager" and model.config._attn_implementation == "sdpa"
+    assert all(a is b for a, b in zip(twin.parameters(), model.parameters(), strict=True)), "no second copy"
+    side = model.config.image_size // model.config.patch_size
+    with torch.inference_mode():
+        attentions = twin(pixel_values=torch.rand(1, 3, 32, 32), output_attentions=True).attentions
+    assert len(attentions) == model.config.num_hidden_layers
+    assert attentions[0].shape == (1, model.config.num_attention_heads, side * side + 1, side * side + 1)
 
 
 class _SignBranch(torch.nn.Module):
