@@ -1,4 +1,4 @@
 """The Gradio demo: `python -m demos` (see demos/__main__.py).
 
-Inference in demos/inference.py knows nothing of Gradio.
+Predictions (demos/inference.py) and their explanations (demos/explain.py, demos/layers.py) know nothing of Gradio.
 """

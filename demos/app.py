@@ -122,7 +122,7 @@ def load_model(
     """`hub.load_checkpoint` with the frozen predictor built.
 
     The model keeps transformers' default attention (SDPA for ViTs): predictions are traced from it; the attention
-    rollout runs an eager-attention twin of it (`demos.inference.eager_attention_twin`).
+    rollout runs an eager-attention twin of it (`demos.explain.eager_attention_twin`).
     """
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb

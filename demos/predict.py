@@ -104,7 +104,7 @@ def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], 
 
 @torch.inference_mode()
 def batch_logits(checkpoint: Checkpoint, images: list) -> torch.Tensor:
-    """Logits of a batch through the checkpoint's own processor (the eager model: the demo's frozen copy is traced
+    """Logits of a batch through the checkpoint's own processor (the model itself: the demo's frozen copy is traced
     for one image at a time)."""
     inputs = checkpoint.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
     return checkpoint.model(pixel_values=inputs["pixel_values"]).logits.float()

@@ -10,8 +10,9 @@ from PIL import Image
 
 from demos import app as demo_app
 from demos.examples import made_up_pictures
+from demos.explain import prepare
 from demos.images import load_image
-from demos.inference import prepare, regress, top_k
+from demos.inference import regress, top_k
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
 from tests.tiny_checkpoints import LABELS
 

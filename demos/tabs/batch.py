@@ -111,6 +111,7 @@ def render(models) -> None:
         with gr.Column():
             csv_file = gr.File(label="predictions.csv", interactive=False, elem_id="batch-csv")
     table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, elem_id="batch-table")
+
     @user_errors
     def batch_predict(payloads, name, k, progress=gr.Progress(track_tqdm=True)):  # the bar follows tqdm's
         return predict_batch(models, payloads, name, k)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from demos.explain import grad_cam
 from demos.images import is_colour
-from demos.inference import condition_outputs, grad_cam, regress, top_k
+from demos.inference import condition_outputs, regress, top_k
 from demos.summary import human_label
 from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import bone_age_correction

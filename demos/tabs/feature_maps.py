@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from demos.explain import GRID_CHANNELS, feature_views
 from demos.images import is_colour
-from demos.inference import GRID_CHANNELS, condition_outputs, feature_layers, feature_views, output_indices, token_grid
+from demos.inference import condition_outputs, output_indices
+from demos.layers import feature_layers, has_attention_rollout
 from demos.summary import human_label
 from demos.tabs.common import read_upload, user_errors
 
@@ -94,11 +96,6 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
     return views.channels, views.pca, views.cam, views.rollout, "\n\n".join(lines)
 
 
-def has_rollout(checkpoint) -> bool:
-    """Whether attention rollout applies: a transformers ViT (timm does not expose its attention weights)."""
-    return token_grid(checkpoint.model) is not None and not hasattr(checkpoint.model, "timm_model")
-
-
 def render(models) -> None:
     first = models.get(models.names()[0])
     with gr.Row():
@@ -123,9 +120,12 @@ def render(models) -> None:
         pca = gr.Image(label="PCA of the features (first 3 components as RGB)", format="png", interactive=False)
         cam = gr.Image(label="Grad-CAM", format="png", interactive=False, elem_id="features-cam")
         rollout = gr.Image(
-            label="Attention rollout (ViT)", format="png", interactive=False, visible=has_rollout(first),
+            label="Attention rollout (ViT)",
+            format="png",
+            interactive=False,
+            visible=has_attention_rollout(first.model),
             elem_id="features-rollout",
-        )  # fmt: skip
+        )
 
     def model_changed(name: str):
         checkpoint = models.get(name)
@@ -141,7 +141,7 @@ def render(models) -> None:
     model_name.change(user_errors(model_changed), inputs=model_name, outputs=[layer, target], api_name="feature_layers")
     # The rollout panel is shown only for models that have one (a separate event: /feature_layers keeps its outputs).
     model_name.change(
-        lambda name: gr.Image(value=None, visible=has_rollout(models.get(name))),
+        lambda name: gr.Image(value=None, visible=has_attention_rollout(models.get(name).model)),
         inputs=model_name,
         outputs=rollout,
         api_visibility="private",

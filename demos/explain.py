@@ -1,0 +1,262 @@
+"""Explaining a prediction, free of Gradio: a layer's strongest channels, a PCA view of its features, Grad-CAM and
+ViT attention rollout. Predictions themselves are demos/inference.py; which layers a model has is demos/layers.py.
+
+Every function takes a `hub.Checkpoint` and a PIL image (or its `ModelInput`). Preprocessing is the checkpoint's own
+image processor; pixel-space views (overlays) come from `hub.preprocessing.denormalize` of that same input, so an
+overlay lines up with exactly what the model saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torchvision.utils import make_grid
+
+from demos.annotate import label
+from demos.inference import LogitsOnly, model_inputs, output_indices
+from demos.layers import (
+    as_feature_map,
+    cam_target_layer,
+    has_attention_rollout,
+    resolve_layer,
+    token_grid,
+    tokens_to_map,
+)
+from hub import Checkpoint
+from hub.preprocessing import denormalize, image_spec
+
+GRID_CHANNELS = 16
+DISPLAY_PX = 224  # side of the square views shown in the app; a display choice, not a model input size
+GRID_PADDING_PX = 2
+# Hooks registered on a shared model would catch each other's activations under concurrent requests.
+_HOOK_LOCK = threading.Lock()
+
+
+@dataclass
+class ModelInput:
+    inputs: torch.Tensor  # (1, 3, H, W), normalised: what the model receives
+    pixels: np.ndarray  # (H, W, 3) float in [0, 1]: the same image, for overlays
+
+
+def prepare(checkpoint: Checkpoint, image: Image.Image) -> ModelInput:
+    inputs = model_inputs(checkpoint, image)
+    pixels = denormalize(image_spec(checkpoint.processor), inputs[0]).clamp(0, 1)
+    return ModelInput(inputs=inputs, pixels=pixels.permute(1, 2, 0).numpy().astype(np.float32))
+
+
+# --- feature views ------------------------------------------------------------------------------
+
+
+def _upscale(maps: torch.Tensor, side: int = DISPLAY_PX) -> torch.Tensor:
+    """(N, h, w) -> (N, side, side) with visible cells (nearest neighbour)."""
+    return F.interpolate(maps[:, None], size=(side, side), mode="nearest")[:, 0]
+
+
+def _to_unit_range(values: torch.Tensor) -> torch.Tensor:
+    """Scale each map (dim 0) to [0, 1] independently."""
+    flat = values.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    scale = (high - low).clamp_min(1e-8)
+    return (values - low.view(-1, 1, 1)) / scale.view(-1, 1, 1)
+
+
+def channel_grid(features: torch.Tensor, count: int = GRID_CHANNELS) -> np.ndarray:
+    """The `count` channels with the highest mean activation, tiled as uint8 RGB, strongest first.
+
+    Each tile is scaled to its own range (black = its lowest activation, white = its highest) and labelled with
+    its channel number and that range, so that tiles can be told apart and their scales compared.
+    """
+    strongest = features.mean(dim=(1, 2)).topk(min(count, features.shape[0])).indices
+    side, columns = DISPLAY_PX // 2, int(np.ceil(np.sqrt(len(strongest))))
+    tiles = _upscale(_to_unit_range(features[strongest]), side=side)
+    grid = make_grid(tiles[:, None], nrow=columns, padding=GRID_PADDING_PX, pad_value=1.0)
+    image = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    for position, channel in enumerate(strongest.tolist()):
+        row, column = divmod(position, columns)
+        low, high = features[channel].min().item(), features[channel].max().item()
+        bottom_left = (GRID_PADDING_PX + column * (side + GRID_PADDING_PX), (row + 1) * (side + GRID_PADDING_PX))
+        label(image, bottom_left, f"#{channel}: {low:.2g} to {high:.2g}", from_bottom=True)
+    return np.asarray(image)
+
+
+def pca_rgb(features: torch.Tensor) -> np.ndarray:
+    """Project each position's feature vector on the first 3 principal components -> an RGB image."""
+    channels, rows, cols = features.shape
+    vectors = features.reshape(channels, -1).T  # (positions, channels)
+    components = min(3, channels, vectors.shape[0])
+    _, _, basis = torch.pca_lowrank(vectors, q=components, center=True)
+    projected = (vectors - vectors.mean(0)) @ basis[:, :components]
+    if components < 3:
+        projected = F.pad(projected, (0, 3 - components))
+    image = _to_unit_range(projected.T.reshape(3, rows, cols))
+    return (_upscale(image).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+# --- Grad-CAM -----------------------------------------------------------------------------------
+
+
+class MeanOfOutputsTarget:
+    """pytorch-grad-cam target: the mean of some raw outputs (one output, or all of a conditioned regression head)."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = indices
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return model_output[..., self.indices].mean(-1)
+
+
+@dataclass
+class CamPass:
+    """What one Grad-CAM forward and backward pass at a layer gives."""
+
+    overlay: np.ndarray  # (H, W, 3) uint8: the heatmap over the model's input
+    features: torch.Tensor  # (C, rows, cols): the layer's output, ViT tokens laid on their grid
+    logits: torch.Tensor  # (outputs,): what the model predicted in that pass
+
+
+def grad_cam(
+    checkpoint: Checkpoint,
+    image: Image.Image,
+    layer_name: str | None = None,
+    class_index: int | None = None,
+    condition: str | None = None,
+) -> np.ndarray:
+    """Grad-CAM overlay (uint8 RGB, model input size) for a class (default: the top one) or the regression output.
+
+    A conditioned regression explains the output for `condition` (the mean of its outputs when None: unknown).
+    """
+    _, layer = resolve_layer(checkpoint.model, layer_name)
+    return grad_cam_pass(checkpoint, prepare(checkpoint, image), layer, class_index, condition).overlay
+
+
+def grad_cam_pass(
+    checkpoint: Checkpoint,
+    prepared: ModelInput,
+    layer: torch.nn.Module,
+    class_index: int | None = None,
+    condition: str | None = None,
+) -> CamPass:
+    """Grad-CAM at `layer` with the layer's output and the logits, all from one forward pass.
+
+    `class_index` None means the top class, which pytorch-grad-cam picks from that same pass; a regression
+    checkpoint explains its output for `condition` (the mean of its outputs when None).
+    """
+    model = checkpoint.model
+    if checkpoint.task.is_regression:
+        targets = [MeanOfOutputsTarget(output_indices(checkpoint, condition))]
+    else:
+        targets = None if class_index is None else [ClassifierOutputTarget(class_index)]
+    grid = token_grid(model)
+    reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
+    captured = []
+    with (
+        _HOOK_LOCK,
+        torch.enable_grad(),
+        GradCAM(model=LogitsOnly(model), target_layers=[cam_target_layer(layer)], reshape_transform=reshape) as cam,
+    ):
+        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
+        finally:
+            handle.remove()
+        logits = cam.outputs[0].detach().float()
+    return CamPass(
+        overlay=show_cam_on_image(prepared.pixels, heatmap, use_rgb=True),
+        features=as_feature_map(captured[0], grid)[0].detach().float(),
+        logits=logits,
+    )
+
+
+# --- attention rollout --------------------------------------------------------------------------
+
+# The loaded model keeps SDPA attention, the fastest for predictions, Grad-CAM and the rest; SDPA returns no attention
+# weights, so the rollout runs a twin of the model with eager attention that shares its weights (no second copy).
+_EAGER_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its eager-attention twin
+_EAGER_TWINS_LOCK = threading.Lock()
+
+
+def eager_attention_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """The model with eager attention (which returns attention weights), built once, sharing the model's tensors.
+
+    A twin rather than `model.set_attn_implementation("eager")` per call: that setting lives in the shared config,
+    so it would switch the attention of every request running on the model at the same time.
+    """
+    with _EAGER_TWINS_LOCK:
+        if model not in _EAGER_TWINS:
+            shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+            twin = copy.deepcopy(model, memo=shared)  # new modules and config around the same weights
+            twin.set_attn_implementation("eager")
+            _EAGER_TWINS[model] = twin
+        return _EAGER_TWINS[model]
+
+
+def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarray | None:
+    """Attention rollout (Abnar & Zuidema 2020) overlay for ViT checkpoints; None for models without attentions.
+
+    Hand-written: neither transformers nor pytorch-grad-cam provides rollout.
+    """
+    if not has_attention_rollout(checkpoint.model):
+        return None
+    twin = eager_attention_twin(checkpoint.model)
+    with torch.inference_mode():
+        attentions = twin(pixel_values=prepared.inputs, output_attentions=True).attentions
+    if not attentions:
+        return None
+    rollout = None
+    for attention in attentions:  # (1, heads, N, N) per block
+        mixed = attention[0].mean(0)
+        mixed = mixed + torch.eye(mixed.shape[0])  # the residual connection keeps each token's own value
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    rows, cols = token_grid(checkpoint.model)
+    relevance = rollout[0, -rows * cols :].reshape(1, rows, cols)  # how much the first (CLS) token draws on each patch
+    height, width = prepared.pixels.shape[:2]
+    mask = F.interpolate(_to_unit_range(relevance)[None], size=(height, width), mode="bilinear")[0, 0]
+    return show_cam_on_image(prepared.pixels, mask.numpy(), use_rgb=True)
+
+
+# --- the Feature maps tab's views -----------------------------------------------------------------
+
+
+@dataclass
+class FeatureViews:
+    layer: str
+    shape: tuple[int, int, int]  # (channels, rows, cols) of the layer's map
+    channels: np.ndarray
+    pca: np.ndarray
+    cam: np.ndarray
+    rollout: np.ndarray | None
+    logits: torch.Tensor  # (outputs,) of the same pass: what the model predicted for this image
+
+
+def feature_views(
+    checkpoint: Checkpoint,
+    image: Image.Image,
+    layer_name: str | None = None,
+    class_index: int | None = None,
+    condition: str | None = None,
+) -> FeatureViews:
+    """Everything the feature-map tab shows for one image and one layer."""
+    name, layer = resolve_layer(checkpoint.model, layer_name)
+    prepared = prepare(checkpoint, image)
+    cam = grad_cam_pass(checkpoint, prepared, layer, class_index, condition)
+    return FeatureViews(
+        layer=name,
+        shape=tuple(cam.features.shape),
+        channels=channel_grid(cam.features),
+        pca=pca_rgb(cam.features),
+        cam=cam.overlay,
+        rollout=attention_rollout(checkpoint, prepared),
+        logits=cam.logits,
+    )
