@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-from gradio import processing_utils
 
 from demos.corrections import CorrectionStore
+from demos.gradio_cache import apply_atomic_image_cache
 from demos.inference import predictor
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
@@ -50,28 +48,6 @@ DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
 
 
-def _save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
-    """gradio's save_pil_to_cache, but the file is written aside and renamed into place.
-
-    Why: gradio 6.31 caches output images under their content hash and rewrites that path in place, so when two
-    requests produce the same image one download can read the file while the other truncates it (seen under load).
-    """
-    data = processing_utils.encode_pil_to_bytes(img, format)
-    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
-    folder.mkdir(exist_ok=True, parents=True)
-    target = (folder / f"{name}.{format}").resolve()
-    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(staging, target)
-    except BaseException:
-        os.unlink(staging)
-        raise
-    return str(target)
-
-
-processing_utils.save_pil_to_cache = _save_pil_to_cache_atomically  # also used by save_img_array_to_cache
 # transformers 5 asks for a torchvision image processor first and warns when it falls back to PIL; timm checkpoints
 # (the shipped ones) have a PIL processor only, so the warning at every start-up reports nothing wrong.
 logging.getLogger("transformers.models.auto.image_processing_auto").addFilter(
@@ -191,6 +167,7 @@ def build_app(
     `corrections_dir`: where users' corrections are saved (demos/corrections.py); None collects none.
     """
     limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
+    apply_atomic_image_cache()  # output images are written whole before anyone can download them
     models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
     models.visitors = SessionModels(limits)
     if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (demos/corrections.py)
