@@ -1,0 +1,43 @@
+"""bench.demo_latency: --runs repeats the timing on the same models and the headline lists every model's ratio."""
+
+import re
+import statistics
+
+import pytest
+
+from bench import demo_latency
+
+
+def test_runs_print_each_ratio_and_the_headline_their_median_and_minimum(tiny_checkpoints, capsys):
+    demo_latency.main(
+        [
+            "--food-model",
+            str(tiny_checkpoints[("timm", "classification")]),
+            "--boneage-model",
+            str(tiny_checkpoints[("timm", "regression")]),
+            "--vit-model",
+            str(tiny_checkpoints[("vit", "classification")]),
+            "--images",
+            "2",
+            "--runs",
+            "3",
+            "--skip-endpoints",
+        ]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    runs = [line for line in lines if line.startswith("run ")]
+    assert [line.split(":")[0] for line in runs] == ["run 1", "run 2", "run 3"]
+    models = ("food", "vit-b16", "boneage")
+    ratios = {m: [float(re.search(rf"{m} ([\d.]+)x", line).group(1)) for line in runs] for m in models}
+    headline = lines[-1]
+    assert headline.startswith("speed-up over pipeline, median of 3 runs: ")
+    for model, values in ratios.items():
+        median, minimum = re.search(rf"{model} ([\d.]+)x \(min ([\d.]+)x\)", headline).groups()
+        assert float(median) == pytest.approx(statistics.median(values), abs=0.011)
+        assert float(minimum) == pytest.approx(min(values), abs=0.011)
+
+
+@pytest.mark.parametrize("option", ["--runs", "--images"])
+def test_a_count_below_one_is_refused(option):
+    with pytest.raises(SystemExit):
+        demo_latency.parse_args([option, "0"])
