@@ -1,0 +1,221 @@
+"""Prediction latency of ways to serve one checkpoint on the CPU, against `pipeline`, and their top-1 agreement.
+
+    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model vit-b16 --images 15
+    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model food10 --images 0 \
+        --agreement-photos ../shared/data/food10/validation        # agreement only, no timing
+
+`--model` takes a hub id, folder or alias, or `vit-b16` (a ViT-B/16-sized classifier with random weights, built
+from its config). Each variant is a pixel_values -> logits callable built from the checkpoint (--variants picks):
+- eager-attention: the transformers model with eager attention (what the demo needs for attention rollout);
+- sdpa: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
+- torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves;
+- compile: `torch.compile` (inductor) of it; export: `torch.export` of it, run as the exported module;
+- onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch;
+- bf16: the model under `torch.autocast("cpu", torch.bfloat16)`; int8: `torch.ao.quantization.quantize_dynamic`
+  of its Linear layers (int8 weights, activations quantised per call).
+Timing (--images synthetic photos, all variants and the pipeline interleaved image by image so that load hits
+them alike) covers what /classify pays: the checkpoint's processor, the variant, softmax and top-5. Agreement
+(--agreement-photos, a folder searched for images) is the share of photos whose top-1 class is the one the float
+sdpa model gives; it means something only for trained weights. Each variant's build time (tracing, compiling,
+exporting) is printed, as it adds to the demo's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from PIL import Image
+
+from bench.demo_latency import synthetic_photos, vit_base_folder
+from hub import Checkpoint, load_checkpoint
+from hub.preprocessing import image_spec
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # pixel_values (1, 3, H, W) -> logits (1, labels)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+class LogitsOnly(torch.nn.Module):
+    """Tracers and exporters want model(x) -> tensor; transformers models return an output object."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.eval()  # a new Module starts in training mode, and exporters would record that
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def eager_attention(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    model = copy.deepcopy(checkpoint.model)
+    model.set_attn_implementation("eager")
+    return LogitsOnly(model)
+
+
+def as_loaded(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    return LogitsOnly(checkpoint.model)
+
+
+def torchscript(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    with warnings.catch_warnings():  # tracer and TorchScript deprecation notices
+        warnings.simplefilter("ignore")
+        return torch.jit.optimize_for_inference(torch.jit.trace(LogitsOnly(checkpoint.model), example))
+
+
+def compiled(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    predict = torch.compile(LogitsOnly(checkpoint.model))
+    predict(example)  # compiles now, so that the build time says what a start-up would pay
+    return predict
+
+
+def exported(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    return torch.export.export(LogitsOnly(checkpoint.model), (example,)).module()
+
+
+def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    import onnxruntime as ort
+
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    torch.onnx.export(LogitsOnly(checkpoint.model), (example,), path, input_names=["pixel_values"], dynamo=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
+
+
+def bf16_autocast(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    model = LogitsOnly(checkpoint.model)
+
+    def predict(pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(pixel_values).float()
+
+    return predict
+
+
+def int8_dynamic(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        model = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(checkpoint.model), {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return LogitsOnly(model)
+
+
+VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
+    "eager-attention": eager_attention,
+    "sdpa": as_loaded,
+    "torchscript": torchscript,
+    "compile": compiled,
+    "export": exported,
+    "onnxruntime": onnxruntime,
+    "bf16": bf16_autocast,
+    "int8": int8_dynamic,
+}
+
+
+def build_variants(checkpoint: Checkpoint, names: list[str]) -> dict[str, Predict]:
+    """{name: predict}, each built (and warmed up once) in turn, with its build time printed."""
+    spec = image_spec(checkpoint.processor)
+    example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
+    built = {}
+    for name in names:
+        start = time.perf_counter()
+        with torch.inference_mode(name not in {"export", "onnxruntime"}):  # exporters refuse inference tensors
+            built[name] = VARIANTS[name](checkpoint, example)
+            built[name](example)
+        print(f"{name:16s} built and run once in {time.perf_counter() - start:6.1f} s", flush=True)
+    return built
+
+
+def top_classes(checkpoint: Checkpoint, predict: Predict, image: Image.Image, k: int = 5) -> list[int]:
+    """What /classify computes: the checkpoint's processor, logits, softmax, the k most probable classes."""
+    pixel_values = checkpoint.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        probabilities = predict(pixel_values)[0].softmax(-1)
+    return probabilities.topk(min(k, probabilities.numel())).indices.tolist()
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_variants(checkpoint: Checkpoint, variants: dict[str, Predict], photos: list[Path]) -> None:
+    """Median latency of each variant and of `pipeline`, interleaved image by image, and pipeline / variant."""
+    from transformers import pipeline
+
+    baseline = pipeline("image-classification", model=str(checkpoint.folder))
+    images = [Image.open(p).convert("RGB") for p in photos]
+    baseline(images[0])  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in ["pipeline", *variants]}
+    for image in images:
+        samples["pipeline"].append(seconds(lambda: baseline(image)))
+        for name, predict in variants.items():
+            samples[name].append(seconds(lambda: top_classes(checkpoint, predict, image)))
+    pipeline_ms = 1000 * statistics.median(samples.pop("pipeline"))
+    print(f"{'pipeline':16s} {pipeline_ms:7.1f} ms (median of {len(images)})")
+    for name, values in samples.items():
+        ms = 1000 * statistics.median(values)
+        print(f"{name:16s} {ms:7.1f} ms   pipeline/{name} {pipeline_ms / ms:.2f}x")
+
+
+def agreement(checkpoint: Checkpoint, variants: dict[str, Predict], folder: Path) -> None:
+    """Share of the folder's images on which each variant's top-1 class is the float sdpa model's."""
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}.")
+    reference = LogitsOnly(checkpoint.model)
+    agree = dict.fromkeys(variants, 0)
+    for path in paths:
+        image = Image.open(path).convert("RGB")
+        expected = top_classes(checkpoint, reference, image, k=1)
+        for name, predict in variants.items():
+            agree[name] += top_classes(checkpoint, predict, image, k=1) == expected
+    for name, count in agree.items():
+        print(f"{name:16s} top-1 agreement with float sdpa {count}/{len(paths)} ({100 * count / len(paths):.1f}%)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vit-b16", help="hub id, folder, alias, or vit-b16 (random weights)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--images", type=int, default=15, help="synthetic photos timed (0: no timing)")
+    parser.add_argument("--agreement-photos", type=Path, help="a folder of real photos for top-1 agreement")
+    args = parser.parse_args(argv)
+    args.variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = str(vit_base_folder(Path(tmp) / "vit-b16")) if args.model == "vit-b16" else args.model
+        checkpoint = load_checkpoint(ref)
+        if hasattr(checkpoint.model, "timm_model"):  # timm models have no attention implementation to switch
+            args.variants = [name for name in args.variants if name != "eager-attention"]
+        variants = build_variants(checkpoint, args.variants)
+        if args.images:
+            time_variants(checkpoint, variants, synthetic_photos(Path(tmp), args.images))
+        if args.agreement_photos:
+            agreement(checkpoint, variants, args.agreement_photos)
+
+
+if __name__ == "__main__":
+    main()
