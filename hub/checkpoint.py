@@ -6,7 +6,7 @@ This is the one loader of the project: training, the demos and the hub CLI all c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
-from transformers import AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINTS = {"food10": REPO_ROOT / "checkpoints" / "food10", "boneage": REPO_ROOT / "checkpoints" / "boneage"}
@@ -240,22 +240,28 @@ def load_checkpoint(
     *,
     revision: str | None = None,
     allow_pickle: bool = False,
-    attn_implementation: str | None = None,
     local_roots: Sequence[str | Path] | None = None,
     max_download_mb: float | None = None,
+    config_overrides: Mapping[str, object] | None = None,
 ) -> Checkpoint:
     """Load model (eval mode), image processor and task facts from a hub id, folder or builtin alias.
 
-    `attn_implementation="eager"` is needed for ViT attention maps (SDPA returns none). `local_roots` and
-    `max_download_mb` restrict what loads (see `resolve_folder`): the demo passes them for its web visitors.
+    `local_roots` and `max_download_mb` restrict what loads (see `resolve_folder`): the demo passes them for its web
+    visitors. `config_overrides` change the config before the weights load; training gives a base checkpoint a new
+    head with them (`id2label`, `problem_type`, `target_name`, ...): a head of another size is re-initialised instead
+    of failing to load, and the card's metrics, which describe the old head, are not returned.
     """
     folder = resolve_folder(ref, revision=revision, local_roots=local_roots, max_download_mb=max_download_mb)
     _check_weights_format(folder, allow_pickle=allow_pickle)
-    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
+        config = _config_with(folder, config_overrides or {})
         model = AutoModelForImageClassification.from_pretrained(
+            folder,
+            config=config,
+            ignore_mismatched_sizes=bool(config_overrides),
             # None: safetensors when present, else the pickle allowed above (False would refuse safetensors).
-            folder, use_safetensors=None if allow_pickle else True, trust_remote_code=False, **extra
+            use_safetensors=None if allow_pickle else True,
+            trust_remote_code=False,
         )
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as err:
@@ -267,5 +273,17 @@ def load_checkpoint(
         task=task_from_config(model.config),
         source=ref,
         folder=folder,
-        metrics=card_metrics(folder),
+        metrics={} if config_overrides else card_metrics(folder),
     )
+
+
+def _config_with(folder: Path, overrides: Mapping[str, object]) -> PretrainedConfig:
+    """The folder's config with `overrides` applied, also keys its class does not know (e.g. `target_name`)."""
+    config, unknown = AutoConfig.from_pretrained(
+        folder, trust_remote_code=False, return_unused_kwargs=True, **overrides
+    )
+    config.update(unknown)  # from_pretrained would drop them
+    if "id2label" in overrides and hasattr(config, "label_names"):
+        # A timm config saves its outputs' names as label_names (not id2label), and would keep the base's.
+        config.label_names = list(config.id2label.values())
+    return config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,9 +16,9 @@ from hub.checkpoint import load_checkpoint
 from hub.preprocessing import image_spec
 from train import modes, trainer
 from train.__main__ import main
-from train.data import DataError, load_splits, resolve_task
+from train.data import DataError, TaskData, load_splits, resolve_task
 from train.regression import TargetScaler, fold_into_head, unfold_from_head
-from train.trainer import build_model
+from train.trainer import build_model, head_config
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 40, 210)}
 FAST = ["--batch-size", "4", "--eval-batch-size", "8", "--dataloader-workers", "0", "--logging-steps", "1"]
@@ -144,11 +143,9 @@ def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tm
 def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoints, classes_dir, architecture):
     train, _ = load_splits(str(classes_dir), train_split="train", eval_split="validation")
     task = resolve_task(train, target_column=None, image_column=None)
-    args = SimpleNamespace(
-        image_size=None, resize=None, crop_pct=None, target_name=None, target_unit=None, allow_pickle=False
-    )
     base = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
-    model, _ = build_model(str(base.folder), task, args)
+    head = head_config(task, target_name=None, target_unit=None, condition_labels=None)
+    model, _ = build_model(str(base.folder), head)
     head = modes.head_layer(model)
     assert head.out_features == 2 and model.config.id2label == {0: "blue", 1: "red"}
     # The kept backbone is the pretrained one (not re-initialised).
@@ -165,6 +162,22 @@ def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoint
     head_lr = {group["lr"] for group in groups if any(p is head.weight for p in group["params"])}
     assert head_lr == {1e-3} and {group["lr"] for group in groups} == {1e-3, 1e-4}
     assert sum(p.numel() for group in groups for p in group["params"]) == total
+
+
+def test_a_timm_classifier_given_a_conditioned_regression_head_saves_its_output_names(tiny_checkpoints, tmp_path):
+    task = TaskData(
+        "regression", "image", "boneage", condition_column="male", condition_outputs={"false": 0, "true": 1}
+    )
+    head = head_config(task, target_name="bone age", target_unit="months", condition_labels="false=female,true=male")
+    base = tiny_checkpoints[("timm", "classification")]
+    model, _ = build_model(str(base), head)
+    assert modes.head_layer(model).out_features == 2
+    model.save_pretrained(tmp_path)
+    saved = load_checkpoint(str(tmp_path))
+    # timm configs save label_names instead of id2label: the base's class names must not come back.
+    assert saved.model.config.id2label == {0: "bone age (female)", 1: "bone age (male)"}
+    assert (saved.task.kind, saved.task.target, saved.task.unit) == ("regression", "bone age", "months")
+    assert saved.model.config.condition_outputs == {"false": 0, "true": 1}
 
 
 def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, tmp_path, caplog):

@@ -20,11 +20,11 @@ from timm.data import Mixup
 from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForImageClassification, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, PretrainedConfig, Trainer, TrainingArguments, set_seed
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
-from hub.checkpoint import load_checkpoint
+from hub.checkpoint import load_checkpoint, task_from_config
 from hub.preprocessing import ImageSpec, PhotoAugment, build_transform, image_spec
 from train import calibration, data, evaluation, metrics, modes
 from train.recipe import RecipeTrainer, restore_ema
@@ -41,47 +41,49 @@ class TrainError(ValueError):
 # ----------------------------------------------------------------------------- the model
 
 
-def build_model(base_ref: str, task: data.TaskData, args, scaler: TargetScaler | None = None):
-    """The base checkpoint with a new head of the right size for `task` (and its image processor).
+def build_model(
+    base_ref: str, head: dict, *, allow_pickle: bool = False, scaler: TargetScaler | None = None
+) -> tuple[nn.Module, object]:
+    """The base checkpoint with a new `head` (the config keys of `head_config`), and its image processor.
 
-    A regression base keeps its head, turned back from the target's unit to the normalised scale we train on.
+    A base whose head already predicts these outputs keeps it; a regression head is turned back from the
+    target's unit to the normalised scale we train on.
     """
-    base = load_checkpoint(base_ref, allow_pickle=args.allow_pickle)
-    if task.kind == "classification":
-        head = dict(
-            num_labels=len(task.labels),
-            id2label=dict(enumerate(task.labels)),
-            label2id={label: i for i, label in enumerate(task.labels)},
-            problem_type="single_label_classification",
-        )
-        keeps_head = base.task.labels == task.labels
-    else:
-        target_name = args.target_name or task.target_column.replace("_", " ")
-        names = output_names(task, target_name, args.condition_labels)
-        head = dict(
-            num_labels=len(names),
-            id2label=dict(enumerate(names)),
-            label2id={name: i for i, name in enumerate(names)},
-            problem_type="regression",
-        )
-        keeps_head = base.task.is_regression and base.model.config.num_labels == len(names)
-    config = AutoConfig.from_pretrained(base.folder, **head)
-    if task.kind == "regression":  # set after loading: from_pretrained drops keys a config class does not know
-        config.target_name, config.target_unit = (
-            target_name,
-            args.target_unit,
-        )  # read by hub.checkpoint.task_from_config
-        if task.condition_column:  # any program picks the row's output from these (DESIGN.md, the checkpoint contract)
-            config.condition_column, config.condition_outputs = task.condition_column, dict(task.condition_outputs)
-    # ignore_mismatched_sizes: a head of another size is re-initialised instead of failing to load.
-    model = AutoModelForImageClassification.from_pretrained(base.folder, config=config, ignore_mismatched_sizes=True)
-    if not keeps_head:  # same size but other classes (or another target): still a new head
-        modes.head_layer(model).reset_parameters()
+    base = load_checkpoint(base_ref, allow_pickle=allow_pickle, config_overrides=head)
+    if not keeps_head(AutoConfig.from_pretrained(base.folder), head):  # same size, other classes: still a new head
+        modes.head_layer(base.model).reset_parameters()
     elif scaler is not None:
-        unfold_from_head(modes.head_layer(model), scaler)
-    if hasattr(model.config, "label_names"):  # timm configs also list the base's class names
-        model.config.label_names = list(task.labels) if task.kind == "classification" else []
-    return model, base.processor
+        unfold_from_head(modes.head_layer(base.model), scaler)
+    return base.model, base.processor
+
+
+def head_config(
+    task: data.TaskData, *, target_name: str | None, target_unit: str | None, condition_labels: str | None
+) -> dict:
+    """The config keys of a new head for `task`: one name per output, the problem type, and the regression facts."""
+    if task.kind == "classification":
+        names, facts = list(task.labels), {"problem_type": "single_label_classification"}
+    else:
+        target_name = target_name or task.target_column.replace("_", " ")
+        names = output_names(task, target_name, condition_labels)
+        # read by hub.checkpoint.task_from_config
+        facts = {"problem_type": "regression", "target_name": target_name, "target_unit": target_unit}
+        if task.condition_column:  # any program picks the row's output from these (DESIGN.md, the checkpoint contract)
+            facts.update(condition_column=task.condition_column, condition_outputs=dict(task.condition_outputs))
+    return {
+        "num_labels": len(names),  # with id2label: a timm config otherwise keeps the base's number of classes
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+        **facts,
+    }
+
+
+def keeps_head(base: PretrainedConfig, head: dict) -> bool:
+    """Whether the base's head already predicts `head`'s outputs: the same classes, or as many regression outputs."""
+    base_task = task_from_config(base)
+    if head["problem_type"] == "regression":
+        return base_task.is_regression and base.num_labels == head["num_labels"]
+    return base_task.labels == tuple(head["id2label"].values())
 
 
 def output_names(task: data.TaskData, target_name: str, condition_labels: str | None) -> list[str]:
@@ -417,7 +419,10 @@ def run_training(args, command: str) -> Path:
         resumed = load_checkpoint(resume_from)
         model, processor = resumed.model, resumed.processor
     else:
-        model, processor = build_model(args.model, task, args, scaler)
+        head = head_config(
+            task, target_name=args.target_name, target_unit=args.target_unit, condition_labels=args.condition_labels
+        )
+        model, processor = build_model(args.model, head, allow_pickle=args.allow_pickle, scaler=scaler)
     model = prepare_for_device(model)
     processor = resolution_processor(model, processor, args)
     train_spec = image_spec(processor)
