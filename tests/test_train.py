@@ -68,11 +68,28 @@ def read_json(path: Path) -> dict:
 
 # ----------------------------------------------------------------------------- end to end
 
+
 def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints, classes_dir, tmp_path, caplog):
     run_dir = tmp_path / "run"
-    argv = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--dataset", str(classes_dir),
-            "--output-dir", str(run_dir), "--mode", "two-stage", "--head-epochs", "2", "--epochs", "1",
-            "--image-size", "40", "--data-terms", "made-up squares", *FAST]
+    argv = [
+        "--model",
+        str(tiny_checkpoints[("timm", "classification")]),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "two-stage",
+        "--head-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--image-size",
+        "40",
+        "--data-terms",
+        "made-up squares",
+        *FAST,
+    ]
     assert main(argv) == 0
 
     results = read_json(run_dir / "eval_results.json")
@@ -96,9 +113,27 @@ def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints,
 
 def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tiny_checkpoints, ages_dir, tmp_path):
     run_dir = tmp_path / "run"
-    argv = ["--model", str(tiny_checkpoints[("resnet", "classification")]), "--dataset", str(ages_dir),
-            "--target-column", "boneage", "--target-unit", "months", "--output-dir", str(run_dir),
-            "--mode", "full", "--epochs", "1", "--augment", "keep-whole", "--loss", "huber", *FAST]
+    argv = [
+        "--model",
+        str(tiny_checkpoints[("resnet", "classification")]),
+        "--dataset",
+        str(ages_dir),
+        "--target-column",
+        "boneage",
+        "--target-unit",
+        "months",
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        "--augment",
+        "keep-whole",
+        "--loss",
+        "huber",
+        *FAST,
+    ]
     assert main(argv) == 0
 
     config = AutoModelForImageClassification.from_pretrained(run_dir).config
@@ -138,6 +173,7 @@ def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tm
 
 
 # ----------------------------------------------------------------------------- new heads and freeze modes
+
 
 @pytest.mark.parametrize("architecture", ["vit", "resnet", "timm"])
 def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoints, classes_dir, architecture):
@@ -183,8 +219,19 @@ def test_a_timm_classifier_given_a_conditioned_regression_head_saves_its_output_
 def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, tmp_path, caplog):
     base = tiny_checkpoints[("vit", "classification")]
     run_dir = tmp_path / "run"
-    argv = ["--model", str(base), "--dataset", str(classes_dir), "--output-dir", str(run_dir),
-            "--mode", "feature-extraction", "--head-epochs", "2", *FAST]
+    argv = [
+        "--model",
+        str(base),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "feature-extraction",
+        "--head-epochs",
+        "2",
+        *FAST,
+    ]
     assert main(argv) == 0
     before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
     backbone = [name for name in before if "classifier" not in name]
@@ -200,8 +247,20 @@ def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
 ):
     base = tiny_checkpoints[("resnet", "classification")]
     run_dir = tmp_path / "run"
-    argv = ["--model", str(base), "--dataset", str(classes_dir), "--output-dir", str(run_dir),
-            "--mode", "full", "--epochs", "1", *FAST, *([] if freeze else ["--no-freeze-batchnorm"])]
+    argv = [
+        "--model",
+        str(base),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        *FAST,
+        *([] if freeze else ["--no-freeze-batchnorm"]),
+    ]
     assert main(argv) == 0
     before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
     statistics = [name for name in before if name.endswith(("running_mean", "running_var"))]
@@ -215,11 +274,22 @@ def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
 
 # ----------------------------------------------------------------------------- resume
 
+
 def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_checkpoints, classes_dir, tmp_path):
     run_dir = tmp_path / "run"
     # --no-calibrate: a folded temperature would (rightly) make the saved head differ from the checkpoint's
-    common = ["--model", str(tiny_checkpoints[("vit", "classification")]), "--dataset", str(classes_dir),
-              "--output-dir", str(run_dir), "--mode", "full", "--no-calibrate", *FAST]
+    common = [
+        "--model",
+        str(tiny_checkpoints[("vit", "classification")]),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--no-calibrate",
+        *FAST,
+    ]
     assert main([*common, "--epochs", "1"]) == 0
     (first,) = run_dir.glob("checkpoint-*")
     steps = read_json(first / "trainer_state.json")["global_step"]
@@ -240,6 +310,7 @@ def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_chec
 
 
 # ----------------------------------------------------------------------------- error paths
+
 
 def run_expecting_error(capsys, argv) -> str:
     assert main(argv) == 2
@@ -275,8 +346,18 @@ def test_unreadable_image_is_named_before_training(tiny_checkpoints, tmp_path, c
     root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
     broken = root / "train" / "red" / "1.jpg"
     broken.write_bytes(b"not a jpeg at all")
-    error = run_expecting_error(capsys, ["--model", str(tiny_checkpoints[("timm", "classification")]),
-                                         "--dataset", str(root), "--output-dir", str(tmp_path / "run"), *FAST])
+    error = run_expecting_error(
+        capsys,
+        [
+            "--model",
+            str(tiny_checkpoints[("timm", "classification")]),
+            "--dataset",
+            str(root),
+            "--output-dir",
+            str(tmp_path / "run"),
+            *FAST,
+        ],
+    )
     assert "Unreadable image" in error and str(broken) in error
     assert not (tmp_path / "run").exists()
 
@@ -296,9 +377,17 @@ def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(
 
 def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, tmp_path):
     run_dir = tmp_path / "run"
-    config = {"model": str(tiny_checkpoints[("timm", "regression")]), "dataset": str(ages_dir),
-              "target_column": "boneage", "target_unit": "months", "output_dir": str(run_dir),
-              "mode": "feature-extraction", "head_epochs": 1, "batch_size": 4, "dataloader_workers": 0}
+    config = {
+        "model": str(tiny_checkpoints[("timm", "regression")]),
+        "dataset": str(ages_dir),
+        "target_column": "boneage",
+        "target_unit": "months",
+        "output_dir": str(run_dir),
+        "mode": "feature-extraction",
+        "head_epochs": 1,
+        "batch_size": 4,
+        "dataloader_workers": 0,
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     assert main([str(path)]) == 0
@@ -309,8 +398,21 @@ def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, classes_dir, tmp_path, precision):
     run_dir = tmp_path / "run"
-    argv = ["--model", str(tiny_checkpoints[("timm", "classification")]), "--dataset", str(classes_dir),
-            "--output-dir", str(run_dir), "--mode", "full", "--epochs", "1", "--precision", precision, *FAST]
+    argv = [
+        "--model",
+        str(tiny_checkpoints[("timm", "classification")]),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        "--precision",
+        precision,
+        *FAST,
+    ]
     assert main(argv) == 0
     assert read_json(run_dir / "training_config.json")["recipe"]["precision"] == precision
     # Saved from channels_last weights, the checkpoint loads and predicts like any other.
