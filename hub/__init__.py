@@ -1,5 +1,13 @@
 """Checkpoint I/O shared by training and the demos: load by hub id, folder or alias; the default backbone."""
 
-from hub.checkpoint import Checkpoint, CheckpointError, Task, builtin_aliases, load_checkpoint, task_from_config
+from hub.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    Task,
+    builtin_aliases,
+    is_timm,
+    load_checkpoint,
+    task_from_config,
+)
 
-__all__ = ["Checkpoint", "CheckpointError", "Task", "builtin_aliases", "load_checkpoint", "task_from_config"]
+__all__ = ["Checkpoint", "CheckpointError", "Task", "builtin_aliases", "is_timm", "load_checkpoint", "task_from_config"]

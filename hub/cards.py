@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.checkpoint import SHIPPED_CHECKPOINTS
+from hub.checkpoint import SHIPPED_CHECKPOINTS, is_timm
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -52,10 +52,6 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise CardError(f"{path} is missing: a model card is built from the files a training run writes.")
     return json.loads(path.read_text())
-
-
-def is_timm_format(config: dict) -> bool:
-    return "architecture" in config and "pretrained_cfg" in config
 
 
 def hub_base_model(base: str | None) -> str | None:
@@ -274,7 +270,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
         base_model=base_id,
         datasets=[dataset_id] if dataset_id else None,
         pipeline_tag="image-classification",
-        library_name="timm" if is_timm_format(config) else "transformers",
+        library_name="timm" if is_timm(config) else "transformers",
         tags=["image-classification", "transferlab", "regression" if regression else "classification"],
         model_name=repo_id.split("/")[-1] if repo_id else run_dir.resolve().name,
         eval_results=_eval_results(evaluation, dataset_id, dataset_label, unit if regression else None),

@@ -30,6 +30,7 @@ SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # wha
 CHECKPOINT_FILES = [*SAFE_CHECKPOINT_FILES, "pytorch_model.bin"]
 HUB_PROBE_TIMEOUT_S = 4.0
 BYTES_PER_MB = 1_000_000  # decimal, as the hub shows file sizes
+TIMM_MODEL_TYPE = "timm_wrapper"  # transformers' TimmWrapperConfig
 
 
 class CheckpointError(RuntimeError):
@@ -62,6 +63,21 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return getattr(self.model.config, "_name_or_path", None) or self.source
+
+    @property
+    def is_timm(self) -> bool:
+        return is_timm(self.model.config)
+
+
+def is_timm(config: PretrainedConfig | Mapping[str, object]) -> bool:
+    """Whether a checkpoint is a timm model (timm's hub layout, which transformers loads as a TimmWrapper).
+
+    The one place that asks. A loaded config says so by its model type; a `timm/*` repo's raw config.json has
+    none, only timm's own `architecture` and `pretrained_cfg`.
+    """
+    if isinstance(config, PretrainedConfig):
+        return config.model_type == TIMM_MODEL_TYPE
+    return config.get("model_type") == TIMM_MODEL_TYPE or {"architecture", "pretrained_cfg"} <= config.keys()
 
 
 def task_from_config(config: PretrainedConfig) -> Task:
@@ -283,7 +299,7 @@ def _config_with(folder: Path, overrides: Mapping[str, object]) -> PretrainedCon
         folder, trust_remote_code=False, return_unused_kwargs=True, **overrides
     )
     config.update(unknown)  # from_pretrained would drop them
-    if "id2label" in overrides and hasattr(config, "label_names"):
+    if "id2label" in overrides and is_timm(config):
         # A timm config saves its outputs' names as label_names (not id2label), and would keep the base's.
         config.label_names = list(config.id2label.values())
     return config

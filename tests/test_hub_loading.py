@@ -1,5 +1,6 @@
 """The one loader: folders, aliases, the offline default backbone, and its failure paths."""
 
+import json
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-from hub import CheckpointError, load_checkpoint
+from hub import CheckpointError, is_timm, load_checkpoint
 from tests.tiny_checkpoints import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,6 +35,15 @@ def test_folder_load_gives_model_processor_and_task(tiny_checkpoints, architectu
     assert (regressor.task.target, regressor.task.unit) == ("bone age", "months")
     inputs = regressor.processor(photo, return_tensors="pt")
     assert regressor.model(**inputs).logits.shape == (1, 1)
+
+
+@pytest.mark.parametrize("architecture", ["vit", "resnet", "timm"])
+def test_is_timm_answers_for_a_loaded_checkpoint_and_for_a_raw_config(tiny_checkpoints, architecture):
+    folder = tiny_checkpoints[(architecture, "classification")]
+    raw = json.loads((folder / "config.json").read_text())
+    raw.pop("model_type", None)  # as in timm/* hub repos, which timm's save_for_hf writes without one
+    expected = architecture == "timm"
+    assert (load_checkpoint(str(folder)).is_timm, is_timm(raw)) == (expected, expected)
 
 
 def test_default_alias_recognises_a_cat():

@@ -11,12 +11,14 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from hub.checkpoint import is_timm
+
 MODES = ("feature-extraction", "full", "two-stage")
 
 
 def head_layer(model: nn.Module) -> nn.Linear:
     """The final Linear layer that maps pooled features to logits (the layer the new head replaces)."""
-    if hasattr(model, "timm_model"):  # transformers' TimmWrapper: timm knows its own classifier
+    if is_timm(model.config):  # transformers' TimmWrapper: timm knows its own classifier
         head = model.timm_model.get_classifier()
     else:  # ViT, ResNet, ConvNeXt, ...: `classifier` is a Linear or ends with one
         head = getattr(model, "classifier", None)

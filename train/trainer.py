@@ -24,7 +24,7 @@ from transformers import AutoConfig, PretrainedConfig, Trainer, TrainingArgument
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.trainer_utils import get_last_checkpoint
 
-from hub.checkpoint import load_checkpoint, task_from_config
+from hub.checkpoint import is_timm, load_checkpoint, task_from_config
 from hub.preprocessing import ImageSpec, PhotoAugment, build_transform, image_spec
 from train import calibration, data, evaluation, metrics, modes
 from train.recipe import RecipeTrainer, restore_ema
@@ -131,7 +131,7 @@ def processor_at_size(model, processor, size: int):
 
 
 def _pretrained_cfg(model, flags: str) -> dict:
-    if not hasattr(model.config, "pretrained_cfg"):
+    if not is_timm(model.config):
         raise TrainError(
             f"{flags} change a timm checkpoint's pretrained_cfg; "
             f"for {model.config.model_type} checkpoints train at the processor's own size."
@@ -549,7 +549,7 @@ def resume_checkpoint(run_dir: Path, resume: bool, mode: str) -> str | None:
 def save_checkpoint(model, processor, run_dir: Path) -> None:
     """config.json + model.safetensors, and the processor unless timm's config.json already carries it."""
     model.save_pretrained(run_dir, safe_serialization=True)
-    if not hasattr(model.config, "pretrained_cfg"):
+    if not is_timm(model.config):
         processor.save_pretrained(run_dir)
 
 
