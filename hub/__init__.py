@@ -4,10 +4,20 @@ from hub.checkpoint import (
     Checkpoint,
     CheckpointError,
     Task,
+    TaskKind,
     builtin_aliases,
     is_timm,
     load_checkpoint,
     task_from_config,
 )
 
-__all__ = ["Checkpoint", "CheckpointError", "Task", "builtin_aliases", "is_timm", "load_checkpoint", "task_from_config"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "Task",
+    "TaskKind",
+    "builtin_aliases",
+    "is_timm",
+    "load_checkpoint",
+    "task_from_config",
+]

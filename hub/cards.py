@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.checkpoint import SHIPPED_CHECKPOINTS, is_timm
+from hub.checkpoint import SHIPPED_CHECKPOINTS, TaskKind, is_timm
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -86,7 +86,7 @@ def _fmt(value) -> str:
 
 
 def _eval_results(evaluation: dict, dataset_id: str | None, dataset_label: str, unit: str | None) -> list[EvalResult]:
-    regression = evaluation["task"] == "regression"
+    regression = evaluation["task"] == TaskKind.REGRESSION
     names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
     results = []
     for key, (metric_type, pretty) in names.items():
@@ -255,7 +255,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
     config = _read_json(run_dir / "config.json")
     evaluation = _read_json(run_dir / "eval_results.json")
     training = _read_json(run_dir / "training_config.json")
-    regression = evaluation["task"] == "regression"
+    regression = evaluation["task"] == TaskKind.REGRESSION
     target = config.get("target_name") or training.get("target_column") or "target"
     unit = config.get("target_unit") or training.get("target_unit") or "units"
 
@@ -344,7 +344,7 @@ def add_split_results(folder: Path, evaluation: dict, *, unit: str | None = None
     card = ModelCard.load(path)
     dataset_id = hub_dataset(evaluation.get("dataset"))
     dataset_label = dataset_id or Path(str(evaluation.get("dataset"))).name
-    regression = evaluation["task"] == "regression"
+    regression = evaluation["task"] == TaskKind.REGRESSION
     split = evaluation["split"]
     kept = [r for r in card.data.eval_results or [] if (r.dataset_split, r.dataset_name) != (split, dataset_label)]
     card.data.eval_results = kept + _eval_results(evaluation, dataset_id, dataset_label, unit if regression else None)
@@ -357,7 +357,7 @@ def add_split_results(folder: Path, evaluation: dict, *, unit: str | None = None
 def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: str | None) -> str:
     """The card text with a section of the split's metrics, before "How to use" (replacing an older one)."""
     heading = f"## Evaluation on the `{evaluation['split']}` split of `{dataset_label}`"
-    names = REGRESSION_METRICS if evaluation["task"] == "regression" else CLASSIFICATION_METRICS
+    names = REGRESSION_METRICS if evaluation["task"] == TaskKind.REGRESSION else CLASSIFICATION_METRICS
     rows = [
         f"| {pretty}{f' ({unit})' if unit and key in {'mae', 'rmse'} else ''} | {_fmt(evaluation['metrics'][key])} |"
         for key, (_, pretty) in names.items()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import httpx2
@@ -37,18 +38,32 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be resolved or loaded; the message says what to do."""
 
 
+class TaskKind(StrEnum):
+    """The one task vocabulary of hub, train and the demos; the values are what JSON files and configs say."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
 @dataclass(frozen=True)
 class Task:
     """What a checkpoint predicts: class labels, or one number in a stated unit."""
 
-    kind: str  # "classification" or "regression"
+    kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
     labels: tuple[str, ...] = ()
     target: str | None = None  # regression: the predicted quantity, e.g. "bone age"
     unit: str | None = None  # regression: the unit of logits[:, 0], e.g. "months"
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", TaskKind(self.kind))  # a kind outside the vocabulary fails here
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind is TaskKind.CLASSIFICATION
+
     @property
     def is_regression(self) -> bool:
-        return self.kind == "regression"
+        return self.kind is TaskKind.REGRESSION
 
 
 @dataclass
@@ -84,12 +99,12 @@ def task_from_config(config: PretrainedConfig) -> Task:
     """Read the task facts the checkpoint contract stores in config.json."""
     if config.problem_type == "regression" or config.num_labels == 1:
         return Task(
-            kind="regression",
+            kind=TaskKind.REGRESSION,
             target=getattr(config, "target_name", None),
             unit=getattr(config, "target_unit", None),
         )
     labels = tuple(config.id2label[i] for i in range(config.num_labels))
-    return Task(kind="classification", labels=labels)
+    return Task(kind=TaskKind.CLASSIFICATION, labels=labels)
 
 
 def builtin_aliases() -> list[str]:

@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skimage_data
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-from hub import CheckpointError, is_timm, load_checkpoint
+from hub import CheckpointError, Task, TaskKind, is_timm, load_checkpoint
 from tests.tiny_checkpoints import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +44,14 @@ def test_is_timm_answers_for_a_loaded_checkpoint_and_for_a_raw_config(tiny_check
     raw.pop("model_type", None)  # as in timm/* hub repos, which timm's save_for_hf writes without one
     expected = architecture == "timm"
     assert (load_checkpoint(str(folder)).is_timm, is_timm(raw)) == (expected, expected)
+
+
+def test_a_task_kind_is_one_of_the_vocabulary_and_reads_as_its_plain_word():
+    task = Task("regression", target="bone age")
+    assert task.kind is TaskKind.REGRESSION and task.is_regression and not task.is_classification
+    assert json.dumps({"task": task.kind}) == '{"task": "regression"}'  # eval_results.json, training_config.json
+    with pytest.raises(ValueError, match="ranking"):
+        Task("ranking")
 
 
 def test_default_alias_recognises_a_cat():

@@ -17,6 +17,8 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from tqdm.auto import tqdm
 
+from hub.checkpoint import TaskKind
+
 
 class DataError(ValueError):
     """The dataset cannot be used for training; the message says what is wrong and where."""
@@ -26,7 +28,7 @@ class DataError(ValueError):
 class TaskData:
     """What the dataset asks the model to predict."""
 
-    kind: str  # "classification" or "regression"
+    kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
     image_column: str
     target_column: str
     labels: tuple[str, ...] = ()  # classification: class names in label-id order
@@ -34,9 +36,20 @@ class TaskData:
     condition_column: str | None = None
     condition_outputs: dict[str, int] | None = None  # value as written in metadata.csv -> output index
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", TaskKind(self.kind))  # a kind outside the vocabulary fails here
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind is TaskKind.CLASSIFICATION
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind is TaskKind.REGRESSION
+
     @property
     def num_outputs(self) -> int:
-        if self.kind == "classification":
+        if self.is_classification:
             return len(self.labels)
         return len(self.condition_outputs) if self.condition_outputs else 1
 
@@ -107,9 +120,9 @@ def resolve_task(
         )
     feature = features[target_column]
     if isinstance(feature, ClassLabel):
-        return TaskData("classification", image_column, target_column, tuple(feature.names))
+        return TaskData(TaskKind.CLASSIFICATION, image_column, target_column, tuple(feature.names))
     if isinstance(feature, Value) and (feature.dtype.startswith(("int", "uint", "float"))):
-        return TaskData("regression", image_column, target_column, **_condition(train, condition_column))
+        return TaskData(TaskKind.REGRESSION, image_column, target_column, **_condition(train, condition_column))
     raise DataError(f"Column '{target_column}' is {feature}: neither class labels (ClassLabel) nor numbers to regress.")
 
 
@@ -129,7 +142,7 @@ def _condition(train: Dataset, column: str | None) -> dict:
 
 def check_targets(split: Dataset, task: TaskData, split_name: str) -> None:
     """Regression targets must all be finite numbers."""
-    if task.kind != "regression":
+    if not task.is_regression:
         return
     for index, value in enumerate(split[task.target_column]):
         if value is None or not math.isfinite(float(value)):
@@ -161,7 +174,7 @@ def check_images(split: Dataset, image_column: str, split_name: str) -> None:
 def targets(split: Dataset, task: TaskData) -> list:
     """The `labels` the model trains on: class ids; floats; or (float, output index) for a conditioned regression."""
     values = split[task.target_column]
-    if task.kind == "classification":
+    if task.is_classification:
         return list(values)
     if task.condition_column is None:
         return [float(v) for v in values]  # targets may be stored as integers (months): the loss needs floats

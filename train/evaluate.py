@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hub.checkpoint import SHIPPED_CHECKPOINTS, Checkpoint, CheckpointError, load_checkpoint
+from hub.checkpoint import SHIPPED_CHECKPOINTS, Checkpoint, CheckpointError, TaskKind, load_checkpoint
 from train import data, evaluation, metrics
 from train.regression import own_outputs
 
-HEADLINE = {"classification": ("accuracy", "{:.4f}"), "regression": ("mae", "{:.2f}")}
+HEADLINE = {TaskKind.CLASSIFICATION: ("accuracy", "{:.4f}"), TaskKind.REGRESSION: ("mae", "{:.2f}")}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,7 +81,7 @@ def checkpoint_task(checkpoint: Checkpoint, rows, *, target_column: str | None, 
             f"The checkpoint is a {checkpoint.task.kind} model but column '{task.target_column}' of the dataset "
             f"calls for {task.kind}: pass the column it was trained on with --target-column."
         )
-    if task.kind == "regression":
+    if task.is_regression:
         if condition_column:  # the checkpoint's own value -> output mapping, not the one this split would give
             task = data.TaskData(**{**task.__dict__, "condition_outputs": dict(config.condition_outputs)})
         return rows, task
@@ -97,7 +97,7 @@ def aligned_labels(rows, task: data.TaskData, model_labels: tuple[str, ...]):
             f"(it knows: {', '.join(model_labels)})."
         )
     rows = rows.align_labels_with_mapping({name: i for i, name in enumerate(model_labels)}, task.target_column)
-    return rows, data.TaskData("classification", task.image_column, task.target_column, tuple(model_labels))
+    return rows, data.TaskData(TaskKind.CLASSIFICATION, task.image_column, task.target_column, tuple(model_labels))
 
 
 def write_results(out: Path, payload: dict, task: data.TaskData, logits, labels, unit: str | None) -> Path:
@@ -110,7 +110,7 @@ def write_results(out: Path, payload: dict, task: data.TaskData, logits, labels,
     # draw them aside and move them in under the split's name.
     with tempfile.TemporaryDirectory(dir=out) as staging:
         staged = Path(staging)
-        if task.kind == "classification":
+        if task.is_classification:
             matrix = metrics.confusion_matrix(labels.astype(np.int64), logits.argmax(axis=-1), len(task.labels))
             metrics.save_confusion_matrix(matrix, list(task.labels), staged)
         else:

@@ -33,6 +33,6 @@ def split_logits(model, processor, split, task: data.TaskData, **kwargs) -> tupl
 
 
 def task_metrics(task: data.TaskData, logits: np.ndarray, labels: np.ndarray) -> dict:
-    if task.kind == "classification":
+    if task.is_classification:
         return metrics.classification_metrics(logits, labels, list(task.labels))
     return metrics.regression_metrics(*own_outputs(logits, labels))

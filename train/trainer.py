@@ -61,7 +61,7 @@ def head_config(
     task: data.TaskData, *, target_name: str | None, target_unit: str | None, condition_labels: str | None
 ) -> dict:
     """The config keys of a new head for `task`: one name per output, the problem type, and the regression facts."""
-    if task.kind == "classification":
+    if task.is_classification:
         names, facts = list(task.labels), {"problem_type": "single_label_classification"}
     else:
         target_name = target_name or task.target_column.replace("_", " ")
@@ -187,7 +187,7 @@ def classification_loss(label_smoothing: float = 0.0):
 
 def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, args):
     """(compute_loss_func, compute_metrics) for the Trainer; regression metrics are in the target's unit."""
-    if task.kind == "classification":
+    if task.is_classification:
         return classification_loss(args.label_smoothing), lambda prediction: metrics.classification_scalars(
             prediction.predictions, prediction.label_ids
         )
@@ -330,8 +330,8 @@ def whole_network_trainer(
         callbacks=list(callbacks),
         mixup=mixup_for(task, args),
         ema=ModelEmaV3(model, decay=args.ema_decay, use_warmup=True) if args.ema_decay else None,
-        metric="accuracy" if task.kind == "classification" else "mae",
-        greater_is_better=task.kind == "classification",
+        metric="accuracy" if task.is_classification else "mae",
+        greater_is_better=task.is_classification,
     )
 
 
@@ -339,7 +339,7 @@ def mixup_for(task: data.TaskData, args) -> Mixup | None:
     """timm's Mixup/CutMix (with the label smoothing folded into its soft targets), or None when both are off."""
     if not (args.mixup or args.cutmix):
         return None
-    if task.kind != "classification":
+    if not task.is_classification:
         raise TrainError("--mixup/--cutmix mix class labels: they apply to classification only.")
     return Mixup(
         mixup_alpha=args.mixup,
@@ -413,7 +413,7 @@ def run_training(args, command: str) -> Path:
         len(train_split),
         len(eval_split),
     )
-    scaler = TargetScaler.fit(train_split[task.target_column]) if task.kind == "regression" else None
+    scaler = TargetScaler.fit(train_split[task.target_column]) if task.is_regression else None
 
     if resume_from:  # build the model from the checkpoint itself (transformers issue 43701 drops ViT weights otherwise)
         resumed = load_checkpoint(resume_from)
@@ -458,7 +458,7 @@ def run_training(args, command: str) -> Path:
         processor, outcome["eval_sizes"], (logits, labels) = best_eval_size(
             model, processor, eval_split, task, args, train_spec
         )
-        if task.kind == "classification" and args.calibrate:
+        if task.is_classification and args.calibrate:
             outcome["calibration"] = calibrate(model, logits, labels)
         save_checkpoint(model, processor, run_dir)
         write_training_config(
@@ -491,9 +491,9 @@ def best_eval_size(model, processor, eval_split, task, args, train_spec: ImageSp
         logits, labels = evaluation.split_logits(
             model, candidate, eval_split, task, batch_size=args.eval_batch_size, workers=args.dataloader_workers
         )
-        score = evaluation.task_metrics(task, logits, labels)["accuracy" if task.kind == "classification" else "mae"]
+        score = evaluation.task_metrics(task, logits, labels)["accuracy" if task.is_classification else "mae"]
         scored[size] = (score, candidate, (logits, labels))
-    pick = max if task.kind == "classification" else min
+    pick = max if task.is_classification else min
     best = pick(scored, key=lambda size: scored[size][0])
     score, kept, outputs = scored[best]
     if best is not None:
@@ -580,7 +580,7 @@ def write_training_config(
         "seed": args.seed,
         "command": command,
     }
-    if task.kind == "regression":
+    if task.is_regression:
         config.update(loss=args.loss, target_unit=args.target_unit, condition_column=task.condition_column)
     if outcome:
         config.update(outcome)
@@ -652,7 +652,7 @@ def write_eval_results(
         **extra,
     }
     (run_dir / "eval_results.json").write_text(json.dumps(payload, indent=2))
-    if task.kind == "classification":
+    if task.is_classification:
         matrix = metrics.confusion_matrix(labels.astype(np.int64), logits.argmax(axis=-1), len(task.labels))
         metrics.save_confusion_matrix(matrix, list(task.labels), run_dir)
     else:
