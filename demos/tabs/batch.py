@@ -18,7 +18,7 @@ from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
-from demos.tabs.common import upload_path, user_errors
+from demos.tabs.common import refresh_when_opened, upload_path, user_errors
 
 TITLE = "Batch"
 MAX_IMAGES = 200  # about a minute of predictions on the 2-core CPU this demo targets
@@ -116,6 +116,7 @@ def render(models) -> None:
     def batch_predict(payloads, name, k, progress=gr.Progress(track_tqdm=True)):  # the bar follows tqdm's
         return predict_batch(models, payloads, name, k)
 
+    refresh_when_opened(model_name, models.names)
     button.click(
         batch_predict,
         inputs=[uploads, model_name, top_k],
@@ -123,5 +124,3 @@ def render(models) -> None:
         api_name="batch_predict",
         preprocess=False,
     )
-    # Models this session loaded in the Model tab join the choices when the list is opened.
-    model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_visibility="private")

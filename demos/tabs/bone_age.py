@@ -125,6 +125,11 @@ def render(models) -> None:
             label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam", height=IMAGE_HEIGHT_PX
         )
 
+    @user_errors
+    def estimate(payload, chosen_sex):
+        return predict(models, payload, chosen_sex)
+
+    @user_errors
     def estimate_upload(payload, chosen_sex):
         """On upload (or a new sex): estimate at once; a file that is no image is refused as it arrives."""
         if payload is None:
@@ -134,16 +139,10 @@ def render(models) -> None:
         return predict(models, payload, chosen_sex)
 
     outputs = [months, text, overlay, decoded]
-    button.click(
-        user_errors(lambda payload, chosen_sex: predict(models, payload, chosen_sex)),
-        inputs=[xray, sex],
-        outputs=outputs,
-        api_name="bone_age",
-        preprocess=False,
-    )
+    button.click(estimate, inputs=[xray, sex], outputs=outputs, api_name="bone_age", preprocess=False)
     gr.on(
         [xray.upload, sex.input],
-        user_errors(estimate_upload),
+        estimate_upload,
         inputs=[xray, sex],
         outputs=outputs,
         preprocess=False,

@@ -1,13 +1,19 @@
-"""Glue shared by the tabs: uploads to PIL images, and user-facing failures to `gr.Error`.
+"""Glue shared by the tabs: uploads to PIL images, user-facing failures to `gr.Error`, the lists of loaded models.
 
-Events are registered with `preprocess=False`, so Gradio hands over the uploaded file untouched
-(gr.Image would otherwise decode it to 8-bit RGB itself and fail on DICOM or with an opaque error)
-and demos/images.py is the one decoder.
+Every tab wires its events the same way, after its components:
+- each handler is a named function inside `render` (it closes over `models`), wrapped in `user_errors`, so that bad
+  input is a message on the page, for events the page fires as much as for API calls;
+- an event is an endpoint with an `api_name`, or marked `api_visibility="private"` when only the page needs it;
+- events that take an upload are registered with `preprocess=False`, so Gradio hands over the uploaded file
+  untouched (gr.Image would otherwise decode it to 8-bit RGB itself and fail on DICOM or with an opaque error)
+  and demos/images.py is the one decoder;
+- a model list refreshes itself when opened (`refresh_when_opened`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import gradio as gr
 from PIL import Image
@@ -79,3 +85,17 @@ def user_errors(fn):
             raise gr.Error(str(err)) from err
 
     return wrapper
+
+
+def refresh_when_opened(dropdown: gr.Dropdown, names: Callable[[], list[str]], api_name: str | None = None) -> None:
+    """Models loaded later in the Model tab join the list's choices when it is opened; those dropped for room leave.
+
+    With `api_name` the choices are also an endpoint; without, the event is the page's own.
+    """
+
+    @user_errors
+    def current_choices():
+        return gr.Dropdown(choices=names())
+
+    visibility = "public" if api_name else "private"
+    dropdown.focus(current_choices, outputs=dropdown, api_name=api_name, api_visibility=visibility)

@@ -13,8 +13,9 @@ from demos.explain import GRID_CHANNELS, feature_views
 from demos.images import is_colour
 from demos.inference import condition_outputs, output_indices
 from demos.layers import feature_layers, has_attention_rollout
+from demos.pixel_space import class_index
 from demos.summary import human_label
-from demos.tabs.common import read_upload, user_errors
+from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 
 TITLE = "Feature maps"
 TOP_CLASS = "top prediction"
@@ -35,12 +36,11 @@ def class_choices(checkpoint) -> list[tuple[str, str]]:
     return [(f"{REGRESSION_OUTPUT}: mean of all (condition unknown)", REGRESSION_OUTPUT), *each]
 
 
-def class_index(checkpoint, choice: str | None) -> int | None:
+def cam_class_index(checkpoint, choice: str | None) -> int | None:
+    """The class Grad-CAM explains: None for the top prediction, and for a regression model (its output)."""
     if checkpoint.task.is_regression or not choice or choice == TOP_CLASS:
         return None
-    if choice not in checkpoint.task.labels:
-        raise ValueError(f"'{choice}' is not a class of {checkpoint.source}.")
-    return checkpoint.task.labels.index(choice)
+    return class_index(checkpoint, choice)
 
 
 def condition(checkpoint, choice: str | None) -> str | None:
@@ -75,7 +75,7 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
     """(channel grid, PCA view, Grad-CAM overlay, attention rollout or None, caption markdown)."""
     checkpoint = models.get(model_name)
     image = read_upload(payload)
-    index, chosen = class_index(checkpoint, target), condition(checkpoint, target)
+    index, chosen = cam_class_index(checkpoint, target), condition(checkpoint, target)
     views = feature_views(checkpoint, image, layer or None, index, chosen)
     channels, rows, cols = views.shape
     lines = [
@@ -127,6 +127,7 @@ def render(models) -> None:
             elem_id="features-rollout",
         )
 
+    @user_errors
     def model_changed(name: str):
         checkpoint = models.get(name)
         layers = list(feature_layers(checkpoint.model))
@@ -136,22 +137,21 @@ def render(models) -> None:
             gr.Dropdown(choices=choices, value=choices[0][1]),
         )
 
-    # Models loaded later in the Model tab join the choices when the list is opened.
-    model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_name="feature_models")
-    model_name.change(user_errors(model_changed), inputs=model_name, outputs=[layer, target], api_name="feature_layers")
-    # The rollout panel is shown only for models that have one (a separate event: /feature_layers keeps its outputs).
-    model_name.change(
-        lambda name: gr.Image(value=None, visible=has_attention_rollout(models.get(name).model)),
-        inputs=model_name,
-        outputs=rollout,
-        api_visibility="private",
-    )
+    @user_errors
+    def show_rollout_panel(name: str):
+        """The rollout panel, emptied, shown only for models that have one."""
+        return gr.Image(value=None, visible=has_attention_rollout(models.get(name).model))
+
+    @user_errors
+    def show_feature_maps(payload, name, chosen_layer, chosen_target):
+        return explore(models, payload, name, chosen_layer, chosen_target)
+
+    refresh_when_opened(model_name, models.names, api_name="feature_models")
+    model_name.change(model_changed, inputs=model_name, outputs=[layer, target], api_name="feature_layers")
+    # A separate event: /feature_layers keeps its outputs.
+    model_name.change(show_rollout_panel, inputs=model_name, outputs=rollout, api_visibility="private")
     button.click(
-        user_errors(
-            lambda payload, name, chosen_layer, chosen_target: explore(
-                models, payload, name, chosen_layer, chosen_target
-            )
-        ),
+        show_feature_maps,
         inputs=[image, model_name, layer, target],
         outputs=[channels, pca, cam, rollout, caption],
         api_name="feature_maps",

@@ -83,14 +83,21 @@ def render(models) -> None:
     def classify(payload):
         return top_k(models.get("food"), read_upload(payload))
 
-    def classify_photo(payload):
+    @user_errors
+    def classify_upload(payload):
         """On upload: refuse a file that is no image at once (clearing it), else classify it."""
         image = decoded_upload(payload)
         if image is None:
             return None, None, "**That file is not a usable image**: upload a photo (PNG, JPEG, WebP, BMP, TIFF)."
         return gr.skip(), top_k(models.get("food"), image), ""
 
+    @user_errors
+    def clear_scores():
+        return None, ""
+
+    @user_errors
     def present(raw_scores):
+        """The scores with human labels, titled (and noticed) as fitting the known classes or none of them."""
         if not raw_scores:
             return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
         checkpoint = models.get("food")
@@ -99,10 +106,10 @@ def render(models) -> None:
 
     button.click(classify, inputs=photo, outputs=scores, api_name="classify", preprocess=False, show_progress_on=shown)
     photo.upload(
-        classify_photo, inputs=photo, outputs=[photo, scores, notice], preprocess=False, api_visibility="private",
+        classify_upload, inputs=photo, outputs=[photo, scores, notice], preprocess=False, api_visibility="private",
         show_progress_on=shown,
     )  # fmt: skip
-    photo.clear(lambda: (None, ""), outputs=[scores, notice], api_visibility="private")
+    photo.clear(clear_scores, outputs=[scores, notice], api_visibility="private")
     scores.change(present, inputs=scores, outputs=[shown, notice], api_visibility="private")
     # After the events: the examples' own event would otherwise take the name /classify.
     gr.Examples(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.summary import describe, readable_layer_table
-from demos.tabs.common import model_card, model_card_update, user_errors
+from demos.tabs.common import model_card, model_card_update, refresh_when_opened, user_errors
 from hub.checkpoint import builtin_aliases
 
 TITLE = "Model"
@@ -44,7 +44,7 @@ def render(models) -> None:
             )
             load = gr.Button("Load")
     description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
-    card_panel, card = model_card(models.get(first))
+    card_panel, card_text = model_card(models.get(first))
     table = gr.Dataframe(
         readable_layer_table(models.get(first)),
         label="Layers (like Keras' model.summary())",
@@ -53,21 +53,13 @@ def render(models) -> None:
         elem_id="model-table",
     )
 
-    # Models this session loaded join the choices when the list is opened; ones dropped for room leave it.
-    model_name.focus(lambda: gr.Dropdown(choices=models.names()), outputs=model_name, api_name="model_names")
-    model_name.change(
-        user_errors(lambda name: summarise(models, name)),
-        inputs=model_name,
-        outputs=[description, table],
-        api_name="model_summary",
-    )
-    # Also after a load, which sets the list's value.
-    model_name.change(
-        user_errors(lambda name: model_card_update(models.get(name))),
-        inputs=model_name,
-        outputs=[card_panel, card],
-        api_visibility="private",
-    )
+    @user_errors
+    def summary(name: str):
+        return summarise(models, name)
+
+    @user_errors
+    def card(name: str):
+        return model_card_update(models.get(name))
 
     @user_errors
     def load_checkpoint_ref(text: str):
@@ -77,6 +69,10 @@ def render(models) -> None:
         models.load(ref_text)
         return (gr.Dropdown(choices=models.names(), value=ref_text), *summarise(models, ref_text))
 
+    refresh_when_opened(model_name, models.names, api_name="model_names")
+    model_name.change(summary, inputs=model_name, outputs=[description, table], api_name="model_summary")
+    # Also after a load, which sets the list's value.
+    model_name.change(card, inputs=model_name, outputs=[card_panel, card_text], api_visibility="private")
     load.click(
         load_checkpoint_ref,
         inputs=ref,

@@ -15,9 +15,10 @@ import gradio as gr
 
 from demos.adversarial import attack
 from demos.annotate import label
-from demos.dream import MAX_STEPS, dream
+from demos.dream import dream
+from demos.pixel_space import MAX_STEPS
 from demos.summary import human_label
-from demos.tabs.common import read_upload, upload_path, user_errors
+from demos.tabs.common import read_upload, refresh_when_opened, upload_path, user_errors
 
 TITLE = "What the network sees"
 ANY_OTHER_CLASS = "any other class (untargeted)"
@@ -172,6 +173,7 @@ def render(models) -> None:
         perturbation = gr.Image(label="Perturbation (amplified)", format="png", interactive=False)
         adversarial = gr.Image(label="Adversarial image", format="png", interactive=False)
 
+    @user_errors
     def model_changed(name: str):
         choices = _labels(models, name)
         return (
@@ -179,18 +181,17 @@ def render(models) -> None:
             gr.Dropdown(choices=[(ANY_OTHER_CLASS, ANY_OTHER_CLASS), *choices], value=ANY_OTHER_CLASS),
         )
 
-    # Models loaded later in the Model tab join the choices when the list is opened (regression ones are left out).
-    model_name.focus(
-        lambda: gr.Dropdown(choices=_classifier_names(models)), outputs=model_name, api_name="network_sees_models"
-    )
-    model_name.change(
-        user_errors(model_changed), inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes"
-    )
-
     @user_errors
     def visualise(name, target_class, payload, step_count, seed_value, progress=gr.Progress()):
         return run_dream(models, name, target_class, payload, step_count, seed_value, progress)
 
+    @user_errors
+    def make_adversarial(name, payload, budget_value, target_class, method_name):
+        return run_attack(models, name, payload, budget_value, target_class, method_name)
+
+    # Regression models are left out of the list: both views explain class scores.
+    refresh_when_opened(model_name, lambda: _classifier_names(models), api_name="network_sees_models")
+    model_name.change(model_changed, inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
     dream_button.click(
         visualise,
         inputs=[model_name, dream_class, dream_start, steps, seed],
@@ -199,7 +200,7 @@ def render(models) -> None:
         preprocess=False,
     )
     attack_button.click(
-        user_errors(lambda *args: run_attack(models, *args)),
+        make_adversarial,
         inputs=[model_name, photo, budget, target, method],
         outputs=[original, perturbation, adversarial, png, attack_caption],
         api_name="adversarial",
