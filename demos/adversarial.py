@@ -22,13 +22,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from demos.pixel_space import class_index, class_labels, input_gradient, logits, quantise, to_image
+from demos.pixel_space import MAX_STEPS, class_index, class_labels, input_gradient, logits, quantise, to_image
 from hub import Checkpoint
 from hub.preprocessing import ImageSpec, image_spec, resize_steps, to_pixels
 
 METHODS = ("pgd", "fgsm")
 MAX_BUDGET = 255  # L-infinity, in 8-bit levels
-MAX_STEPS = 500
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from demos.pixel_space import class_index, filmstrip, logits, quantise, to_image
+from demos.pixel_space import MAX_STEPS, class_index, filmstrip, logits, quantise, to_image
 from hub import Checkpoint
 from hub.preprocessing import image_spec, to_pixels
 
-MAX_STEPS = 500
 JITTER_FRACTION = 28  # default jitter: up to 1/28 of the input side, 8 px at 224 px
 
 

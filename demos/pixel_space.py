@@ -16,6 +16,9 @@ from torchvision.transforms.v2 import functional as TF
 from hub import Checkpoint
 from hub.preprocessing import ImageSpec, normalize
 
+# Gradient steps one request may ask of the class visualisation or of an attack: bounds the CPU time it holds.
+MAX_STEPS = 500
+
 
 def class_labels(checkpoint: Checkpoint) -> tuple[str, ...]:
     """The checkpoint's class names; these views explain class scores, so a regression head is refused."""

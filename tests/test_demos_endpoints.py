@@ -6,7 +6,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from demos.dream import MAX_STEPS
+from demos.pixel_space import MAX_STEPS
 from tests.test_demos_images import cat_photo
 from tests.test_dream_and_adversarial_app import client  # noqa: F401 (the same served app, a fixture)
 from tests.tiny_checkpoints import LABELS
