@@ -11,8 +11,9 @@ from its config). Each variant is a pixel_values -> logits callable built from t
 - torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves;
 - compile: `torch.compile` (inductor) of it; export: `torch.export` of it, run as the exported module;
 - onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch;
-- bf16: the model under `torch.autocast("cpu", torch.bfloat16)`; int8: `torch.ao.quantization.quantize_dynamic`
-  of its Linear layers (int8 weights, activations quantised per call).
+- bf16: the model under `torch.autocast("cpu", torch.bfloat16)`; bf16-torchscript: its weights in bf16, traced
+  and frozen like torchscript;
+- int8: `torch.ao.quantization.quantize_dynamic` of its Linear layers (int8 weights, activations quantised per call).
 Timing (--images synthetic photos, all variants and the pipeline interleaved image by image so that load hits
 them alike) covers what /classify pays: the checkpoint's processor, the variant, softmax and top-5. Agreement
 (--agreement-photos, a folder searched for images) is the share of photos whose top-1 class is the one the float
@@ -104,6 +105,15 @@ def bf16_autocast(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
     return predict
 
 
+def bf16_torchscript(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    """bf16 weights, traced and frozen: oneDNN's bf16 kernels without autocast's casts at every call."""
+    model = LogitsOnly(copy.deepcopy(checkpoint.model).to(torch.bfloat16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frozen = torch.jit.optimize_for_inference(torch.jit.trace(model, example.bfloat16()))
+    return lambda pixel_values: frozen(pixel_values.bfloat16()).float()
+
+
 def int8_dynamic(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
@@ -121,6 +131,7 @@ VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
     "export": exported,
     "onnxruntime": onnxruntime,
     "bf16": bf16_autocast,
+    "bf16-torchscript": bf16_torchscript,
     "int8": int8_dynamic,
 }
 

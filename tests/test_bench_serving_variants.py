@@ -9,7 +9,7 @@ from bench import serving_variants
 from hub import load_checkpoint
 
 # torch.compile needs a C++ toolchain and minutes; ONNX Runtime is not a dependency of the project.
-FAST_VARIANTS = ["eager-attention", "sdpa", "torchscript", "export", "bf16", "int8"]
+FAST_VARIANTS = ["eager-attention", "sdpa", "torchscript", "export", "bf16", "bf16-torchscript", "int8"]
 
 
 @pytest.fixture(scope="module")
