@@ -11,7 +11,7 @@ Both pipelines train the same models (random or default weights, a new 10-class 
 imagefolder of Food-101-sized JPEGs (512x384) that the script writes to a temporary folder:
 - ours: what `python -m train --mode full` runs: `train.data` (imagefolder splits, `with_image_transform`,
   `collate`, images decoded once into memory unless --no-cache-images),
-  `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.trainer.build_model`,
+  `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.model.build_model`,
   `prepare_for_device`, `training_arguments` (bf16 and channels_last on a GPU, its data-loader workers),
   `classification_loss` and the AdamW parameter groups of `train.modes`, BatchNorm statistics kept as
   `train` keeps them by default (for the random-weight ResNet-50 they are the initial 0 and 1:
@@ -62,8 +62,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from bench.demo_latency import synthetic_photos, vit_base_folder
 from hub.default_backbone import default_backbone_folder
 from hub.preprocessing import build_transform, image_spec
-from train import data, modes, trainer
+from train import data, modes, stages, trainer
 from train.__main__ import parse as parse_train_arguments
+from train.model import build_model, head_config, prepare_for_device, resolution_processor
 
 VIT_B16_TRAIN_GFLOP_PER_IMAGE = 106  # 35 GFLOP forward at 224 px; backward costs about twice the forward
 H100_BF16_PEAK_TFLOPS = 790  # the peak issue 7 takes for an H100 in bf16 (7,500 ViT-B/16 images/s at 100% MFU)
@@ -153,18 +154,31 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     )
     train_split, _ = data.load_splits(args.dataset, train_split=args.train_split, eval_split=args.eval_split)
     task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
-    model, processor = trainer.build_model(args.model, task, args)
-    model = trainer.prepare_for_device(model)
-    processor = trainer.resolution_processor(model, processor, args)
+    head = head_config(task, target_name=None, target_unit=None, condition_labels=None)
+    model, processor = build_model(args.model, head, allow_pickle=args.allow_pickle)
+    model = prepare_for_device(model)
+    processor = resolution_processor(
+        model, processor, image_size=args.image_size, resize=args.resize, crop_pct=args.crop_pct
+    )
     spec = image_spec(processor)
-    arguments = trainer.training_arguments(
+    arguments = stages.training_arguments(
         args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=False
     )
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
     train_transform = build_transform(image_spec(processor), args.augment, trainer.photo_augment(args))
-    datasets = (trainer.train_datasets((train_split, train_split), task, (train_transform, None), args, spec)[0], None)
-    built = trainer.whole_network_trainer(
+    max_input_side = max(spec.height, spec.width, args.image_size or 0)
+    datasets = (
+        stages.train_datasets(
+            (train_split, train_split),
+            task,
+            (train_transform, None),
+            cache_images=args.cache_images,
+            max_input_side=max_input_side,
+        )[0],
+        None,
+    )
+    built = stages.whole_network_trainer(
         model, processor, datasets, task, None, args, training_args=arguments, callbacks=[timer]
     )
     return built, modes.batchnorm_statistics_kept(model, args.freeze_batchnorm)

@@ -14,11 +14,12 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import image_spec
-from train import modes, trainer
+from train import modes
 from train.__main__ import main
 from train.data import DataError, TaskData, load_splits, resolve_task
+from train.model import build_model, head_config, prepare_for_device
 from train.regression import TargetScaler, fold_into_head, unfold_from_head
-from train.trainer import build_model, head_config
+from train.stages import uses_bf16
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 40, 210)}
 FAST = ["--batch-size", "4", "--eval-batch-size", "8", "--dataloader-workers", "0", "--logging-steps", "1"]
@@ -419,7 +420,7 @@ def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, 
     model = load_checkpoint(str(run_dir)).model
     assert torch.isfinite(model(pixel_values=torch.rand(1, 3, 32, 32)).logits).all()
 
-    prepared = trainer.prepare_for_device(load_checkpoint(str(tiny_checkpoints[("timm", "classification")])).model)
+    prepared = prepare_for_device(load_checkpoint(str(tiny_checkpoints[("timm", "classification")])).model)
     convolutions = [m.weight for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
-    assert trainer.uses_bf16(precision) == (precision == "bf16")
+    assert uses_bf16(precision) == (precision == "bf16")

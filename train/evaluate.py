@@ -138,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logits, labels = evaluation.split_logits(
-        checkpoint.model, checkpoint.processor, rows, task, batch_size=args.batch_size, workers=args.workers,
+        checkpoint.model,
+        checkpoint.processor,
+        rows,
+        task,
+        batch_size=args.batch_size,
+        workers=args.workers,
         desc=f"evaluating on {args.split}",
     )
     results = evaluation.task_metrics(task, logits, labels)

@@ -46,9 +46,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, label_names: 
     labels = np.asarray(labels).astype(np.int64)
     matrix = confusion_matrix(labels, logits.argmax(axis=-1), len(label_names))
     actual = matrix.sum(axis=1)
-    per_class = {
-        name: float(matrix[i, i] / actual[i]) for i, name in enumerate(label_names) if actual[i] > 0
-    }
+    per_class = {name: float(matrix[i, i] / actual[i]) for i, name in enumerate(label_names) if actual[i] > 0}
     return {**classification_scalars(logits, labels), "per_class_accuracy": per_class}
 
 

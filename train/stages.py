@@ -1,0 +1,282 @@
+"""The stages of a run: the new head on cached backbone features (backbone frozen), then the whole network.
+
+`--mode feature-extraction` runs the first, `full` the second, `two-stage` both (modes.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from datasets import Dataset as HFDataset
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
+from torch import nn
+from transformers import Trainer, TrainingArguments
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from train import data, evaluation, metrics, modes
+from train.arguments import TrainArguments, TrainError
+from train.recipe import RecipeTrainer, restore_ema
+from train.regression import TargetScaler, own_outputs, regression_loss
+
+logger = logging.getLogger("train")
+
+
+def uses_bf16(precision: str) -> bool:
+    """Whether to train under bf16 autocast: asked for, or `auto` on hardware that computes bf16 natively."""
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def log_trainable(model: nn.Module, stage: str) -> None:
+    trainable, total = modes.count_trainable(model)
+    logger.info(
+        "%s: %s of %s parameters train (%.1f%%)", stage, f"{trainable:,}", f"{total:,}", 100 * trainable / total
+    )
+
+
+# ----------------------------------------------------------------------------- losses and metrics
+
+
+def classification_loss(label_smoothing: float = 0.0):
+    """Cross-entropy against class ids (smoothed) or against Mixup's soft targets (smoothed by Mixup)."""
+
+    def compute_loss(outputs, labels, num_items_in_batch=None):
+        smoothing = label_smoothing if labels.ndim == 1 else 0.0
+        return nn.functional.cross_entropy(outputs["logits"].float(), labels, label_smoothing=smoothing)
+
+    return compute_loss
+
+
+def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, *, label_smoothing: float, loss: str):
+    """(compute_loss_func, compute_metrics) for the Trainer; regression metrics are in the target's unit."""
+    if task.is_classification:
+        return classification_loss(label_smoothing), lambda prediction: metrics.classification_scalars(
+            prediction.predictions, prediction.label_ids
+        )
+
+    def regression_eval(prediction):
+        predicted, targets = own_outputs(prediction.predictions, prediction.label_ids)
+        return metrics.regression_metrics(scaler.denormalize(predicted), targets)
+
+    return regression_loss(loss, scaler), regression_eval
+
+
+def training_arguments(
+    args: TrainArguments, run_dir: Path, *, epochs: float, learning_rate: float, checkpoints: bool
+) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,  # a float below 1 is a fraction of the steps
+        lr_scheduler_type="cosine",
+        eval_strategy="epoch",
+        save_strategy="epoch" if checkpoints else "no",
+        save_total_limit=1 if checkpoints else None,
+        logging_steps=args.logging_steps,
+        report_to=["tensorboard"],
+        bf16=uses_bf16(args.precision),
+        use_cpu=not torch.cuda.is_available(),  # without it, torchrun on CPUs runs N unconnected copies
+        torch_compile=args.torch_compile,
+        dataloader_num_workers=args.dataloader_workers,
+        remove_unused_columns=False,  # the transform reads the image column
+        label_names=["labels"],
+        seed=args.seed,
+        disable_tqdm=False,
+    )
+
+
+# ----------------------------------------------------------------------------- stage 1: head on cached features
+
+
+class HeadOnly(nn.Module):
+    """The model's own head Linear, fed with cached backbone features (trains the real head in place)."""
+
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
+        return ImageClassifierOutput(logits=self.head(features))
+
+
+def cached_features(
+    model: nn.Module, split: HFDataset, task: data.TaskData, transform, *, batch_size: int, workers: int, bf16: bool
+) -> HFDataset:
+    """The frozen backbone's pooled features (the head's input) for every image, computed once.
+
+    Why hand-written: no library caches a frozen backbone's outputs; this makes the frozen stage cost one
+    forward pass over the data instead of one per epoch. The pass is evaluation's, with a hook on the head.
+    """
+    captured: list[torch.Tensor] = []
+    hook = modes.head_layer(model).register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].float().cpu())
+    )
+    was_training = model.training
+    try:
+        with torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, labels = evaluation.predict(
+                model,
+                data.with_image_transform(split, task, transform),
+                batch_size=batch_size,
+                workers=workers,
+                desc="caching features",
+            )
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return HFDataset.from_dict({"features": torch.cat(captured).numpy(), "labels": labels}).with_format("torch")
+
+
+def train_head_on_features(
+    model: nn.Module,
+    splits: tuple[HFDataset, HFDataset],
+    task: data.TaskData,
+    eval_transform,
+    scaler: TargetScaler | None,
+    args: TrainArguments,
+    run_dir: Path,
+) -> Trainer:
+    """Stage 1 / feature extraction: backbone frozen, only the new head trains (on cached features)."""
+    modes.freeze_backbone(model, frozen=True)
+    log_trainable(model, "head stage (backbone frozen)")
+    logger.info("head stage: caching backbone features of %d + %d images", *map(len, splits))
+    train_features, eval_features = (
+        cached_features(
+            model,
+            split,
+            task,
+            eval_transform,
+            batch_size=args.eval_batch_size,
+            workers=args.dataloader_workers,
+            bf16=uses_bf16(args.precision),
+        )
+        for split in splits
+    )
+    loss_func, compute_metrics = loss_and_metrics(task, scaler, label_smoothing=args.label_smoothing, loss=args.loss)
+    trainer = Trainer(
+        model=HeadOnly(modes.head_layer(model)),
+        args=training_arguments(
+            args, run_dir, epochs=args.head_epochs, learning_rate=args.head_learning_rate, checkpoints=False
+        ),
+        train_dataset=train_features,
+        eval_dataset=eval_features,
+        compute_loss_func=loss_func,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train()
+    return trainer
+
+
+# ----------------------------------------------------------------------------- stage 2: the whole network
+
+
+def whole_network_trainer(
+    model: nn.Module,
+    processor,
+    datasets: tuple,
+    task: data.TaskData,
+    scaler: TargetScaler | None,
+    args: TrainArguments,
+    *,
+    training_args: TrainingArguments,
+    callbacks=(),
+) -> RecipeTrainer:
+    """The Trainer for full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
+    train_dataset, eval_dataset = datasets
+    modes.freeze_backbone(model, frozen=False)
+    optimizer = torch.optim.AdamW(
+        modes.parameter_groups(
+            model,
+            learning_rate=args.learning_rate,
+            backbone_learning_rate=backbone_learning_rate(args),
+            weight_decay=args.weight_decay,
+        ),
+        fused=torch.cuda.is_available(),  # what the Trainer's own default optimizer uses on a GPU (not timed here)
+    )
+    loss_func, compute_metrics = loss_and_metrics(task, scaler, label_smoothing=args.label_smoothing, loss=args.loss)
+    return RecipeTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=data.collate,
+        processing_class=processor,  # saved into every checkpoint-*, so a resumed run finds it
+        compute_loss_func=loss_func,
+        compute_metrics=compute_metrics,
+        optimizers=(optimizer, None),  # the scheduler Trainer builds scales both groups alike
+        callbacks=list(callbacks),
+        mixup=mixup_for(task, mixup=args.mixup, cutmix=args.cutmix, label_smoothing=args.label_smoothing),
+        ema=ModelEmaV3(model, decay=args.ema_decay, use_warmup=True) if args.ema_decay else None,
+        metric="accuracy" if task.is_classification else "mae",
+        greater_is_better=task.is_classification,
+    )
+
+
+def mixup_for(task: data.TaskData, *, mixup: float, cutmix: float, label_smoothing: float) -> Mixup | None:
+    """timm's Mixup/CutMix (with the label smoothing folded into its soft targets), or None when both are off."""
+    if not (mixup or cutmix):
+        return None
+    if not task.is_classification:
+        raise TrainError("--mixup/--cutmix mix class labels: they apply to classification only.")
+    return Mixup(
+        mixup_alpha=mixup,
+        cutmix_alpha=cutmix,
+        label_smoothing=label_smoothing,
+        num_classes=len(task.labels),
+    )
+
+
+def train_datasets(splits, task: data.TaskData, transforms, *, cache_images: bool, max_input_side: int):
+    """(train, eval) datasets of model inputs: decoded once into memory (--cache-images) or from files each epoch."""
+    (train_split, eval_split), (train_transform, eval_transform) = splits, transforms
+    if not cache_images:
+        return data.with_image_transform(train_split, task, train_transform), data.with_image_transform(
+            eval_split, task, eval_transform
+        )
+    # Twice the largest input edge: random-resized crops of a quarter of the area still see full detail.
+    max_side = 2 * max_input_side
+    return (
+        data.DecodedImages(train_split, task, train_transform, max_side=max_side),
+        data.DecodedImages(eval_split, task, eval_transform, max_side=max_side),
+    )
+
+
+def train_whole_network(
+    model: nn.Module,
+    processor,
+    datasets: tuple,
+    task: data.TaskData,
+    scaler: TargetScaler | None,
+    args: TrainArguments,
+    run_dir: Path,
+    resume_from: str | None,
+) -> RecipeTrainer:
+    """Full fine-tuning / stage 2, with BatchNorm statistics kept unless --no-freeze-batchnorm."""
+    arguments = training_arguments(
+        args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True
+    )
+    trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, training_args=arguments)
+    if trainer.ema is not None:
+        restore_ema(trainer.ema, resume_from)
+    log_trainable(model, "full stage (backbone unfrozen)")
+    with modes.batchnorm_statistics_kept(model, args.freeze_batchnorm) as kept:
+        if kept:
+            logger.info("full stage: %d BatchNorm layers keep their running statistics", kept)
+        trainer.train(resume_from_checkpoint=resume_from)
+    return trainer
+
+
+def backbone_learning_rate(args: TrainArguments) -> float:
+    if args.backbone_learning_rate is not None:
+        return args.backbone_learning_rate
+    return args.learning_rate * (0.2 if args.mode == "two-stage" else 1.0)
