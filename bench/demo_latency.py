@@ -151,8 +151,8 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def demo_server(photo: Path, *demo_args: str, start_timeout_s: float = 120):
-    """`python -m demos` in its own process, as users run it.
+def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeout_s: float = 120):
+    """`python -m demos` (or another app `module`) in its own process, as users run it, asked to /classify `photo`.
 
     Yields (its URL, seconds from start to first answer, its resident memory in MiB at that moment).
     """
@@ -162,7 +162,7 @@ def demo_server(photo: Path, *demo_args: str, start_timeout_s: float = 120):
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "demos", "--port", str(port), *demo_args],
+        [sys.executable, "-m", module, "--port", str(port), *demo_args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -174,7 +174,7 @@ def demo_server(photo: Path, *demo_args: str, start_timeout_s: float = 120):
                 break
             except Exception:  # not listening yet: poll until it answers (bounded below)
                 if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
-                    raise RuntimeError(f"python -m demos did not answer within {start_timeout_s:g} s")
+                    raise RuntimeError(f"python -m {module} did not answer within {start_timeout_s:g} s")
                 time.sleep(0.25)
         cold_start_s = time.perf_counter() - start
         yield url, cold_start_s, psutil.Process(server.pid).memory_info().rss / 2**20
