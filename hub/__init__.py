@@ -8,6 +8,7 @@ from hub.checkpoint import (
     builtin_aliases,
     is_timm,
     load_checkpoint,
+    parameter_counts,
     task_from_config,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "builtin_aliases",
     "is_timm",
     "load_checkpoint",
+    "parameter_counts",
     "task_from_config",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx2
 from huggingface_hub import HfApi, ModelCard, RepoFile, snapshot_download
@@ -22,6 +23,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
+from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +95,19 @@ def is_timm(config: PretrainedConfig | Mapping[str, object]) -> bool:
     if isinstance(config, PretrainedConfig):
         return config.model_type == TIMM_MODEL_TYPE
     return config.get("model_type") == TIMM_MODEL_TYPE or {"architecture", "pretrained_cfg"} <= config.keys()
+
+
+class ParameterCounts(NamedTuple):
+    trainable: int
+    total: int
+
+
+def parameter_counts(model: nn.Module) -> ParameterCounts:
+    """How many of the model's parameters train, and how many it has (named: the order cannot be mixed up)."""
+    parameters = list(model.parameters())
+    return ParameterCounts(
+        trainable=sum(p.numel() for p in parameters if p.requires_grad), total=sum(p.numel() for p in parameters)
+    )
 
 
 def task_from_config(config: PretrainedConfig) -> Task:

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from hub.checkpoint import load_checkpoint
+from hub.checkpoint import load_checkpoint, parameter_counts
 from hub.preprocessing import image_spec
 from train import modes
 from train.__main__ import main
@@ -191,9 +191,9 @@ def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoint
 
     head_size = sum(p.numel() for p in head.parameters())
     modes.freeze_backbone(model, frozen=True)
-    assert modes.count_trainable(model)[0] == head_size
+    assert parameter_counts(model).trainable == head_size
     modes.freeze_backbone(model, frozen=False)
-    trainable, total = modes.count_trainable(model)
+    trainable, total = parameter_counts(model)
     assert trainable == total > head_size
     groups = modes.parameter_groups(model, learning_rate=1e-3, backbone_learning_rate=1e-4, weight_decay=0.05)
     head_lr = {group["lr"] for group in groups if any(p is head.weight for p in group["params"])}

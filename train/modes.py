@@ -67,12 +67,6 @@ def _use_running_statistics(layer: nn.Module, inputs) -> None:
     layer.training = False  # this layer alone (train(False) would recurse into e.g. timm's activation children)
 
 
-def count_trainable(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-
-
 def parameter_groups(
     model: nn.Module, *, learning_rate: float, backbone_learning_rate: float, weight_decay: float
 ) -> list[dict]:

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from hub.checkpoint import parameter_counts
 from train import data, evaluation, metrics, modes
 from train.arguments import TrainArguments, TrainError
 from train.recipe import RecipeTrainer, restore_ema
@@ -34,7 +35,7 @@ def uses_bf16(precision: str) -> bool:
 
 
 def log_trainable(model: nn.Module, stage: str) -> None:
-    trainable, total = modes.count_trainable(model)
+    trainable, total = parameter_counts(model)
     logger.info(
         "%s: %s of %s parameters train (%.1f%%)", stage, f"{trainable:,}", f"{total:,}", 100 * trainable / total
     )
