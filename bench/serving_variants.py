@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ref = str(vit_base_folder(Path(tmp) / "vit-b16")) if args.model == "vit-b16" else args.model
         checkpoint = load_checkpoint(ref)
-        if hasattr(checkpoint.model, "timm_model"):  # timm models have no attention implementation to switch
+        if checkpoint.is_timm:  # timm models have no attention implementation to switch
             args.variants = [name for name in args.variants if name != "eager-attention"]
         variants = build_variants(checkpoint, args.variants)
         if args.images:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import torch
 
+from hub import is_timm
+
 
 def feature_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """{display name: module} of the stages (CNNs) or blocks (ViTs) whose outputs are feature maps."""
-    if hasattr(model, "timm_model"):  # timm declares its feature stages itself
+    if is_timm(model.config):  # timm declares its feature stages itself
         # Named by module and resolution: timm lists only the modules where the resolution drops (blocks.0, 1, 2,
         # 4, 6 of an EfficientNet), so numbering them "stage 1-5" would hide which blocks they are.
         modules = dict(model.timm_model.named_modules())
@@ -42,9 +44,8 @@ def resolve_layer(model: torch.nn.Module, name: str | None) -> tuple[str, torch.
 
 def token_grid(model: torch.nn.Module) -> tuple[int, int] | None:
     """(rows, cols) of patch tokens for a ViT, read from the model; None for CNNs."""
-    timm_model = getattr(model, "timm_model", None)
-    if timm_model is not None:
-        patch_embed = getattr(timm_model, "patch_embed", None)
+    if is_timm(model.config):
+        patch_embed = getattr(model.timm_model, "patch_embed", None)
         return tuple(patch_embed.grid_size) if patch_embed is not None else None
     config = model.config
     if hasattr(config, "patch_size") and hasattr(config, "image_size"):
@@ -55,7 +56,7 @@ def token_grid(model: torch.nn.Module) -> tuple[int, int] | None:
 
 def has_attention_rollout(model: torch.nn.Module) -> bool:
     """Whether attention rollout applies: a transformers ViT (timm does not expose its attention weights)."""
-    return token_grid(model) is not None and not hasattr(model, "timm_model")
+    return token_grid(model) is not None and not is_timm(model.config)
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

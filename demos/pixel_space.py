@@ -22,7 +22,7 @@ MAX_STEPS = 500
 
 def class_labels(checkpoint: Checkpoint) -> tuple[str, ...]:
     """The checkpoint's class names; these views explain class scores, so a regression head is refused."""
-    if checkpoint.task.kind != "classification":
+    if not checkpoint.task.is_classification:
         raise ValueError(
             f"{checkpoint.name} is a {checkpoint.task.kind} checkpoint: class visualisation and adversarial "
             "examples need a classification checkpoint (one with class labels)."

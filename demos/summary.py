@@ -13,7 +13,7 @@ import torchinfo
 from huggingface_hub import ModelCard
 from pandas.io.formats.style import Styler
 
-from hub import Checkpoint, builtin_aliases
+from hub import Checkpoint, builtin_aliases, parameter_counts
 from hub.preprocessing import image_spec
 
 TABLE_DEPTH = 3  # nesting levels shown: deep enough for stages and blocks, short enough to read
@@ -79,11 +79,6 @@ def _dotted_name(info) -> str:
     return ".".join(reversed(names)) or info.class_name
 
 
-def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters), sum(p.numel() for p in parameters if p.requires_grad)
-
-
 def is_hub_id(checkpoint: Checkpoint) -> bool:
     return checkpoint.source not in builtin_aliases() and not Path(checkpoint.source).expanduser().is_dir()
 
@@ -116,7 +111,7 @@ def describe(checkpoint: Checkpoint) -> str:
     """Markdown: name, card, task (labels or target and unit), input size and preprocessing, card metrics."""
     task = checkpoint.task
     spec = image_spec(checkpoint.processor)
-    total, trainable = parameter_counts(checkpoint.model)
+    trainable, total = parameter_counts(checkpoint.model)
     if task.is_regression:
         task_line = f"regression: {task.target or 'a number'} in {task.unit or 'an unstated unit'}"
     else:
