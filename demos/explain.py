@@ -211,8 +211,8 @@ def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarra
     twin = eager_attention_twin(checkpoint.model)
     with torch.inference_mode():
         attentions = twin(pixel_values=prepared.inputs, output_attentions=True).attentions
-    if not attentions:
-        return None
+    if not attentions:  # a model whose grid says ViT but whose blocks report no weights: say so, do not hide the panel
+        raise ValueError(f"{type(twin).__name__} returns no attention weights, even with eager attention.")
     rollout = None
     for attention in attentions:  # (1, heads, N, N) per block
         mixed = attention[0].mean(0)

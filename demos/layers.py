@@ -48,7 +48,8 @@ def token_grid(model: torch.nn.Module) -> tuple[int, int] | None:
         patch_embed = getattr(model.timm_model, "patch_embed", None)
         return tuple(patch_embed.grid_size) if patch_embed is not None else None
     config = model.config
-    if hasattr(config, "patch_size") and hasattr(config, "image_size"):
+    # Attention heads too: a ConvNeXt config also states a patch_size (its stem's stride) and an image_size.
+    if all(hasattr(config, key) for key in ("patch_size", "image_size", "num_attention_heads")):
         side = config.image_size // config.patch_size
         return side, side
     return None

@@ -9,6 +9,7 @@ import timm
 import torch
 from PIL import Image
 from skimage import data
+from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
 from demos import explain, layers
 from demos.app import load_model
@@ -122,3 +123,22 @@ def test_timm_vit_tokens_use_the_models_own_patch_grid(timm_vit, cat):
     views = explain.feature_views(timm_vit, cat)
     assert views.shape[1:] == (rows, cols)
     assert views.cam.shape[2] == 3 and views.rollout is None  # timm attention weights are not exposed
+
+
+@pytest.fixture(scope="module")
+def tiny_convnext(tmp_path_factory):
+    """A tiny random ConvNeXt: a CNN whose config also states a patch_size and an image_size (its stem)."""
+    folder = tmp_path_factory.mktemp("convnext")
+    config = ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32, num_labels=3)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ConvNextForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(folder)
+    return load_model(str(folder))
+
+
+def test_a_convnext_is_explained_as_a_cnn_without_tokens_or_rollout(tiny_convnext, cat):
+    assert layers.token_grid(tiny_convnext.model) is None and not layers.has_attention_rollout(tiny_convnext.model)
+    views = explain.feature_views(tiny_convnext, cat, "stage 1")
+    assert views.shape == (8, 8, 8)  # the stem's 4x4 patches of a 32 px input, 8 channels: a feature map, not tokens
+    assert views.rollout is None and views.cam.shape == (32, 32, 3)
