@@ -183,9 +183,9 @@ def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeo
         server.wait()
 
 
-def report_endpoints(photos: list[Path], food_model: str, boneage_model: str) -> None:
+def report_endpoints(photos: list[Path], food_model: str, boneage_model: str, start_timeout_s: float) -> None:
     models = ("--food-model", food_model, "--boneage-model", boneage_model)
-    with demo_server(photos[0], *models) as (url, cold, rss_mib):
+    with demo_server(photos[0], *models, start_timeout_s=start_timeout_s) as (url, cold, rss_mib):
         endpoints = time_endpoints(url, photos)
     for endpoint, ms in endpoints.items():
         print(f"endpoint {endpoint:14s} {ms:7.1f} ms (through gradio_client, median of {len(photos)})")
@@ -202,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=20, help="synthetic photos timed in each run")
     parser.add_argument("--runs", type=int, default=5, help="timing runs on the same loaded models")
     parser.add_argument("--skip-endpoints", action="store_true", help="no python -m demos: the ratios only")
+    parser.add_argument("--start-timeout", type=float, default=120, help="seconds python -m demos may take to answer")
     args = parser.parse_args(argv)
     if args.images < 1 or args.runs < 1:
         parser.error("--images and --runs must be at least 1")
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = {name: contender(ref, images[0]) for name, ref in refs.items()}
         ratios = time_runs(pairs, images, args.runs)
         if not args.skip_endpoints:
-            report_endpoints(photos, args.food_model, args.boneage_model)
+            report_endpoints(photos, args.food_model, args.boneage_model, args.start_timeout)
     print(f"speed-up over pipeline, median of {args.runs} runs: {summary(ratios)} (goal >= 1.5x in every run)")
 
 
