@@ -8,7 +8,6 @@ Playwright's own browser downloads are never used. Screenshots land in the test'
 import json
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -55,10 +54,7 @@ def served(tiny_checkpoints, tmp_path_factory):
     models = demo_app.load_models(str(food), str(tiny_checkpoints[("resnet", "regression")]))
     loadable = shutil.copytree(tiny_checkpoints[("timm", "regression")], root / "visitor" / "timm-regression")
     demo = demo_app.build_app(models=models, allow_local_dirs=[root / "visitor"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url, _ = demo_app.launch(demo, port=port, prevent_thread_lock=True)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see test_demos_app.free_port)
     yield url, models, loadable
     demo.close()
 

@@ -5,14 +5,16 @@ pointed at the stand-in, with no TransferLab checkout importable, then classifie
 """
 
 import os
+import queue
+import re
 import subprocess
 import sys
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 import gradio
-import httpx2
 import pytest
 import yaml
 from gradio_client import Client, handle_file
@@ -26,7 +28,6 @@ from hub import load_checkpoint
 from hub.push import PushError, push_checkpoint
 from tests.hub_server import HubStandIn
 from tests.test_cards import FOOD_TERMS, RSNA_TERMS, make_run_folder
-from tests.test_demos_app import free_port
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, online_in_this_process
 
@@ -157,21 +158,25 @@ def test_a_failing_upload_keeps_the_folder_prints_the_retry_and_never_the_token(
     assert FAKE_TOKEN not in str(refused.value)
 
 
-def served_url(process: subprocess.Popen, port: int) -> str:
-    """Wait until the Space's app answers on `port`; fail with its output if it exits or takes too long."""
-    url = f"http://127.0.0.1:{port}/"
+def served_url(process: subprocess.Popen) -> str:
+    """The URL the Space's app says it serves on (it answers there by then); fail with its output if it exits first
+    or takes too long. The app picks a free port itself: one picked here could be taken before the app binds it."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    output = []
     deadline = time.monotonic() + APP_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited with {process.returncode}:\n{process.stdout.read()}")
         try:
-            if httpx2.get(url, timeout=2).status_code == 200:
-                return url
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.5)
+            output.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{''.join(output)}")
+            continue
+        started = re.search(r"Running on local URL:\s+(http://\S+)", output[-1])
+        if started:
+            return started.group(1)
     process.kill()
-    pytest.fail(f"app.py did not answer within {APP_START_TIMEOUT_S} s:\n{process.stdout.read()}")
+    pytest.fail(f"app.py did not start within {APP_START_TIMEOUT_S} s:\n{''.join(output)}")
 
 
 def test_the_pushed_space_runs_with_no_checkout_and_classifies_a_photo(hub, tmp_path):
@@ -185,12 +190,11 @@ def test_the_pushed_space_runs_with_no_checkout_and_classifies_a_photo(hub, tmp_
 
     # A visitor's process: the hub is the stand-in, no token, an empty cache, and no TransferLab on the path.
     env = {k: v for k, v in os.environ.items() if k not in {"HF_TOKEN", "PYTHONPATH", "HF_HUB_OFFLINE"}}
-    port = free_port()
     env.update(
         HF_ENDPOINT=hub.url,
         HF_HOME=str(tmp_path / "space-hf-home"),
         GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
+        PYTHONUNBUFFERED="1",  # the line saying where it serves arrives as it is printed
         TRANSFERLAB_CACHE=str(tmp_path / "space-cache"),
     )
     elsewhere = subprocess.run(
@@ -209,7 +213,7 @@ def test_the_pushed_space_runs_with_no_checkout_and_classifies_a_photo(hub, tmp_
         [sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        client = Client(served_url(process, port), verbose=False)
+        client = Client(served_url(process), verbose=False)
         photo = cat_photo(tmp_path / "cat.png")
         result = client.predict(handle_file(photo), api_name="/classify")
         expected = top_k(load_checkpoint(str(tmp_path / "food")), load_image(photo))
