@@ -54,6 +54,18 @@ def test_a_task_kind_is_one_of_the_vocabulary_and_reads_as_its_plain_word():
         Task("ranking")
 
 
+def test_config_overrides_give_the_loaded_model_a_head_of_another_size():
+    base = load_checkpoint("food10")  # the shipped classifier: ten classes, and a card with metrics
+    head = {"num_labels": 2, "id2label": {0: "red", 1: "blue"}, "label2id": {"red": 0, "blue": 1}}
+    retargeted = load_checkpoint("food10", config_overrides={**head, "target_note": "a key no config class knows"})
+    assert retargeted.task.labels == ("red", "blue")
+    assert retargeted.model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 2)
+    assert retargeted.model.config.target_note == "a key no config class knows"
+    backbone = "timm_model.conv_stem.weight"
+    assert torch.equal(retargeted.model.state_dict()[backbone], base.model.state_dict()[backbone])
+    assert base.metrics and retargeted.metrics == {}  # the card's figures describe the old head
+
+
 def test_default_alias_recognises_a_cat():
     checkpoint = load_checkpoint("efficientnet-lite0")
     assert len(checkpoint.task.labels) == 1000
