@@ -10,7 +10,8 @@ from its config). Each variant is a pixel_values -> logits callable built from t
 - sdpa: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
 - torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves;
 - compile: `torch.compile` (inductor) of it; export: `torch.export` of it, run as the exported module;
-- onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch;
+- onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch
+  (`pip install onnxruntime onnx onnxscript` first: they are not dependencies of the project);
 - bf16: the model under `torch.autocast("cpu", torch.bfloat16)`; bf16-torchscript: its weights in bf16, traced
   and frozen like torchscript;
 - int8: `torch.ao.quantization.quantize_dynamic` of its Linear layers (int8 weights, activations quantised per call).
@@ -85,7 +86,10 @@ def exported(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
 
 
 def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as err:  # not a dependency of the project: it did not pay (bench/RESULTS.md)
+        raise SystemExit("The onnxruntime variant needs: pip install onnxruntime onnx onnxscript") from err
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     torch.onnx.export(LogitsOnly(checkpoint.model), (example,), path, input_names=["pixel_values"], dynamo=True)
