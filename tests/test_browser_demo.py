@@ -54,7 +54,7 @@ def served(tiny_checkpoints, tmp_path_factory):
     models = demo_app.load_models(str(food), str(tiny_checkpoints[("resnet", "regression")]))
     loadable = shutil.copytree(tiny_checkpoints[("timm", "regression")], root / "visitor" / "timm-regression")
     demo = demo_app.build_app(models=models, allow_local_dirs=[root / "visitor"])
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see test_demos_app.free_port)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
     yield url, models, loadable
     demo.close()
 

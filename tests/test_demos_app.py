@@ -1,7 +1,5 @@
 """The demo app served in-process on tiny checkpoints, driven through gradio_client like any API user."""
 
-import socket
-
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -17,15 +15,6 @@ from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated
 from tests.tiny_checkpoints import LABELS
 
 
-def free_port() -> int:
-    """A port for a server started in another process (`python -m demos --port`). Another process may take it
-    before that server binds it: an app served in this process is launched without a port instead, and Gradio
-    binds the first free one from 7860 up, moving on when one is taken."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tiny_checkpoints):
     """(client, models) for an app with a ViT food classifier and a ResNet bone-age regressor."""
@@ -34,7 +23,7 @@ def served(tiny_checkpoints):
     )
     # The Model tab may load the tiny checkpoints' folders (by default a visitor loads no folder at all).
     demo = demo_app.build_app(models=models, allow_local_dirs=[tiny_checkpoints[("vit", "classification")].parent])
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see free_port)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
     yield Client(url, verbose=False), models
     demo.close()
 

@@ -38,7 +38,7 @@ def serving(tiny_checkpoints, **limits):
         str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
     )
     demo = demo_app.build_app(models=models, **limits)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port (see test_demos_app.free_port)
+    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
     try:
         yield url, models
     finally:
