@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer, TrainingArguments
 
 from hub.checkpoint import load_checkpoint, parameter_counts
 from hub.preprocessing import image_spec
-from train import modes
+from train import modes, stages
 from train.__main__ import main
 from train.data import DataError, TaskData, load_splits, resolve_task
 from train.model import build_model, head_config, prepare_for_device
@@ -424,3 +424,28 @@ def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, 
     convolutions = [m.weight for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
     assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
     assert uses_bf16(precision) == (precision == "bf16")
+
+
+def test_after_bf16_training_the_model_computes_in_fp32_again(tiny_checkpoints):
+    """What a run measures after training (serving size, calibration) must be the fp32 model it saves."""
+    model = load_checkpoint(str(tiny_checkpoints[("timm", "classification")])).model
+    rows = [{"pixel_values": torch.rand(3, 32, 32), "labels": torch.tensor(k % 2)} for k in range(4)]
+    arguments = TrainingArguments(
+        output_dir="unused",
+        max_steps=1,
+        bf16=True,
+        use_cpu=True,
+        report_to=[],
+        per_device_train_batch_size=2,
+        save_strategy="no",
+    )
+    trainer = Trainer(model=model, args=arguments, train_dataset=rows)
+    trainer.train()
+    model.eval()
+    dtypes = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    model(pixel_values=torch.rand(1, 3, 32, 32))
+    stages.fp32_forward(trainer)
+    model(pixel_values=torch.rand(1, 3, 32, 32))
+    assert dtypes == [torch.bfloat16, torch.float32]

@@ -277,6 +277,12 @@ def train_whole_network(
     return trainer
 
 
+def fp32_forward(trainer: Trainer) -> None:
+    """Take off the bf16 autocast that accelerate wraps around the model's forward for training, so that what is
+    measured after training (the serving size, the calibration) is the fp32 model that is saved and served."""
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+
+
 def backbone_learning_rate(args: TrainArguments) -> float:
     if args.backbone_learning_rate is not None:
         return args.backbone_learning_rate

@@ -22,7 +22,7 @@ from train.model import build_model, head_config, prepare_for_device, processor_
 from train.outputs import best_eval_size, calibrate, evaluate_saved, save_checkpoint, write_training_config
 from train.recipe import RecipeTrainer
 from train.regression import TargetScaler, fold_into_head
-from train.stages import train_datasets, train_head_on_features, train_whole_network
+from train.stages import fp32_forward, train_datasets, train_head_on_features, train_whole_network
 
 logger = logging.getLogger("train")
 
@@ -96,6 +96,7 @@ def run_training(args: TrainArguments, command: str) -> Path:
         )
         trainer = train_whole_network(model, processor, datasets, task, scaler, args, run_dir, resume_from)
 
+    fp32_forward(trainer)
     outcome = {"weights": trainer.keep_better_weights() if isinstance(trainer, RecipeTrainer) else "final"}
     if scaler is not None:
         fold_into_head(modes.head_layer(model), scaler)
