@@ -73,6 +73,7 @@ CLASSES = 10
 
 # ----------------------------------------------------------------------------- the models and the data
 
+
 def resnet50_folder(folder: Path) -> Path:
     """A ResNet-50 (transformers ResNetConfig defaults) with random weights and the processor of microsoft/resnet-50."""
     ResNetForImageClassification(ResNetConfig()).save_pretrained(folder)
@@ -106,6 +107,7 @@ def write_image_folder(root: Path, images: int) -> Path:
 
 
 # ----------------------------------------------------------------------------- timing
+
 
 def synchronized_time() -> float:
     if torch.cuda.is_available():  # the GPU runs behind the Python loop: wait for it before reading the clock
@@ -145,12 +147,24 @@ def timed_training(
 
 # ----------------------------------------------------------------------------- the two pipelines
 
+
 def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
     """(the Trainer `python -m train --mode full` builds for the whole network, stopped after --steps, the
     context its training runs in: BatchNorm statistics kept unless --no-freeze-batchnorm)."""
     args = parse_train_arguments(
-        ["--dataset", str(dataset), "--output-dir", str(run_dir), "--model", str(folder), "--mode", "full",
-         "--batch-size", str(options.batch_size), *shlex.split(options.train_args)]
+        [
+            "--dataset",
+            str(dataset),
+            "--output-dir",
+            str(run_dir),
+            "--model",
+            str(folder),
+            "--mode",
+            "full",
+            "--batch-size",
+            str(options.batch_size),
+            *shlex.split(options.train_args),
+        ]
     )
     train_split, _ = data.load_splits(args.dataset, train_split=args.train_split, eval_split=args.eval_split)
     task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
@@ -241,6 +255,7 @@ def baseline(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTim
 
 # ----------------------------------------------------------------------------- the run
 
+
 def model_flop_utilisation(name: str, images_per_second: float, peak_tflops: float) -> float | None:
     if name != "vit-b16" or not torch.cuda.is_available():
         return None
@@ -304,14 +319,16 @@ def parse_options(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> None:
     options = parse_options(argv)
     steps = f"{options.steps} steps of which {options.warmup_steps} warm-up"
-    print(f"{device_line()}; batch {options.batch_size}, {steps}, {options.images} JPEGs of 512x384; "
-          f"ours' extra train flags: '{options.train_args}'", flush=True)
+    print(
+        f"{device_line()}; batch {options.batch_size}, {steps}, {options.images} JPEGs of 512x384; "
+        f"ours' extra train flags: '{options.train_args}'",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         dataset = write_image_folder(tmp / "images", options.images)
         ratios = {
-            Path(name).name: compare(name, model_folder(name, tmp), dataset, tmp, options)
-            for name in options.models
+            Path(name).name: compare(name, model_folder(name, tmp), dataset, tmp, options) for name in options.models
         }
     listed = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
     goal = " (goal >= 4x for vit-b16)" if "vit-b16" in ratios else ""

@@ -1,10 +1,10 @@
 """Checkpoint command line.
 
-    python -m hub default --out DIR [--variant efficientnet-lite0]   # write the offline default backbone
-    python -m hub show REF [--allow-pickle]                          # what a checkpoint is (alias, folder or hub id)
-    python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]  # publish a checkpoint folder (one commit)
-    python -m hub pull REPO_ID [--revision R] --out DIR              # download a hub checkpoint into a folder
-    python -m hub push-dataset DIR DATASET_ID [--public]             # publish an imagefolder (e.g. corrections/food)
+python -m hub default --out DIR [--variant efficientnet-lite0]   # write the offline default backbone
+python -m hub show REF [--allow-pickle]                          # what a checkpoint is (alias, folder or hub id)
+python -m hub push RUN_DIR REPO_ID [--private] [--revision BRANCH]  # publish a checkpoint folder (one commit)
+python -m hub pull REPO_ID [--revision R] --out DIR              # download a hub checkpoint into a folder
+python -m hub push-dataset DIR DATASET_ID [--public]             # publish an imagefolder (e.g. corrections/food)
 """
 
 from __future__ import annotations

@@ -28,8 +28,16 @@ REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
 RUN_FILES = ("eval_results.json", "training_config.json")  # what write_model_card builds the card from
 # Trainer leaves resumable states, logs and pickled arguments next to the weights: none belongs in the repo.
 UPLOAD_IGNORE = [
-    "checkpoint-*", "runs/*", "logs/*", "*.log", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
-    "trainer_state.json", "*.bin", ".ipynb_checkpoints/*",
+    "checkpoint-*",
+    "runs/*",
+    "logs/*",
+    "*.log",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*.pth",
+    "trainer_state.json",
+    "*.bin",
+    ".ipynb_checkpoints/*",
 ]
 RETRY_DELAYS_S = (2.0, 8.0, 30.0)  # waits between tries; tests set zeros
 REQUEST_TIMEOUT_S = 300.0  # huggingface_hub's client waits forever by default; a hung server must fail a try
@@ -95,8 +103,16 @@ def _use_request_timeout(seconds: float) -> None:
     _http.set_client_factory(client_factory)
 
 
-def _upload(folder: Path, repo_id: str, *, repo_type: str, private: bool, revision: str | None, token: str | None,
-            commit_message: str):
+def _upload(
+    folder: Path,
+    repo_id: str,
+    *,
+    repo_type: str,
+    private: bool,
+    revision: str | None,
+    token: str | None,
+    commit_message: str,
+):
     api = HfApi(token=token)
     # Spaces need an SDK at creation; "gradio" is the only kind this project publishes.
     space_sdk = "gradio" if repo_type == "space" else None
@@ -138,7 +154,12 @@ def upload_with_retries(
     for attempt in range(len(delays) + 1):
         try:
             return _upload(
-                folder, repo_id, repo_type=repo_type, private=private, revision=revision, token=token,
+                folder,
+                repo_id,
+                repo_type=repo_type,
+                private=private,
+                revision=revision,
+                token=token,
                 commit_message=commit_message,
             )
         except (HfHubHTTPError, httpx2.HTTPError, ValueError, OSError) as err:  # ValueError: the hub rejected the card

@@ -337,8 +337,12 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             commit = target.commit(rev)
             existing = commit.files if commit else {}
             files = [
-                {"path": f["path"], "uploadMode": self._upload_mode(f["size"]), "shouldIgnore": False,
-                 "oid": existing.get(f["path"])}
+                {
+                    "path": f["path"],
+                    "uploadMode": self._upload_mode(f["size"]),
+                    "shouldIgnore": False,
+                    "oid": existing.get(f["path"]),
+                }
                 for f in payload["files"]
             ]
             self._json(200, {"files": files, "commitOid": commit.oid if commit else None})
@@ -410,12 +414,18 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             commit = target.commit(rev or "main")
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-            self._json(200, {
-                "id": repo, "modelId": repo, "sha": commit.oid, "private": target.private,
-                "gated": "auto" if repo in hub.gated else False,
-                "siblings": [{"rfilename": name} for name in sorted(commit.files)],
-                **({"sdk": target.sdk} if kind == "spaces" else {}),
-            })
+            self._json(
+                200,
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": commit.oid,
+                    "private": target.private,
+                    "gated": "auto" if repo in hub.gated else False,
+                    "siblings": [{"rfilename": name} for name in sorted(commit.files)],
+                    **({"sdk": target.sdk} if kind == "spaces" else {}),
+                },
+            )
 
         def tree(self, repo: str, rev: str, kind: str, sub: str | None = None, **_) -> None:
             target = self._readable(repo, kind)

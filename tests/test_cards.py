@@ -46,8 +46,18 @@ def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "
         "num_examples": 64,
         "metrics": metrics,
     }
-    training = {"task": task, "epochs": 2, "learning_rate": 0.001, "backbone_learning_rate": 0.0001, "batch_size": 8,
-                "image_size": [32, 32], "augment": True, "seed": 0, "command": command, **extra}
+    training = {
+        "task": task,
+        "epochs": 2,
+        "learning_rate": 0.001,
+        "backbone_learning_rate": 0.0001,
+        "batch_size": 8,
+        "image_size": [32, 32],
+        "augment": True,
+        "seed": 0,
+        "command": command,
+        **extra,
+    }
     (out / "eval_results.json").write_text(json.dumps(evaluation))
     (out / "training_config.json").write_text(json.dumps(training))
     (out / plot).write_bytes(b"\x89PNG\r\n\x1a\n")  # the card links the plot; its pixels do not matter here

@@ -101,8 +101,18 @@ def test_the_folders_load_with_datasets_and_train_for_one_step(tiny_checkpoints,
     assert set(ages["train"]["male"]) == {True, False}
 
     # Six images, a batch of six, one epoch: one optimisation step ("train" is the folders' only split).
-    common = ["--mode", "full", "--epochs", "1", "--batch-size", "6", "--eval-split", "train",
-              "--dataloader-workers", "0"]
+    common = [
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--eval-split",
+        "train",
+        "--dataloader-workers",
+        "0",
+    ]
     food_base, age_base = tiny_checkpoints[("vit", "classification")], tiny_checkpoints[("resnet", "regression")]
     run = tmp_path / "food-run"
     assert train(["--model", str(food_base), "--dataset", str(tmp_path / "corrections" / FOOD),

@@ -84,11 +84,11 @@ def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpo
 
     latencies = np.array([seconds for _, seconds, _ in results])
     p50, p95 = np.percentile(latencies, [50, 95])
-    per_kind = {
-        name: np.percentile([s for n, s, _ in results if n == name], [50, 95]) for name, *_ in kinds
-    }
-    print(f"\n{REQUESTS} requests from {CLIENTS} clients in {wall:.1f} s ({REQUESTS / wall:.1f} req/s): "
-          f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, RSS growth {growth_mb:+.1f} MB")
+    per_kind = {name: np.percentile([s for n, s, _ in results if n == name], [50, 95]) for name, *_ in kinds}
+    print(
+        f"\n{REQUESTS} requests from {CLIENTS} clients in {wall:.1f} s ({REQUESTS / wall:.1f} req/s): "
+        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, RSS growth {growth_mb:+.1f} MB"
+    )
     for name, (k50, k95) in per_kind.items():
         print(f"  {name:18s} p50 {k50 * 1000:.0f} ms, p95 {k95 * 1000:.0f} ms")
     failures = [f"{name}: {error}" for name, _, error in results if error]

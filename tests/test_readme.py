@@ -13,5 +13,6 @@ def readme_commands() -> list[str]:
 def test_ci_runs_exactly_the_readme_test_command():
     install_and_demo, install_and_test = readme_commands()[:2]
     assert install_and_demo.endswith("python -m demos")
-    assert install_and_test.endswith("ruff check . && python -m pytest")  # the linter gates the tests
+    # the linter and the formatter gate the tests
+    assert install_and_test.endswith("ruff check . && ruff format --check . && python -m pytest")
     assert install_and_test in (REPO / ".ci" / "run").read_text().splitlines()

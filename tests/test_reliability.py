@@ -132,22 +132,50 @@ def test_a_truncated_jpeg_in_a_class_folder_stops_the_run_before_training_naming
     root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
     broken = root / "train" / "blue" / "2.jpg"
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
-    error = run_expecting_error(capsys, ["--model", str(tiny_checkpoints[("vit", "classification")]),
-                                         "--dataset", str(root), "--output-dir", str(tmp_path / "run"), *FAST])
+    error = run_expecting_error(
+        capsys,
+        [
+            "--model",
+            str(tiny_checkpoints[("vit", "classification")]),
+            "--dataset",
+            str(root),
+            "--output-dir",
+            str(tmp_path / "run"),
+            *FAST,
+        ],
+    )
     assert "Unreadable image" in error and str(broken) in error and "truncated" in error
     assert not (tmp_path / "run").exists()
 
 
 def train_command(model: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
-    return ["--model", str(model), "--dataset", str(dataset), "--output-dir", str(run_dir), "--mode", "full",
-            "--epochs", "3", *FAST, *extra]
+    return [
+        "--model",
+        str(model),
+        "--dataset",
+        str(dataset),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--epochs",
+        "3",
+        *FAST,
+        *extra,
+    ]
 
 
 def kill_in_second_epoch(argv: list[str], run_dir: Path) -> Path:
     """Start `python -m train` and SIGKILL it once it logs a step of epoch 2; return the checkpoint it left."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "train", *argv], cwd=REPO, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "train", *argv],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 240
     try:
         for line in process.stdout:

@@ -95,8 +95,12 @@ def test_the_token_never_reaches_output_logs_or_card_of_a_push_that_fails_or_suc
             handler.close()
     assert "Retry with" in str(failure.value) and "retrying in" in logs.read_text()
 
-    texts = {"denied push": denied.stdout + denied.stderr, "push": pushed.stdout + pushed.stderr,
-             "failed push": str(failure.value) + repr(failure.value.__cause__), "debug log": logs.read_text()}
+    texts = {
+        "denied push": denied.stdout + denied.stderr,
+        "push": pushed.stdout + pushed.stderr,
+        "failed push": str(failure.value) + repr(failure.value.__cause__),
+        "debug log": logs.read_text(),
+    }
     texts |= {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()}
     texts["card on the hub"] = stand_in.file("alice/published", "README.md").decode()
     assert "run/README.md" in texts and "debug log" in texts  # the card push wrote, and the DEBUG log, are searched
@@ -119,8 +123,13 @@ def file_routes(target: str) -> list[str]:
     up = "../" * 12 + target.lstrip("/")
     routes = []
     for prefix in ("/gradio_api/file=", "/file="):
-        routes += [prefix + target, prefix + up, prefix + quote(up, safe=""), prefix + up.replace("../", "..%2f"),
-                   prefix + quote(target, safe="")]
+        routes += [
+            prefix + target,
+            prefix + up,
+            prefix + quote(up, safe=""),
+            prefix + up.replace("../", "..%2f"),
+            prefix + quote(target, safe=""),
+        ]
     return routes
 
 
@@ -175,6 +184,7 @@ def test_the_model_tab_refuses_pickled_weights(tiny_checkpoints, pickled_checkpo
             Client(url, verbose=False).predict(str(pickled_checkpoint), api_name="/load_model")
     finally:
         demo.close()
+
 
 # ----------------------------------------------------------------------------- pickled weights on the command line
 

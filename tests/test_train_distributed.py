@@ -19,15 +19,32 @@ def test_torchrun_two_processes_train_and_save_once(tiny_checkpoints, tmp_path):
     data = draw_classes(tmp_path / "classes", {"train": 8, "validation": 3})
     run_dir = tmp_path / "run"
     command = [
-        os.path.join(os.path.dirname(sys.executable), "torchrun"), "--standalone", "--nproc_per_node", "2",
-        "-m", "train", "--model", str(tiny_checkpoints[("timm", "classification")]), "--dataset", str(data),
-        "--output-dir", str(run_dir), "--mode", "full", "--epochs", "1", "--batch-size", "4",
-        "--dataloader-workers", "0",
+        os.path.join(os.path.dirname(sys.executable), "torchrun"),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "train",
+        "--model",
+        str(tiny_checkpoints[("timm", "classification")]),
+        "--dataset",
+        str(data),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "full",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--dataloader-workers",
+        "0",
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     # A session of its own, so that a timeout ends torchrun's workers too instead of orphaning them.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True
+    )
     try:
         _, stderr = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:

@@ -6,8 +6,19 @@ from train.__main__ import main
 
 
 def train_argv(tiny_checkpoints, classes_dir, run_dir) -> list[str]:
-    return ["--model", str(tiny_checkpoints[("vit", "classification")]), "--dataset", str(classes_dir),
-            "--output-dir", str(run_dir), "--mode", "feature-extraction", "--head-epochs", "1", *FAST]
+    return [
+        "--model",
+        str(tiny_checkpoints[("vit", "classification")]),
+        "--dataset",
+        str(classes_dir),
+        "--output-dir",
+        str(run_dir),
+        "--mode",
+        "feature-extraction",
+        "--head-epochs",
+        "1",
+        *FAST,
+    ]
 
 
 def test_push_to_hub_publishes_the_finished_run_with_its_card(tiny_checkpoints, classes_dir, online, tmp_path, capsys):

@@ -20,7 +20,10 @@ def online_for_children(hub, monkeypatch):  # noqa: F811 (fixture)
 
 
 def test_demo_space_publishes_the_pushed_model_in_a_space_linked_from_its_card(
-    tiny_checkpoints, classes_dir, online_for_children, tmp_path  # noqa: F811 (fixture)
+    tiny_checkpoints,
+    classes_dir,
+    online_for_children,
+    tmp_path,  # noqa: F811 (fixture)
 ):
     run_dir = tmp_path / "run"
     argv = train_argv(tiny_checkpoints, classes_dir, run_dir)

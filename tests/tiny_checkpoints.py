@@ -63,8 +63,13 @@ def _write_checkpoint(out: Path, architecture: str, task: str) -> None:
     head = _head_config(task)
     if architecture == "vit":
         config = ViTConfig(
-            image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, **head,
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **head,
         )
         ViTForImageClassification(config).save_pretrained(out)
         ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
