@@ -7,7 +7,7 @@
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
         --target-name "bone age" --target-unit months --condition-column male \
-        --condition-labels false=female,true=male --output-dir runs/boneage --mode full --epochs 7 --image-size 128 \
+        --condition-labels false=female,true=male --output-dir runs/boneage --mode full --epochs 10 --image-size 128 \
         --resize squash --crop-pct 1.0 --augment radiograph --loss mae --learning-rate 2e-3 \
         --backbone-learning-rate 1e-3 --no-freeze-batchnorm --ema-decay 0.998 --robustness-check
 
