@@ -47,14 +47,8 @@ class TaskKind(StrEnum):
     REGRESSION = "regression"
 
 
-@dataclass(frozen=True)
-class Task:
-    """What a checkpoint predicts: class labels, or one number in a stated unit."""
-
-    kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
-    labels: tuple[str, ...] = ()
-    target: str | None = None  # regression: the predicted quantity, e.g. "bone age"
-    unit: str | None = None  # regression: the unit of logits[:, 0], e.g. "months"
+class KindOfTask:
+    """The `kind` field of a frozen task dataclass (hub's Task, train's TaskData): checked, and asked by name."""
 
     def __post_init__(self):
         object.__setattr__(self, "kind", TaskKind(self.kind))  # a kind outside the vocabulary fails here
@@ -66,6 +60,16 @@ class Task:
     @property
     def is_regression(self) -> bool:
         return self.kind is TaskKind.REGRESSION
+
+
+@dataclass(frozen=True)
+class Task(KindOfTask):
+    """What a checkpoint predicts: class labels, or one number in a stated unit."""
+
+    kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
+    labels: tuple[str, ...] = ()
+    target: str | None = None  # regression: the predicted quantity, e.g. "bone age"
+    unit: str | None = None  # regression: the unit of logits[:, 0], e.g. "months"
 
 
 @dataclass

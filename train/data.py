@@ -17,7 +17,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from tqdm.auto import tqdm
 
-from hub.checkpoint import TaskKind
+from hub.checkpoint import KindOfTask, TaskKind
 
 
 class DataError(ValueError):
@@ -25,7 +25,7 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class TaskData:
+class TaskData(KindOfTask):
     """What the dataset asks the model to predict."""
 
     kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
@@ -35,17 +35,6 @@ class TaskData:
     # regression conditioned on a side column (bone age by sex): one output per value of that column
     condition_column: str | None = None
     condition_outputs: dict[str, int] | None = None  # value as written in metadata.csv -> output index
-
-    def __post_init__(self):
-        object.__setattr__(self, "kind", TaskKind(self.kind))  # a kind outside the vocabulary fails here
-
-    @property
-    def is_classification(self) -> bool:
-        return self.kind is TaskKind.CLASSIFICATION
-
-    @property
-    def is_regression(self) -> bool:
-        return self.kind is TaskKind.REGRESSION
 
     @property
     def num_outputs(self) -> int:
