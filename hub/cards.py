@@ -62,11 +62,28 @@ def hub_base_model(base: str | None) -> str | None:
         return None
     if base in BACKBONES:
         return f"timm/tf_efficientnet_lite{BACKBONES[base]}.in1k"
-    folder = SHIPPED_CHECKPOINTS.get(base) or Path(base).expanduser()
-    if folder.is_dir():  # a local checkpoint: it derives from whatever its own card says
+    folder = _local_folder(base)
+    if folder:  # a local checkpoint: it derives from whatever its own card says
         card = folder / "README.md"
         return ModelCard.load(card).data.base_model if card.is_file() else None
     return base if HUB_ID.match(base) else None
+
+
+def earlier_commands(base: str | None) -> list[str]:
+    """The commands that trained a local base checkpoint, oldest first, so a run that continues one can be redone.
+
+    Empty for a hub id, a backbone alias, or a folder that no TransferLab run wrote.
+    """
+    folder = _local_folder(base) if base else None
+    if folder is None or not (folder / "training_config.json").is_file():
+        return []
+    training = json.loads((folder / "training_config.json").read_text())
+    return training.get("earlier_commands", []) + ([training["command"]] if training.get("command") else [])
+
+
+def _local_folder(base: str) -> Path | None:
+    folder = SHIPPED_CHECKPOINTS.get(base) or Path(base).expanduser()
+    return folder if folder.is_dir() else None
 
 
 def hub_dataset(dataset: str | None) -> str | None:
@@ -326,6 +343,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
         mode_text=MODE_TEXT.get(training.get("mode"), "see the command below"),
         hyper_rows=_hyper_rows(training, regression),
         command=_redact(training["command"]) if training.get("command") else None,
+        earlier_commands=[_redact(command) for command in training.get("earlier_commands", [])],
         intended_use=_intended_use(regression, target, dataset_text, training),
         data_terms=_data_terms(training, dataset_label),
         demo_space=demo_space,

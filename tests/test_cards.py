@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hub.cards import CardError, hub_base_model, write_model_card
+from hub.cards import CardError, earlier_commands, hub_base_model, write_model_card
 from hub.checkpoint import card_metrics, load_checkpoint
 from tests.tiny_checkpoints import build_tiny_checkpoint
 
@@ -136,3 +136,18 @@ def test_the_cards_usage_snippet_runs(tmp_path, monkeypatch, capsys, photo, arch
         r"bone age: (-?[\d.]+) months\n\[\{'label': '[^']+', 'score': (-?[\d.e-]+)\}\]\n", printed
     ).groups()
     assert float(pipeline_score) == pytest.approx(float(value), abs=0.05)
+
+
+def test_a_run_that_continues_a_local_checkpoint_lists_every_command_that_made_it(tmp_path):
+    first = make_run_folder(tmp_path / "first", "vit", "classification", command="python -m train --epochs 20")
+    second = make_run_folder(tmp_path / "second", "vit", "classification", command=f"python -m train --model {first}")
+    training = json.loads((second / "training_config.json").read_text())
+    training["earlier_commands"] = earlier_commands(str(first))
+    (second / "training_config.json").write_text(json.dumps(training))
+    assert earlier_commands(str(second)) == ["python -m train --epochs 20", f"python -m train --model {first}"]
+    assert earlier_commands("efficientnet-lite0") == [] and earlier_commands("org/model") == []
+
+    text = write_model_card(second).read_text()
+    assert text.index("python -m train --epochs 20") < text.index(f"python -m train --model {first}")
+    assert "commands, oldest first" in text
+    assert "commands, oldest first" not in write_model_card(first).read_text()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hub.cards import earlier_commands
 from hub.checkpoint import is_timm, load_checkpoint
 from hub.preprocessing import ImageSpec
 from train import calibration, data, evaluation, metrics, modes
@@ -111,6 +112,7 @@ def write_training_config(
         "data_terms": args.data_terms,
         "seed": args.seed,
         "command": command,
+        "earlier_commands": earlier_commands(args.model),
     }
     if task.is_regression:
         config.update(loss=args.loss, target_unit=args.target_unit, condition_column=task.condition_column)
