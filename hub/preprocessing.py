@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 from torchvision.transforms import v2
+from transformers import TimmWrapperImageProcessor
 
 AUGMENTATIONS = ("none", "random-crop", "keep-whole", "radiograph")
 
@@ -54,7 +55,7 @@ _PIL_TO_NAME = {Image.Resampling.BICUBIC: "bicubic", Image.Resampling.BILINEAR: 
 
 def image_spec(processor) -> ImageSpec:
     """Resolve what `processor` does to an image into one ImageSpec."""
-    if hasattr(processor, "data_config"):  # transformers' TimmWrapperImageProcessor
+    if isinstance(processor, TimmWrapperImageProcessor):  # timm's own data config, as timm resolves it
         config = processor.data_config
         _, height, width = config["input_size"]
         return ImageSpec(
