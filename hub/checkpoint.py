@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx2
+import torch
 from huggingface_hub import HfApi, ModelCard, RepoFile, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -112,6 +113,17 @@ def parameter_counts(model: nn.Module) -> ParameterCounts:
     return ParameterCounts(
         trainable=sum(p.numel() for p in parameters if p.requires_grad), total=sum(p.numel() for p in parameters)
     )
+
+
+def computes_bf16_natively(device: torch.device | str) -> bool:
+    """Whether `device` computes bf16 in hardware (a CUDA GPU that has it; a CPU with AVX512-BF16 or AMX).
+
+    Elsewhere bf16 is emulated and slower than fp32. Training's `--precision auto` and the demo's
+    `--prediction-precision bf16` ask this.
+    """
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def task_from_config(config: PretrainedConfig) -> Task:

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from hub.checkpoint import parameter_counts
+from hub.checkpoint import computes_bf16_natively, parameter_counts
 from train import data, evaluation, metrics, modes
 from train.arguments import TrainArguments, TrainError
 from train.recipe import RecipeTrainer, restore_ema
@@ -29,9 +29,7 @@ def uses_bf16(precision: str) -> bool:
     """Whether to train under bf16 autocast: asked for, or `auto` on hardware that computes bf16 natively."""
     if precision != "auto":
         return precision == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return computes_bf16_natively("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def log_trainable(model: nn.Module, stage: str) -> None:
