@@ -3,11 +3,14 @@
     python -m demos
     python -m demos --port 7861 --share --food-model food10 --boneage-model ./runs/boneage --examples ./photos
     python -m demos --share --allow-local-dir ./runs --max-loaded-models 4 --max-model-mb 2000
+    python -m demos --prediction-precision int8
 
 --food-model / --boneage-model take a hub id, a checkpoint folder or an alias (efficientnet-lite0,
 food10, boneage); the defaults are the shipped checkpoints/food10 and checkpoints/boneage, or the
 offline default backbone efficientnet-lite0 (ImageNet labels) while those do not exist, which is printed.
 Visitors (Model tab, /load_model) load only hub ids and aliases unless --allow-local-dir names folders.
+--prediction-precision bf16 or int8 makes predictions faster where matmuls dominate (ViTs), at some cost in
+agreement with fp32, which is the operator's to check (python -m bench.serving_variants); explanations stay fp32.
 Users' corrections ("Wrong? Correct it") are saved under --corrections-dir (default corrections/), except in a
 Hugging Face Space (SPACE_ID set), where they are collected only when --corrections-dir is given.
 """
@@ -20,6 +23,7 @@ import os
 import torch
 
 from demos.app import CONCURRENCY_LIMIT, build_app, launch
+from demos.inference import Precision
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 from hub import CheckpointError
 from hub.checkpoint import ALLOW_PICKLE_HELP
@@ -40,6 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}"
+    )
+    parser.add_argument(
+        "--prediction-precision",
+        choices=list(Precision),
+        default=Precision.FP32,
+        help="what every model's predictions compute in: bf16 (CPUs with AVX512-BF16 or AMX) and int8 (dynamic "
+        "quantisation of Linear layers) make ViTs faster and agree with fp32 less, which is yours to check; "
+        "explanations stay fp32 (default %(default)s)",
     )
     visitors = parser.add_argument_group("what web visitors may load (Model tab and /load_model)")
     visitors.add_argument(
@@ -88,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             max_loaded_models=args.max_loaded_models,
             max_model_mb=args.max_model_mb,
             corrections_dir=args.corrections_dir,
+            prediction_precision=args.prediction_precision,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"python -m demos: {err}") from err

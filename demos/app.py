@@ -23,7 +23,7 @@ import gradio as gr
 
 from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
-from demos.inference import predictor
+from demos.inference import Precision, build_predictor, checked_precision, precision_notice
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
@@ -67,6 +67,7 @@ class DemoModels:
     examples_dir: Path | None = None
     visitors: SessionModels = field(default_factory=SessionModels)
     corrections: CorrectionStore | None = None  # where users' corrections are saved; None: not collected
+    precision: Precision = Precision.FP32  # what predictions compute in, visitors' models included
 
     def names(self) -> list[str]:
         return [*self.checkpoints, *self.visitors.names(current_session())]
@@ -85,7 +86,7 @@ class DemoModels:
         """Load a checkpoint (hub id, alias, or folder under an allowed root) for the current session, as `ref`."""
         if ref in self.checkpoints:
             raise ValueError(f"'{ref}' is already loaded: choose it in the list.")
-        return self.visitors.load(current_session(), ref, load_model)
+        return self.visitors.load(current_session(), ref, functools.partial(load_model, precision=self.precision))
 
 
 def load_model(
@@ -94,8 +95,9 @@ def load_model(
     allow_pickle: bool = False,
     local_roots: Sequence[str | Path] | None = None,
     max_download_mb: float | None = None,
+    precision: Precision | str = Precision.FP32,
 ) -> Checkpoint:
-    """`hub.load_checkpoint` with the frozen predictor built.
+    """`hub.load_checkpoint` with the frozen predictor built, computing in `precision`.
 
     The model keeps transformers' default attention (SDPA for ViTs): predictions are traced from it; the attention
     rollout runs an eager-attention twin of it (`demos.explain.eager_attention_twin`).
@@ -103,7 +105,7 @@ def load_model(
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
     )
-    predictor(checkpoint)  # built now, so that the first request does not pay for it
+    build_predictor(checkpoint, precision)  # built now, so that the first request does not pay for it
     return checkpoint
 
 
@@ -125,11 +127,14 @@ def load_models(
     examples_dir: str | Path | None = None,
     *,
     allow_pickle: bool = False,
+    precision: Precision | str = Precision.FP32,
 ) -> DemoModels:
     """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback.
 
     `allow_pickle` lets these two (chosen by whoever starts the app) be pickled; the Model tab never unpickles.
+    `precision`: what their predictions, and those of the models visitors load, compute in (`demos.inference`).
     """
+    precision = checked_precision(precision)  # before loading: a bad value fails at once
     examples = Path(examples_dir) if examples_dir else None
     if examples is not None and not examples.is_dir():
         raise FileNotFoundError(f"--examples {examples}: no such folder.")
@@ -143,8 +148,9 @@ def load_models(
         refs[role] = ref
     loaded: dict[str, Checkpoint] = {}
     for ref in set(refs.values()):
-        loaded[ref] = load_model(ref, allow_pickle=allow_pickle)
-    return DemoModels(checkpoints={role: loaded[ref] for role, ref in refs.items()}, notes=notes, examples_dir=examples)
+        loaded[ref] = load_model(ref, allow_pickle=allow_pickle, precision=precision)
+    checkpoints = {role: loaded[ref] for role, ref in refs.items()}
+    return DemoModels(checkpoints=checkpoints, notes=notes, examples_dir=examples, precision=precision)
 
 
 def build_app(
@@ -158,6 +164,7 @@ def build_app(
     max_loaded_models: int = MAX_LOADED_MODELS,
     max_model_mb: float = MAX_MODEL_MB,
     corrections_dir: str | Path | None = None,
+    prediction_precision: Precision | str = Precision.FP32,
 ) -> gr.Blocks:
     """The app with every tab in `TABS`, queued with concurrency limits; serve it with `launch` (upload cap).
 
@@ -165,10 +172,14 @@ def build_app(
     up to `max_model_mb` MB; at most `max_loaded_models` of their models in memory at once, each seen only by the
     session that loaded it. The start-up models (`food_model`, `boneage_model`) are the operator's and unlimited.
     `corrections_dir`: where users' corrections are saved (demos/corrections.py); None collects none.
+    `prediction_precision`: fp32, bf16 or int8 for the models it loads (`models` given carry their own).
     """
     limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
     apply_atomic_image_cache()  # output images are written whole before anyone can download them
-    models = models or load_models(food_model, boneage_model, examples_dir, allow_pickle=allow_pickle)
+    models = models or load_models(
+        food_model, boneage_model, examples_dir, allow_pickle=allow_pickle, precision=prediction_precision
+    )
+    print(f"* {precision_notice(models.precision)}", flush=True)
     models.visitors = SessionModels(limits)
     if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (demos/corrections.py)
         models.corrections = CorrectionStore(corrections_dir)

@@ -1,0 +1,97 @@
+"""Issue 19: `python -m demos --prediction-precision {fp32,bf16,int8}`: what the frozen prediction copy computes in.
+
+OMP_WAIT_POLICY=PASSIVE python -m pytest -q tests/test_serving_precision.py
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import demos.__main__ as demos_main
+from demos import app as demo_app
+from demos import inference
+
+REDUCED = ("bf16", "int8")
+
+
+@pytest.fixture(autouse=True)
+def _bf16_as_if_native(monkeypatch):
+    """bf16 is refused on CPUs without it; these tests check what it computes, so they run on any CPU (emulated)."""
+    monkeypatch.setattr(inference, "computes_bf16_natively", lambda device: True)
+
+
+def graph_of(checkpoint) -> str:
+    served = inference.predictor(checkpoint)
+    assert isinstance(served, torch.jit.ScriptModule), "predictions run a frozen trace"
+    return str(served.graph)
+
+
+def assert_computes_in(checkpoint, precision: str) -> None:
+    """The frozen copy's graph holds bf16 tensors (bf16), dynamically quantised Linear layers (int8), or neither."""
+    graph = graph_of(checkpoint)
+    assert ("BFloat16" in graph) == (precision == "bf16"), precision
+    assert ("quantized::linear_dynamic" in graph) == (precision == "int8"), precision
+
+
+def test_fp32_is_the_default(tiny_checkpoints):
+    assert demos_main.parse_args([]).prediction_precision == "fp32"
+    checkpoint = demo_app.load_model(str(tiny_checkpoints[("vit", "classification")]))
+    assert_computes_in(checkpoint, "fp32")
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("arch", ["vit", "resnet"])
+def test_reduced_precision_reaches_the_predictor_and_agrees_with_fp32(tiny_checkpoints, photo, arch, precision):
+    for task in ("classification", "regression"):
+        checkpoint = demo_app.load_model(str(tiny_checkpoints[(arch, task)]), precision=precision)
+        assert_computes_in(checkpoint, precision)
+        inputs = inference.model_inputs(checkpoint, photo)
+        with torch.inference_mode():
+            expected = checkpoint.model(pixel_values=inputs).logits[0]
+        logits = inference.predicted_logits(checkpoint, photo)
+        assert logits.dtype == torch.float32
+        # Random tiny weights give logits of about 0.1-1; bf16 keeps 3 significant digits, int8 about 2.
+        torch.testing.assert_close(logits, expected, rtol=0, atol=0.03)
+        assert not torch.equal(logits, expected), "a reduced precision that computes exactly fp32 is not reduced"
+
+
+def test_explanations_keep_the_fp32_model(tiny_checkpoints):
+    checkpoint = demo_app.load_model(str(tiny_checkpoints[("vit", "classification")]), precision="int8")
+    assert all(type(m) is not torch.ao.nn.quantized.dynamic.Linear for m in checkpoint.model.modules())
+    assert {p.dtype for p in checkpoint.model.parameters()} == {torch.float32}
+
+
+def test_the_precision_applies_to_visitors_models_and_is_stated_at_start(tiny_checkpoints, monkeypatch, capsys):
+    folder = tiny_checkpoints[("resnet", "classification")]
+    models = demo_app.load_models(str(folder), str(tiny_checkpoints[("vit", "regression")]), precision="int8")
+    for checkpoint in models.checkpoints.values():
+        assert_computes_in(checkpoint, "int8")
+    demo_app.build_app(models=models, allow_local_dirs=[folder.parent])
+    out = capsys.readouterr().out
+    assert "Predictions run in int8" in out and "python -m bench.serving_variants" in out, out
+    monkeypatch.setattr(demo_app, "current_session", lambda: "a visitor")
+    assert_computes_in(models.load(str(tiny_checkpoints[("vit", "classification")])), "int8")
+
+
+def test_a_model_predicts_in_one_precision_only(tiny_checkpoints):
+    checkpoint = demo_app.load_model(str(tiny_checkpoints[("vit", "classification")]), precision="int8")
+    assert inference.build_predictor(checkpoint, "int8") is inference.predictor(checkpoint)
+    with pytest.raises(ValueError, match="already predicts in int8, not fp32"):
+        inference.build_predictor(checkpoint, "fp32")
+
+
+def test_an_unknown_precision_is_a_clear_error(tiny_checkpoints):
+    with pytest.raises(ValueError, match=r"Unknown prediction precision 'fp16': choose one of fp32, bf16, int8"):
+        demo_app.build_app(str(tiny_checkpoints[("vit", "classification")]), prediction_precision="fp16")
+    with pytest.raises(SystemExit):
+        demos_main.parse_args(["--prediction-precision", "fp16"])
+
+
+def test_bf16_on_a_cpu_without_it_stops_at_start_saying_what_to_use(tiny_checkpoints, monkeypatch):
+    monkeypatch.setattr(inference, "computes_bf16_natively", lambda device: False)
+    folder = str(tiny_checkpoints[("vit", "classification")])
+    with pytest.raises(SystemExit, match=r"python -m demos: bf16 predictions need a CPU that computes bf16 natively"):
+        demos_main.main(["--food-model", folder, "--boneage-model", folder, "--prediction-precision", "bf16"])
+    with pytest.raises(ValueError, match=r"Use fp32, or int8"):
+        inference.checked_precision("bf16")
