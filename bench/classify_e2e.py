@@ -1,9 +1,11 @@
 """/classify end to end through gradio_client: our demo against a plain `gr.Interface` around `pipeline`, one run.
 
-    OMP_WAIT_POLICY=PASSIVE python -m bench.classify_e2e [--model food10] [--images 20] [--runs 5]
+    OMP_WAIT_POLICY=PASSIVE python -m bench.classify_e2e [--model food10] [--images 20] [--runs 5] \
+        [--prediction-precision fp32]
 
 Both apps run in their own process, as users run them, on the same checkpoint: ours is `python -m demos
---food-model MODEL`, theirs `python -m bench.pipeline_app --model FOLDER` (what a user would build instead).
+--food-model MODEL --prediction-precision P`, theirs `python -m bench.pipeline_app --model FOLDER` (what a user
+would build instead).
 Each is started in turn (time to first answer and resident memory then are printed), then both stay up while
 the same synthetic photos go to their /classify through gradio_client, interleaved photo by photo so that load
 on the machine hits both alike. Each run prints the median latencies and their ratio; the last line gives the
@@ -22,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.demo_latency import demo_server, median_ms, synthetic_photos, time_call
+from bench.options import timing_options
 from hub.checkpoint import resolve_folder
 
 
@@ -48,16 +51,10 @@ def time_runs(ours, theirs, photos: list[Path], runs: int) -> list[float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[timing_options()])
     parser.add_argument("--model", default="food10", help="a classification checkpoint: hub id, folder or alias")
     parser.add_argument("--boneage-model", default="boneage", help="our demo's other model (not timed)")
-    parser.add_argument("--images", type=int, default=20, help="synthetic photos sent in each run")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--start-timeout", type=float, default=120, help="seconds each app may take to first answer")
-    args = parser.parse_args(argv)
-    if args.images < 1 or args.runs < 1:
-        parser.error("--images and --runs must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +63,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         photos = synthetic_photos(Path(tmp), args.images)
         apps = {
-            "ours (python -m demos)": ("demos", "--food-model", args.model, "--boneage-model", args.boneage_model),
+            "ours (python -m demos)": (
+                "demos",
+                "--food-model",
+                args.model,
+                "--boneage-model",
+                args.boneage_model,
+                "--prediction-precision",
+                args.prediction_precision,
+            ),
             "pipeline app (gr.Interface)": ("bench.pipeline_app", "--model", folder),
         }
         urls = []
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios = time_runs(ours, theirs, photos, args.runs)
     print(
         f"/classify end to end, pipeline app / ours, median of {args.runs} runs: {statistics.median(ratios):.2f}x "
-        f"(min {min(ratios):.2f}x) on {args.model}"
+        f"(min {min(ratios):.2f}x) on {args.model}, ours predicting in {args.prediction_precision}"
     )
 
 

@@ -1,11 +1,11 @@
 """Per-image latency of the demo against transformers' pipeline, on the same checkpoints and images, in one run.
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.demo_latency [--food-model food10] [--boneage-model boneage] \
-        [--vit-model FOLDER] [--images 20] [--runs 5] [--skip-endpoints]
+        [--vit-model FOLDER] [--images 20] [--runs 5] [--skip-endpoints] [--prediction-precision fp32]
 
 For each checkpoint (the shipped food10 and boneage, and a ViT-B/16-sized classifier with random weights),
-loaded as the app loads it (`demos.app.load_model`), it times image by image, interleaved so that load on the
-machine hits both alike:
+loaded as the app loads it (`demos.app.load_model`, predicting in --prediction-precision), it times image by
+image, interleaved so that load on the machine hits both alike:
 - ours: `demos.inference.top_k` (what /classify runs) or `regress` (what /bone_age's number is);
 - baseline: `transformers.pipeline("image-classification")` on the same folder (for a regression checkpoint
   it returns the raw outputs as scores, the same work).
@@ -13,7 +13,8 @@ This is repeated --runs times on the same loaded models; each run prints its rat
 of --images), then the median and the minimum over the runs. It then starts `python -m demos` in its own
 process, as users run it (the time from start to its first answer is the cold start; its resident memory is
 read then), and times /classify, /bone_age and /feature_maps through gradio_client from this process,
-output images downloaded as a client gets them. The last line is the headline: every model's ratio.
+output images downloaded as a client gets them. The last line is the headline: every model's precision and
+ratio.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import psutil
 from PIL import Image
+
+from bench.options import timing_options
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,13 +83,13 @@ class Contender:
     theirs: Callable[[Image.Image], object]
 
 
-def contender(ref: str, image: Image.Image) -> Contender:
+def contender(ref: str, image: Image.Image, precision: str) -> Contender:
     from transformers import pipeline
 
     from demos.app import load_model
     from demos.inference import regress, top_k
 
-    checkpoint = load_model(ref)
+    checkpoint = load_model(ref, precision=precision)
     predict = regress if checkpoint.task.is_regression else top_k
     pair = Contender(
         ours=lambda photo: predict(checkpoint, photo),
@@ -119,9 +122,11 @@ def time_runs(pairs: dict[str, Contender], images: list[Image.Image], runs: int)
     return ratios
 
 
-def summary(ratios: dict[str, list[float]]) -> str:
-    """'food 1.62x (min 1.55x), ...': the median and the minimum over the runs."""
-    return ", ".join(f"{name} {statistics.median(r):.2f}x (min {min(r):.2f}x)" for name, r in ratios.items())
+def summary(ratios: dict[str, list[float]], precision: str) -> str:
+    """'food int8 1.62x (min 1.55x), ...': each model's precision, the median and the minimum over the runs."""
+    return ", ".join(
+        f"{name} {precision} {statistics.median(r):.2f}x (min {min(r):.2f}x)" for name, r in ratios.items()
+    )
 
 
 def free_port() -> int:
@@ -183,9 +188,12 @@ def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeo
         server.wait()
 
 
-def report_endpoints(photos: list[Path], food_model: str, boneage_model: str, start_timeout_s: float) -> None:
-    models = ("--food-model", food_model, "--boneage-model", boneage_model)
-    with demo_server(photos[0], *models, start_timeout_s=start_timeout_s) as (url, cold, rss_mib):
+def report_endpoints(photos: list[Path], args: argparse.Namespace) -> None:
+    demo_args = (
+        *("--food-model", args.food_model, "--boneage-model", args.boneage_model),
+        *("--prediction-precision", args.prediction_precision),
+    )
+    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout) as (url, cold, rss_mib):
         endpoints = time_endpoints(url, photos)
     for endpoint, ms in endpoints.items():
         print(f"endpoint {endpoint:14s} {ms:7.1f} ms (through gradio_client, median of {len(photos)})")
@@ -195,18 +203,12 @@ def report_endpoints(photos: list[Path], food_model: str, boneage_model: str, st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[timing_options()])
     parser.add_argument("--food-model", default="food10")
     parser.add_argument("--boneage-model", default="boneage")
     parser.add_argument("--vit-model", help="a ViT checkpoint (default: ViT-B/16 with random weights, from its config)")
-    parser.add_argument("--images", type=int, default=20, help="synthetic photos timed in each run")
-    parser.add_argument("--runs", type=int, default=5, help="timing runs on the same loaded models")
     parser.add_argument("--skip-endpoints", action="store_true", help="no python -m demos: the ratios only")
-    parser.add_argument("--start-timeout", type=float, default=120, help="seconds python -m demos may take to answer")
-    args = parser.parse_args(argv)
-    if args.images < 1 or args.runs < 1:
-        parser.error("--images and --runs must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,11 +225,12 @@ def main(argv: list[str] | None = None) -> None:
             "vit-b16": args.vit_model or str(vit_base_folder(Path(tmp) / "vit-b16")),
             "boneage": args.boneage_model,
         }
-        pairs = {name: contender(ref, images[0]) for name, ref in refs.items()}
+        pairs = {name: contender(ref, images[0], args.prediction_precision) for name, ref in refs.items()}
         ratios = time_runs(pairs, images, args.runs)
         if not args.skip_endpoints:
-            report_endpoints(photos, args.food_model, args.boneage_model, args.start_timeout)
-    print(f"speed-up over pipeline, median of {args.runs} runs: {summary(ratios)} (goal >= 1.5x in every run)")
+            report_endpoints(photos, args)
+    headline = summary(ratios, args.prediction_precision)
+    print(f"speed-up over pipeline, median of {args.runs} runs: {headline} (goal >= 1.5x in every run)")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,28 @@
-"""Prediction latency of ways to serve one checkpoint on the CPU, against `pipeline`, and their top-1 agreement.
+"""Prediction latency of ways to serve one checkpoint on the CPU, against `pipeline`, and their agreement with it.
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model vit-b16 --images 15
-    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model food10 --images 0 \
+    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model food10 --images 0 --variants bf16,int8 \
         --agreement-photos ../shared/data/food10/validation        # agreement only, no timing
+    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model boneage --images 0 --variants bf16,int8 \
+        --agreement-photos ../shared/data/boneage/validation
 
 `--model` takes a hub id, folder or alias, or `vit-b16` (a ViT-B/16-sized classifier with random weights, built
 from its config). Each variant is a pixel_values -> logits callable built from the checkpoint (--variants picks):
 - eager-attention: the transformers model with eager attention (what the demo needs for attention rollout);
 - sdpa: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
-- torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves;
+- torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves in fp32;
 - compile: `torch.compile` (inductor) of it; export: `torch.export` of it, run as the exported module;
 - onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch
   (`pip install onnxruntime onnx onnxscript` first: they are not dependencies of the project);
-- bf16: the model under `torch.autocast("cpu", torch.bfloat16)`; bf16-torchscript: its weights in bf16, traced
-  and frozen like torchscript;
-- int8: `torch.ao.quantization.quantize_dynamic` of its Linear layers (int8 weights, activations quantised per call).
+- bf16, int8: what `python -m demos --prediction-precision bf16/int8` serves (`demos.inference.prediction_module`):
+  the model traced and frozen under bf16 autocast, or with its Linear layers quantised to int8 dynamically.
 Timing (--images synthetic photos, all variants and the pipeline interleaved image by image so that load hits
 them alike) covers what /classify pays: the checkpoint's processor, the variant, softmax and top-5. Agreement
-(--agreement-photos, a folder searched for images) is the share of photos whose top-1 class is the one the float
-sdpa model gives; it means something only for trained weights. Each variant's build time (tracing, compiling,
-exporting) is printed, as it adds to the demo's start-up.
+(--agreement-photos, a folder searched for images, decoded as the demo decodes uploads) compares each variant
+with the fp32 model as loaded: for a classifier, the share of photos whose top-1 class is the same; for a
+regressor, the mean and largest absolute difference of its outputs (every output of a conditioned head), in its
+unit. It means something only for trained weights. Each variant's build time (tracing, compiling, exporting) is
+printed, as it adds to the demo's start-up.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import os
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +42,8 @@ import torch
 from PIL import Image
 
 from bench.demo_latency import synthetic_photos, vit_base_folder
+from demos.images import load_image
+from demos.inference import LogitsOnly, Precision, model_inputs, prediction_module
 from hub import Checkpoint, load_checkpoint
 from hub.preprocessing import image_spec
 
@@ -47,42 +51,38 @@ Predict = Callable[[torch.Tensor], torch.Tensor]  # pixel_values (1, 3, H, W) ->
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
-class LogitsOnly(torch.nn.Module):
-    """Tracers and exporters want model(x) -> tensor; transformers models return an output object."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-        self.eval()  # a new Module starts in training mode, and exporters would record that
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).logits
+def logits_of(model: torch.nn.Module) -> torch.nn.Module:
+    """model(pixel_values) -> logits, in eval mode: a new Module starts in training mode, and exporters record it."""
+    return LogitsOnly(model).eval()
 
 
 def eager_attention(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
     model = copy.deepcopy(checkpoint.model)
     model.set_attn_implementation("eager")
-    return LogitsOnly(model)
+    return logits_of(model)
 
 
 def as_loaded(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    return LogitsOnly(checkpoint.model)
+    return logits_of(checkpoint.model)
 
 
-def torchscript(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    with warnings.catch_warnings():  # tracer and TorchScript deprecation notices
-        warnings.simplefilter("ignore")
-        return torch.jit.optimize_for_inference(torch.jit.trace(LogitsOnly(checkpoint.model), example))
+def served_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
+    """The variant the demo serves with --prediction-precision `precision` (demos.inference's one implementation)."""
+
+    def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+        return prediction_module(checkpoint.model, image_spec(checkpoint.processor), precision)
+
+    return build
 
 
 def compiled(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    predict = torch.compile(LogitsOnly(checkpoint.model))
+    predict = torch.compile(logits_of(checkpoint.model))
     predict(example)  # compiles now, so that the build time says what a start-up would pay
     return predict
 
 
 def exported(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    return torch.export.export(LogitsOnly(checkpoint.model), (example,)).module()
+    return torch.export.export(logits_of(checkpoint.model), (example,)).module()
 
 
 def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
@@ -92,51 +92,22 @@ def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
         raise SystemExit("The onnxruntime variant needs: pip install onnxruntime onnx onnxscript") from err
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
-    torch.onnx.export(LogitsOnly(checkpoint.model), (example,), path, input_names=["pixel_values"], dynamo=True)
+    torch.onnx.export(logits_of(checkpoint.model), (example,), path, input_names=["pixel_values"], dynamo=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
 
 
-def bf16_autocast(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    model = LogitsOnly(checkpoint.model)
-
-    def predict(pixel_values: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(pixel_values).float()
-
-    return predict
-
-
-def bf16_torchscript(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    """bf16 weights, traced and frozen: oneDNN's bf16 kernels without autocast's casts at every call."""
-    model = LogitsOnly(copy.deepcopy(checkpoint.model).to(torch.bfloat16))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frozen = torch.jit.optimize_for_inference(torch.jit.trace(model, example.bfloat16()))
-    return lambda pixel_values: frozen(pixel_values.bfloat16()).float()
-
-
-def int8_dynamic(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        model = torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(checkpoint.model), {torch.nn.Linear}, dtype=torch.qint8
-        )
-    return LogitsOnly(model)
-
-
 VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
     "eager-attention": eager_attention,
     "sdpa": as_loaded,
-    "torchscript": torchscript,
+    "torchscript": served_in(Precision.FP32),
     "compile": compiled,
     "export": exported,
     "onnxruntime": onnxruntime,
-    "bf16": bf16_autocast,
-    "bf16-torchscript": bf16_torchscript,
-    "int8": int8_dynamic,
+    "bf16": served_in(Precision.BF16),
+    "int8": served_in(Precision.INT8),
 }
 
 
@@ -154,11 +125,15 @@ def build_variants(checkpoint: Checkpoint, names: list[str]) -> dict[str, Predic
     return built
 
 
+def logits(checkpoint: Checkpoint, predict: Predict, image: Image.Image) -> torch.Tensor:
+    """The checkpoint's processor, then the variant: one image's logits."""
+    with torch.inference_mode():
+        return predict(model_inputs(checkpoint, image))[0]
+
+
 def top_classes(checkpoint: Checkpoint, predict: Predict, image: Image.Image, k: int = 5) -> list[int]:
     """What /classify computes: the checkpoint's processor, logits, softmax, the k most probable classes."""
-    pixel_values = checkpoint.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
-    with torch.inference_mode():
-        probabilities = predict(pixel_values)[0].softmax(-1)
+    probabilities = logits(checkpoint, predict, image).softmax(-1)
     return probabilities.topk(min(k, probabilities.numel())).indices.tolist()
 
 
@@ -188,19 +163,33 @@ def time_variants(checkpoint: Checkpoint, variants: dict[str, Predict], photos: 
 
 
 def agreement(checkpoint: Checkpoint, variants: dict[str, Predict], folder: Path) -> None:
-    """Share of the folder's images on which each variant's top-1 class is the float sdpa model's."""
+    """How close each variant comes to the fp32 model on the folder's images: top-1 agreement, or output difference."""
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise SystemExit(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}.")
-    reference = LogitsOnly(checkpoint.model)
-    agree = dict.fromkeys(variants, 0)
+    reference = logits_of(checkpoint.model)
+    outputs = {name: [] for name in ["fp32", *variants]}  # name -> each image's logits
     for path in paths:
-        image = Image.open(path).convert("RGB")
-        expected = top_classes(checkpoint, reference, image, k=1)
-        for name, predict in variants.items():
-            agree[name] += top_classes(checkpoint, predict, image, k=1) == expected
-    for name, count in agree.items():
-        print(f"{name:16s} top-1 agreement with float sdpa {count}/{len(paths)} ({100 * count / len(paths):.1f}%)")
+        image = load_image(path)
+        for name, predict in [("fp32", reference), *variants.items()]:
+            outputs[name].append(logits(checkpoint, predict, image).float())
+    expected = torch.stack(outputs.pop("fp32"))
+    for name, values in outputs.items():
+        print(f"{name:16s} {closeness(checkpoint, torch.stack(values), expected)}")
+
+
+def closeness(checkpoint: Checkpoint, served: torch.Tensor, expected: torch.Tensor) -> str:
+    """One line: how often the top-1 class is the fp32 model's, or how far a regressor's outputs are from its."""
+    images = len(expected)
+    if checkpoint.task.is_regression:
+        difference = (served - expected).abs()
+        unit = checkpoint.task.unit or "the target's unit"
+        return (
+            f"|difference| from the fp32 model over {images} images x {expected.shape[1]} outputs, in {unit}: "
+            f"mean {float(difference.mean()):.3f}, max {float(difference.max()):.3f}"
+        )
+    agree = int((served.argmax(-1) == expected.argmax(-1)).sum())
+    return f"top-1 agreement with the fp32 model {agree}/{images} ({100 * agree / images:.1f}%)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

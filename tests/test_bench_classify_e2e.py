@@ -13,8 +13,12 @@ def test_the_pipeline_app_answers_label_probabilities(tiny_checkpoints, photo):
     assert sum(answer.values()) == pytest.approx(1, abs=1e-4)
 
 
-def test_runs_and_images_parse_and_a_count_below_one_is_refused():
-    args = classify_e2e.parse_args(["--runs", "3", "--images", "4", "--model", "food10"])
-    assert (args.runs, args.images, args.model) == (3, 4, "food10")
-    with pytest.raises(SystemExit):
-        classify_e2e.parse_args(["--runs", "0"])
+def test_runs_images_and_precision_parse_and_a_count_below_one_is_refused():
+    args = classify_e2e.parse_args(
+        ["--runs", "3", "--images", "4", "--model", "food10", "--prediction-precision", "int8"]
+    )
+    assert (args.runs, args.images, args.model, args.prediction_precision) == (3, 4, "food10", "int8")
+    assert classify_e2e.parse_args([]).prediction_precision == "fp32"
+    for option in ("--runs", "--images"):
+        with pytest.raises(SystemExit):
+            classify_e2e.parse_args([option, "0"])

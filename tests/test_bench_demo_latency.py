@@ -1,4 +1,5 @@
-"""bench.demo_latency: --runs repeats the timing on the same models and the headline lists every model's ratio."""
+"""bench.demo_latency: --runs repeats the timing on the same models; the headline gives every model's precision
+and ratio."""
 
 import re
 import statistics
@@ -8,7 +9,7 @@ import pytest
 from bench import demo_latency
 
 
-def test_runs_print_each_ratio_and_the_headline_their_median_and_minimum(tiny_checkpoints, capsys):
+def test_runs_print_each_ratio_and_the_headline_their_precision_median_and_minimum(tiny_checkpoints, capsys):
     demo_latency.main(
         [
             "--food-model",
@@ -22,6 +23,8 @@ def test_runs_print_each_ratio_and_the_headline_their_median_and_minimum(tiny_ch
             "--runs",
             "3",
             "--skip-endpoints",
+            "--prediction-precision",
+            "int8",
         ]
     )
     lines = capsys.readouterr().out.strip().splitlines()
@@ -32,7 +35,7 @@ def test_runs_print_each_ratio_and_the_headline_their_median_and_minimum(tiny_ch
     headline = lines[-1]
     assert headline.startswith("speed-up over pipeline, median of 3 runs: ")
     for model, values in ratios.items():
-        median, minimum = re.search(rf"{model} ([\d.]+)x \(min ([\d.]+)x\)", headline).groups()
+        median, minimum = re.search(rf"{model} int8 ([\d.]+)x \(min ([\d.]+)x\)", headline).groups()
         assert float(median) == pytest.approx(statistics.median(values), abs=0.011)
         assert float(minimum) == pytest.approx(min(values), abs=0.011)
 
@@ -41,3 +44,9 @@ def test_runs_print_each_ratio_and_the_headline_their_median_and_minimum(tiny_ch
 def test_a_count_below_one_is_refused(option):
     with pytest.raises(SystemExit):
         demo_latency.parse_args([option, "0"])
+
+
+def test_fp32_is_the_default_and_an_unknown_precision_is_refused():
+    assert demo_latency.parse_args([]).prediction_precision == "fp32"
+    with pytest.raises(SystemExit):
+        demo_latency.parse_args(["--prediction-precision", "fp16"])

@@ -9,7 +9,7 @@ from bench import serving_variants
 from hub import load_checkpoint
 
 # torch.compile needs a C++ toolchain and minutes; ONNX Runtime is not a dependency of the project.
-FAST_VARIANTS = ["eager-attention", "sdpa", "torchscript", "export", "bf16", "bf16-torchscript", "int8"]
+FAST_VARIANTS = ["eager-attention", "sdpa", "torchscript", "export", "bf16", "int8"]
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +29,38 @@ def test_every_variant_gives_logits_of_the_model_s_shape(tiny_vit):
         assert logits.dtype == torch.float32, name
 
 
-def test_int8_quantises_the_linear_layers_of_a_copy(tiny_vit):
-    predict = serving_variants.int8_dynamic(tiny_vit, example=None)
-    float_linears = sum(isinstance(m, torch.nn.Linear) for m in tiny_vit.model.modules())
-    int8_linears = [m for m in predict.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
-    assert len(int8_linears) == float_linears > 0
-    assert all(m.weight().dtype == torch.qint8 for m in int8_linears)
-    assert not any(isinstance(m, torch.nn.Linear) for m in predict.modules())
-    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in tiny_vit.model.modules())  # a copy
+def test_bf16_and_int8_are_what_the_demo_serves_in_those_precisions(tiny_vit):
+    variants = serving_variants.build_variants(tiny_vit, ["bf16", "int8"])
+    assert "BFloat16" in str(variants["bf16"].graph)
+    assert "quantized::linear_dynamic" in str(variants["int8"].graph)
+    assert {p.dtype for p in tiny_vit.model.parameters()} == {torch.float32}, "the model itself stays fp32"
+
+
+def save_photos(photo, folder, count=3):
+    for i in range(count):
+        photo.rotate(90 * i).save(folder / f"photo{i}.png")
 
 
 def test_agreement_counts_every_photo_and_the_float_model_agrees_with_itself(tiny_vit, tmp_path, photo, capsys):
-    for i in range(3):
-        photo.rotate(90 * i).save(tmp_path / f"photo{i}.png")
+    save_photos(photo, tmp_path)
     variants = serving_variants.build_variants(tiny_vit, ["sdpa", "int8"])
     serving_variants.agreement(tiny_vit, variants, tmp_path)
     out = capsys.readouterr().out
-    assert re.search(r"^sdpa +top-1 agreement with float sdpa 3/3 \(100\.0%\)$", out, re.M), out
-    assert re.search(r"^int8 +top-1 agreement with float sdpa [0-3]/3 ", out, re.M), out
+    assert re.search(r"^sdpa +top-1 agreement with the fp32 model 3/3 \(100\.0%\)$", out, re.M), out
+    assert re.search(r"^int8 +top-1 agreement with the fp32 model [0-3]/3 ", out, re.M), out
+
+
+def test_a_regressor_s_agreement_is_its_outputs_difference_in_its_unit(tiny_checkpoints, tmp_path, photo, capsys):
+    checkpoint = load_checkpoint(str(tiny_checkpoints[("resnet", "regression")]))
+    save_photos(photo, tmp_path)
+    variants = serving_variants.build_variants(checkpoint, ["sdpa", "int8"])
+    serving_variants.agreement(checkpoint, variants, tmp_path)
+    out = capsys.readouterr().out
+    outputs = checkpoint.model.config.num_labels
+    head = rf"\|difference\| from the fp32 model over 3 images x {outputs} outputs, in {checkpoint.task.unit}: "
+    assert re.search(rf"^sdpa +{head}mean 0\.000, max 0\.000$", out, re.M), out
+    mean, largest = map(float, re.search(rf"^int8 +{head}mean ([\d.]+), max ([\d.]+)$", out, re.M).groups())
+    assert mean <= largest < 0.1, "int8 stays close to fp32 on the tiny model"
 
 
 def test_an_unknown_variant_is_refused():
