@@ -30,7 +30,7 @@ from tests.bad_inputs import write_upload_zoo
 from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, digest, online, stand_in  # noqa: F401  (online, stand_in: fixtures)
-from tests.test_train import FAST, draw_classes, run_expecting_error
+from tests.test_train import draw_classes, run_expecting_error, train_argv
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train_main
 
@@ -132,37 +132,14 @@ def test_a_truncated_jpeg_in_a_class_folder_stops_the_run_before_training_naming
     root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
     broken = root / "train" / "blue" / "2.jpg"
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
-    error = run_expecting_error(
-        capsys,
-        [
-            "--model",
-            str(tiny_checkpoints[("vit", "classification")]),
-            "--dataset",
-            str(root),
-            "--output-dir",
-            str(tmp_path / "run"),
-            *FAST,
-        ],
-    )
+    argv = train_argv(model=tiny_checkpoints[("vit", "classification")], dataset=root, output_dir=tmp_path / "run")
+    error = run_expecting_error(capsys, argv)
     assert "Unreadable image" in error and str(broken) in error and "truncated" in error
     assert not (tmp_path / "run").exists()
 
 
-def train_command(model: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        str(model),
-        "--dataset",
-        str(dataset),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "3",
-        *FAST,
-        *extra,
-    ]
+def train_command(model: Path, dataset: Path, run_dir: Path, *, resume: bool = False) -> list[str]:
+    return train_argv(model=model, dataset=dataset, output_dir=run_dir, mode="full", epochs=3, resume=resume)
 
 
 def kill_in_second_epoch(argv: list[str], run_dir: Path) -> Path:
@@ -207,7 +184,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count_and_weights(tiny_
     steps_per_epoch = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
     assert checkpoint.name == f"checkpoint-{steps_per_epoch}"  # the end of epoch 1
 
-    assert train_main(train_command(model, dataset, interrupted, "--resume")) == 0
+    assert train_main(train_command(model, dataset, interrupted, resume=True)) == 0
     (last,) = interrupted.glob("checkpoint-*")
     (reference,) = whole.glob("checkpoint-*")
     final_step = json.loads((last / "trainer_state.json").read_text())["global_step"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,24 @@ from train.regression import TargetScaler, fold_into_head, unfold_from_head
 from train.stages import uses_bf16
 
 COLOURS = {"red": (210, 40, 40), "blue": (40, 40, 210)}
-FAST = ["--batch-size", "4", "--eval-batch-size", "8", "--dataloader-workers", "0", "--logging-steps", "1"]
+# Small batches, no worker processes and a log line every step: what every tiny run here shares.
+TINY_RUN = {"batch_size": 4, "eval_batch_size": 8, "dataloader_workers": 0, "logging_steps": 1}
+
+
+def train_argv(*, model, dataset, output_dir, **options) -> list[str]:
+    """`python -m train`'s arguments for a tiny run of `model` on `dataset` into `output_dir`.
+
+    Each option becomes its flag, after TINY_RUN's (an option of the same name replaces one of those): `epochs=1`
+    is `--epochs 1`, `no_calibrate=True` is `--no-calibrate`, and `False` leaves the flag out.
+    """
+    argv = []
+    for name, value in ({"model": model, "dataset": dataset, "output_dir": output_dir} | TINY_RUN | options).items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False:
+            argv += [flag, str(value)]
+    return argv
 
 
 def draw_classes(root: Path, per_class: dict[str, int]) -> Path:
@@ -72,25 +90,16 @@ def read_json(path: Path) -> dict:
 
 def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints, classes_dir, tmp_path, caplog):
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("timm", "classification")]),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "two-stage",
-        "--head-epochs",
-        "2",
-        "--epochs",
-        "1",
-        "--image-size",
-        "40",
-        "--data-terms",
-        "made-up squares",
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("timm", "classification")],
+        dataset=classes_dir,
+        output_dir=run_dir,
+        mode="two-stage",
+        head_epochs=2,
+        epochs=1,
+        image_size=40,
+        data_terms="made-up squares",
+    )
     assert main(argv) == 0
 
     results = read_json(run_dir / "eval_results.json")
@@ -114,27 +123,17 @@ def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints,
 
 def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tiny_checkpoints, ages_dir, tmp_path):
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("resnet", "classification")]),
-        "--dataset",
-        str(ages_dir),
-        "--target-column",
-        "boneage",
-        "--target-unit",
-        "months",
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        "--augment",
-        "keep-whole",
-        "--loss",
-        "huber",
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("resnet", "classification")],
+        dataset=ages_dir,
+        output_dir=run_dir,
+        target_column="boneage",
+        target_unit="months",
+        mode="full",
+        epochs=1,
+        augment="keep-whole",
+        loss="huber",
+    )
     assert main(argv) == 0
 
     config = AutoModelForImageClassification.from_pretrained(run_dir).config
@@ -220,19 +219,7 @@ def test_a_timm_classifier_given_a_conditioned_regression_head_saves_its_output_
 def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, tmp_path, caplog):
     base = tiny_checkpoints[("vit", "classification")]
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(base),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "feature-extraction",
-        "--head-epochs",
-        "2",
-        *FAST,
-    ]
+    argv = train_argv(model=base, dataset=classes_dir, output_dir=run_dir, mode="feature-extraction", head_epochs=2)
     assert main(argv) == 0
     before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
     backbone = [name for name in before if "classifier" not in name]
@@ -248,20 +235,9 @@ def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
 ):
     base = tiny_checkpoints[("resnet", "classification")]
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(base),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        *FAST,
-        *([] if freeze else ["--no-freeze-batchnorm"]),
-    ]
+    argv = train_argv(
+        model=base, dataset=classes_dir, output_dir=run_dir, mode="full", epochs=1, no_freeze_batchnorm=not freeze
+    )
     assert main(argv) == 0
     before, after = load_file(base / "model.safetensors"), load_file(run_dir / "model.safetensors")
     statistics = [name for name in before if name.endswith(("running_mean", "running_var"))]
@@ -279,30 +255,26 @@ def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
 def test_resume_continues_from_the_last_checkpoint_with_weights_intact(tiny_checkpoints, classes_dir, tmp_path):
     run_dir = tmp_path / "run"
     # --no-calibrate: a folded temperature would (rightly) make the saved head differ from the checkpoint's
-    common = [
-        "--model",
-        str(tiny_checkpoints[("vit", "classification")]),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--no-calibrate",
-        *FAST,
-    ]
-    assert main([*common, "--epochs", "1"]) == 0
+    argv = partial(
+        train_argv,
+        model=tiny_checkpoints[("vit", "classification")],
+        dataset=classes_dir,
+        output_dir=run_dir,
+        mode="full",
+        no_calibrate=True,
+    )
+    assert main(argv(epochs=1)) == 0
     (first,) = run_dir.glob("checkpoint-*")
     steps = read_json(first / "trainer_state.json")["global_step"]
-    assert main([*common, "--epochs", "1"]) == 2, "a second run must not overwrite the first without --resume"
+    assert main(argv(epochs=1)) == 2, "a second run must not overwrite the first without --resume"
 
     # Resuming a finished schedule trains nothing: the saved model must be the checkpoint itself
     # (transformers issue 43701 would have re-initialised ViT encoder weights here).
-    assert main([*common, "--epochs", "1", "--resume"]) == 0
+    assert main(argv(epochs=1, resume=True)) == 0
     resumed, saved = load_file(first / "model.safetensors"), load_file(run_dir / "model.safetensors")
     assert resumed.keys() == saved.keys() and all(torch.equal(resumed[k], saved[k]) for k in resumed)
 
-    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert main(argv(epochs=2, resume=True)) == 0
     config = read_json(run_dir / "training_config.json")
     assert "--resume" not in config["command"] and config["resume_command"].endswith("--epochs 2 --resume")
     (last,) = run_dir.glob("checkpoint-*")
@@ -321,15 +293,14 @@ def run_expecting_error(capsys, argv) -> str:
 def test_unknown_column_missing_split_and_wrong_target_are_named(
     tiny_checkpoints, classes_dir, ages_dir, tmp_path, capsys
 ):
-    model = str(tiny_checkpoints[("timm", "classification")])
-    common = ["--model", model, "--output-dir", str(tmp_path / "run"), *FAST]
-    error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--target-column", "calories"])
+    argv = partial(train_argv, model=tiny_checkpoints[("timm", "classification")], output_dir=tmp_path / "run")
+    error = run_expecting_error(capsys, argv(dataset=classes_dir, target_column="calories"))
     assert "no column 'calories'" in error and "label" in error
-    error = run_expecting_error(capsys, [*common, "--dataset", str(classes_dir), "--eval-split", "test"])
+    error = run_expecting_error(capsys, argv(dataset=classes_dir, eval_split="test"))
     assert "no split 'test'" in error and "train, validation" in error
-    error = run_expecting_error(capsys, [*common, "--dataset", str(ages_dir), "--target-column", "male"])
+    error = run_expecting_error(capsys, argv(dataset=ages_dir, target_column="male"))
     assert "'male'" in error and "neither class labels" in error
-    error = run_expecting_error(capsys, [*common, "--dataset", str(tmp_path / "nowhere")])
+    error = run_expecting_error(capsys, argv(dataset=tmp_path / "nowhere"))
     assert "nowhere" in error
     assert not (tmp_path / "run").exists(), "nothing is trained or written before the data is valid"
 
@@ -347,18 +318,8 @@ def test_unreadable_image_is_named_before_training(tiny_checkpoints, tmp_path, c
     root = draw_classes(tmp_path / "classes", {"train": 3, "validation": 2})
     broken = root / "train" / "red" / "1.jpg"
     broken.write_bytes(b"not a jpeg at all")
-    error = run_expecting_error(
-        capsys,
-        [
-            "--model",
-            str(tiny_checkpoints[("timm", "classification")]),
-            "--dataset",
-            str(root),
-            "--output-dir",
-            str(tmp_path / "run"),
-            *FAST,
-        ],
-    )
+    argv = train_argv(model=tiny_checkpoints[("timm", "classification")], dataset=root, output_dir=tmp_path / "run")
+    error = run_expecting_error(capsys, argv)
     assert "Unreadable image" in error and str(broken) in error
     assert not (tmp_path / "run").exists()
 
@@ -366,13 +327,14 @@ def test_unreadable_image_is_named_before_training(tiny_checkpoints, tmp_path, c
 def test_resolution_flags_need_a_timm_checkpoint_and_resume_needs_a_checkpoint(
     tiny_checkpoints, classes_dir, tmp_path, capsys
 ):
-    vit = str(tiny_checkpoints[("vit", "classification")])
-    common = ["--dataset", str(classes_dir), "--output-dir", str(tmp_path / "run"), *FAST]
-    error = run_expecting_error(capsys, [*common, "--model", vit, "--image-size", "48"])
+    argv = partial(
+        train_argv, model=tiny_checkpoints[("vit", "classification")], dataset=classes_dir, output_dir=tmp_path / "run"
+    )
+    error = run_expecting_error(capsys, argv(image_size=48))
     assert "timm" in error
-    error = run_expecting_error(capsys, [*common, "--model", vit, "--resume"])
+    error = run_expecting_error(capsys, argv(resume=True))
     assert "no checkpoint-*" in error
-    error = run_expecting_error(capsys, [*common, "--model", vit, "--mode", "feature-extraction", "--resume"])
+    error = run_expecting_error(capsys, argv(mode="feature-extraction", resume=True))
     assert "feature-extraction run saves no checkpoint-*" in error
 
 
@@ -399,21 +361,14 @@ def test_json_config_file_is_the_whole_command_line(tiny_checkpoints, ages_dir, 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, classes_dir, tmp_path, precision):
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("timm", "classification")]),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        "--precision",
-        precision,
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("timm", "classification")],
+        dataset=classes_dir,
+        output_dir=run_dir,
+        mode="full",
+        epochs=1,
+        precision=precision,
+    )
     assert main(argv) == 0
     assert read_json(run_dir / "training_config.json")["recipe"]["precision"] == precision
     # Saved from channels_last weights, the checkpoint loads and predicts like any other.

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.test_train import draw_classes
+from tests.test_train import draw_classes, train_argv
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
@@ -25,20 +25,9 @@ def test_torchrun_two_processes_train_and_save_once(tiny_checkpoints, tmp_path):
         "2",
         "-m",
         "train",
-        "--model",
-        str(tiny_checkpoints[("timm", "classification")]),
-        "--dataset",
-        str(data),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--dataloader-workers",
-        "0",
+        *train_argv(
+            model=tiny_checkpoints[("timm", "classification")], dataset=data, output_dir=run_dir, mode="full", epochs=1
+        ),
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     # A session of its own, so that a timeout ends torchrun's workers too instead of orphaning them.

@@ -15,7 +15,7 @@ from transformers import AutoConfig, TrainingArguments
 
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import build_transform, crop_to_hand, hand_box, image_spec
-from tests.test_train import FAST, ages_dir, classes_dir, read_json  # noqa: F401 (fixtures)
+from tests.test_train import ages_dir, classes_dir, read_json, train_argv  # noqa: F401 (fixtures)
 from train import calibration, data, metrics
 from train.__main__ import main
 from train.recipe import RecipeTrainer
@@ -25,35 +25,21 @@ from train.robustness import other_source_look
 
 def test_recipe_options_run_end_to_end_and_serve_the_better_size(tiny_checkpoints, classes_dir, tmp_path):
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("timm", "classification")]),
-        "--dataset",
-        str(classes_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "2",
-        "--image-size",
-        "32",
-        "--eval-image-size",
-        "40",
-        "--auto-augment",
-        "rand-m9-mstd0.5",
-        "--random-erasing",
-        "0.25",
-        "--label-smoothing",
-        "0.1",
-        "--mixup",
-        "0.2",
-        "--cutmix",
-        "1.0",
-        "--ema-decay",
-        "0.9",
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("timm", "classification")],
+        dataset=classes_dir,
+        output_dir=run_dir,
+        mode="full",
+        epochs=2,
+        image_size=32,
+        eval_image_size=40,
+        auto_augment="rand-m9-mstd0.5",
+        random_erasing=0.25,
+        label_smoothing=0.1,
+        mixup=0.2,
+        cutmix=1.0,
+        ema_decay=0.9,
+    )
     assert main(argv) == 0
 
     config = read_json(run_dir / "training_config.json")
@@ -152,32 +138,20 @@ def test_each_rows_loss_uses_its_own_output():
 
 def test_conditioned_regression_saves_months_per_output_and_names_them(tiny_checkpoints, ages_dir, tmp_path):
     run_dir = tmp_path / "run"
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("timm", "regression")]),
-        "--dataset",
-        str(ages_dir),
-        "--output-dir",
-        str(run_dir),
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        "--target-column",
-        "boneage",
-        "--target-name",
-        "bone age",
-        "--target-unit",
-        "months",
-        "--condition-column",
-        "male",
-        "--condition-labels",
-        "false=female,true=male",
-        "--augment",
-        "radiograph",
-        "--robustness-check",
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("timm", "regression")],
+        dataset=ages_dir,
+        output_dir=run_dir,
+        mode="full",
+        epochs=1,
+        target_column="boneage",
+        target_name="bone age",
+        target_unit="months",
+        condition_column="male",
+        condition_labels="false=female,true=male",
+        augment="radiograph",
+        robustness_check=True,
+    )
     assert main(argv) == 0
 
     config = AutoConfig.from_pretrained(run_dir)
@@ -200,21 +174,14 @@ def test_conditioned_regression_saves_months_per_output_and_names_them(tiny_chec
 
 
 def test_condition_values_the_training_split_never_had_are_named(tiny_checkpoints, ages_dir, tmp_path, capsys):
-    argv = [
-        "--model",
-        str(tiny_checkpoints[("timm", "regression")]),
-        "--dataset",
-        str(ages_dir),
-        "--output-dir",
-        str(tmp_path / "run"),
-        "--target-column",
-        "boneage",
-        "--condition-column",
-        "male",
-        "--condition-labels",
-        "f=female",
-        *FAST,
-    ]
+    argv = train_argv(
+        model=tiny_checkpoints[("timm", "regression")],
+        dataset=ages_dir,
+        output_dir=tmp_path / "run",
+        target_column="boneage",
+        condition_column="male",
+        condition_labels="f=female",
+    )
     assert main(argv) == 2
     assert "--condition-labels names f" in capsys.readouterr().err
 

@@ -5,8 +5,8 @@ import yaml
 
 from tests.test_hub_push import online_in_this_process
 from tests.test_space import hub  # noqa: F401 (fixture)
-from tests.test_train import FAST, classes_dir  # noqa: F401 (fixture)
-from tests.test_train_push import train_argv
+from tests.test_train import classes_dir  # noqa: F401 (fixture)
+from tests.test_train_push import head_only_argv
 from train.__main__ import main
 
 
@@ -26,8 +26,15 @@ def test_demo_space_publishes_the_pushed_model_in_a_space_linked_from_its_card(
     tmp_path,  # noqa: F811 (fixture)
 ):
     run_dir = tmp_path / "run"
-    argv = train_argv(tiny_checkpoints, classes_dir, run_dir)
-    assert main([*argv, "--push-to-hub", "--hub-model-id", "me/squares", "--demo-space", "me/squares-demo"]) == 0
+    argv = head_only_argv(
+        tiny_checkpoints,
+        classes_dir,
+        run_dir,
+        push_to_hub=True,
+        hub_model_id="me/squares",
+        demo_space="me/squares-demo",
+    )
+    assert main(argv) == 0
     hub = online_for_children
     card = hub.file("me/squares", "README.md").decode()
     assert "[me/squares-demo](https://huggingface.co/spaces/me/squares-demo)" in card
@@ -41,6 +48,6 @@ def test_demo_space_publishes_the_pushed_model_in_a_space_linked_from_its_card(
 
 def test_demo_space_without_a_push_stops_before_training(tiny_checkpoints, classes_dir, tmp_path, capsys):  # noqa: F811
     run_dir = tmp_path / "run"
-    assert main([*train_argv(tiny_checkpoints, classes_dir, run_dir), "--demo-space", "me/squares-demo"]) == 2
+    assert main(head_only_argv(tiny_checkpoints, classes_dir, run_dir, demo_space="me/squares-demo")) == 2
     assert "--demo-space needs --push-to-hub" in capsys.readouterr().err
     assert not run_dir.exists()
