@@ -61,7 +61,7 @@ class Precision(StrEnum):
 _TRACE_TOLERANCE = {Precision.FP32: 1e-3, Precision.BF16: 2e-2, Precision.INT8: 1e-3}
 
 
-def checked_precision(value: str) -> Precision:
+def checked_precision(value: Precision | str) -> Precision:
     """`value` as a Precision, or a ValueError saying which exist and, for bf16 on a CPU without it, what to use."""
     try:
         precision = Precision(value)
