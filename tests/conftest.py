@@ -17,6 +17,7 @@ os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="transferlab-tests-gradi
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
 
 from tests.tiny_checkpoints import ARCHITECTURES, TASKS, build_tiny_checkpoint
 
@@ -52,3 +53,17 @@ def photo():
     image = np.stack([x * 2.5, y * 4.0, 255 - x * 2.5], axis=-1)
     image[(x - 48) ** 2 + (y - 32) ** 2 < 300] = (240, 200, 40)
     return Image.fromarray(image.astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def cat():
+    """A real photo: skimage's Chelsea the cat, 451x300 RGB."""
+    return Image.fromarray(data.chelsea())
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoints):
+    """{(architecture, task): the demo's loaded model} for every tiny checkpoint, once per test module."""
+    from demos.app import load_model  # imported here: the tests that load no demo model need not import Gradio
+
+    return {key: load_model(str(folder)) for key, folder in tiny_checkpoints.items()}

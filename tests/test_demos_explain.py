@@ -7,25 +7,12 @@ import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image
-from skimage import data
 from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
 from demos import explain, layers
 from demos.app import load_model
 from demos.inference import top_k
-
-ARCHITECTURES = ("vit", "resnet", "timm")
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return Image.fromarray(data.chelsea())
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_checkpoints):
-    return {key: load_model(str(folder)) for key, folder in tiny_checkpoints.items()}
+from tests.tiny_checkpoints import ARCHITECTURES
 
 
 def test_vit_tokens_are_shown_on_the_grid_the_config_states(loaded, cat):

@@ -5,24 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from PIL import Image
-from skimage import data
 from transformers import AutoModelForImageClassification
 
 from demos import inference, summary
 from demos.app import load_model
-
-ARCHITECTURES = ("vit", "resnet", "timm")
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return Image.fromarray(data.chelsea())
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_checkpoints):
-    return {key: load_model(str(folder)) for key, folder in tiny_checkpoints.items()}
+from tests.tiny_checkpoints import ARCHITECTURES
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
