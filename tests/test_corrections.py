@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from demos import app as demo_app
 from demos.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
+from tests.test_train import train_argv
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train
 
@@ -101,27 +103,20 @@ def test_the_folders_load_with_datasets_and_train_for_one_step(tiny_checkpoints,
     assert set(ages["train"]["male"]) == {True, False}
 
     # Six images, a batch of six, one epoch: one optimisation step ("train" is the folders' only split).
-    common = [
-        "--mode",
-        "full",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "6",
-        "--eval-split",
-        "train",
-        "--dataloader-workers",
-        "0",
-    ]
+    one_step = partial(train_argv, mode="full", epochs=1, batch_size=6, eval_split="train")
     food_base, age_base = tiny_checkpoints[("vit", "classification")], tiny_checkpoints[("resnet", "regression")]
     run = tmp_path / "food-run"
-    assert train(["--model", str(food_base), "--dataset", str(tmp_path / "corrections" / FOOD),
-                  "--output-dir", str(run), *common]) == 0  # fmt: skip
+    assert train(one_step(model=food_base, dataset=tmp_path / "corrections" / FOOD, output_dir=run)) == 0
     assert (run / "checkpoint-1").is_dir()
     run = tmp_path / "age-run"
-    assert train(["--model", str(age_base), "--dataset", str(tmp_path / "corrections" / BONE_AGE),
-                  "--target-column", "bone_age", "--condition-column", "male", "--output-dir", str(run),
-                  *common]) == 0  # fmt: skip
+    argv = one_step(
+        model=age_base,
+        dataset=tmp_path / "corrections" / BONE_AGE,
+        output_dir=run,
+        target_column="bone_age",
+        condition_column="male",
+    )
+    assert train(argv) == 0
     assert (run / "checkpoint-1").is_dir()
 
 
