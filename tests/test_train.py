@@ -229,6 +229,17 @@ def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, 
     assert not list(run_dir.glob("checkpoint-*")), "the cached-feature stage keeps no Trainer checkpoints"
 
 
+def test_a_run_from_an_earlier_run_records_the_command_that_made_its_start(tiny_checkpoints, classes_dir, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    argv = partial(train_argv, dataset=classes_dir, mode="feature-extraction", head_epochs=1)
+    assert main(argv(model=tiny_checkpoints[("vit", "classification")], output_dir=first)) == 0
+    assert main(argv(model=first, output_dir=second)) == 0
+    first_command = read_json(first / "training_config.json")["command"]
+    assert read_json(first / "training_config.json")["earlier_commands"] == []
+    assert read_json(second / "training_config.json")["earlier_commands"] == [first_command]
+    assert first_command in (second / "README.md").read_text()
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_full_stage_keeps_batchnorm_statistics_unless_asked_to_update_them(
     tiny_checkpoints, classes_dir, tmp_path, freeze
