@@ -1,9 +1,13 @@
 """Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
 
-    python -m train --model efficientnet-lite2 --dataset ../shared/data/food10 --output-dir runs/food10 \
+    python -m train --model efficientnet-lite2 --dataset ../shared/data/food10 --output-dir runs/food10-192 \
         --mode full --epochs 20 --image-size 192 --eval-image-size 260 --augment random-crop \
         --auto-augment rand-m9-mstd0.5 --random-erasing 0.25 --crop-scale-min 0.25 --label-smoothing 0.1 \
         --learning-rate 2e-3 --backbone-learning-rate 5e-4 --ema-decay 0.998
+    python -m train --model runs/food10-192 --dataset ../shared/data/food10 --output-dir runs/food10 \
+        --mode full --epochs 16 --image-size 256 --eval-image-size 320 --augment random-crop \
+        --auto-augment rand-m9-mstd0.5 --random-erasing 0.25 --crop-scale-min 0.25 --label-smoothing 0.1 \
+        --learning-rate 1e-3 --backbone-learning-rate 3e-4 --ema-decay 0.998     # continue at a higher resolution
 
     python -m train --model efficientnet-lite0 --dataset ../shared/data/boneage --target-column boneage \
         --target-name "bone age" --target-unit months --condition-column male \
