@@ -77,6 +77,25 @@ def test_ema_weights_are_kept_only_when_they_validate_better(tiny_checkpoints, t
     assert all(torch.equal(model.state_dict()[k], ema_state[k]) for k in ema_state)
 
 
+def test_a_resumed_run_still_keeps_the_best_ema_snapshot(tiny_checkpoints, tmp_path):
+    def recipe_trainer():
+        model = load_checkpoint(str(tiny_checkpoints[("vit", "classification")])).model
+        arguments = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+        ema = ModelEmaV3(model, decay=0.5)
+        return RecipeTrainer(model=model, args=arguments, ema=ema, metric="accuracy", greater_is_better=True)
+
+    first = recipe_trainer()
+    best_state = {name: tensor + 1.0 for name, tensor in first.model.state_dict().items()}
+    first.live_score, first.best_ema = 0.8, (0.9, best_state)
+    first.save_ema(tmp_path)
+
+    resumed = recipe_trainer()  # as --resume builds it: the scores and the snapshot live only in the checkpoint
+    resumed.restore_ema(str(tmp_path))
+    assert resumed.live_score == 0.8 and resumed.best_ema[0] == 0.9
+    assert resumed.keep_better_weights() == "ema"
+    assert all(torch.equal(resumed.model.state_dict()[k], best_state[k]) for k in best_state)
+
+
 def test_the_image_cache_gives_the_same_tensors_as_reading_files(tiny_checkpoints, classes_dir):
     train, _ = data.load_splits(str(classes_dir), train_split="train", eval_split="validation")
     task = data.resolve_task(train, target_column=None, image_column=None)

@@ -3,7 +3,7 @@
 `RecipeTrainer` mixes training batches (never evaluation ones) and, when given a `timm.utils.ModelEmaV3`,
 updates it after every optimizer step, evaluates it after every evaluation of the live weights (as
 `eval_ema_*`) and keeps the best-scoring EMA snapshot, so the run can save whichever weights validate better.
-The EMA state travels in every `checkpoint-*` folder, so `--resume` continues it.
+The EMA and its best snapshot travel in every `checkpoint-*` folder, so `--resume` continues them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from timm.data import Mixup
 from timm.utils import ModelEmaV3
@@ -21,6 +22,9 @@ from transformers import Trainer, TrainerCallback
 
 logger = logging.getLogger("train")
 EMA_FILE = "ema.safetensors"
+# The best-scoring EMA snapshot and the scores keep_better_weights compares: without them a resumed run that
+# trains no further step would keep the final weights even when an earlier EMA snapshot validated better.
+BEST_EMA_FILE = "best_ema.safetensors"
 
 
 @contextmanager
@@ -35,26 +39,18 @@ def weights_of(model: nn.Module, source: nn.Module):
 
 
 class EmaUpdate(TrainerCallback):
-    """Update the EMA after each optimizer step; save it beside each checkpoint's weights."""
+    """Update the EMA after each optimizer step; save it, and the best snapshot, beside each checkpoint's weights."""
 
-    def __init__(self, ema: ModelEmaV3):
-        self.ema = ema
+    def __init__(self, trainer: RecipeTrainer):
+        self.trainer = trainer
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.ema.update(model, step=state.global_step)
+        self.trainer.ema.update(model, step=state.global_step)
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir() and state.is_world_process_zero:
-            save_file({k: v.contiguous() for k, v in self.ema.module.state_dict().items()}, str(folder / EMA_FILE))
-
-
-def restore_ema(ema: ModelEmaV3, checkpoint: str | None) -> None:
-    """Continue the EMA saved in the checkpoint a run resumes from (a run without one starts it afresh)."""
-    path = Path(checkpoint or "") / EMA_FILE
-    if checkpoint and path.is_file():
-        ema.module.load_state_dict(load_file(str(path)))
-        logger.info("resumed the weight EMA from %s", path)
+            self.trainer.save_ema(folder)
 
 
 class RecipeTrainer(Trainer):
@@ -75,7 +71,7 @@ class RecipeTrainer(Trainer):
         self.live_score: float | None = None  # the live weights' score at the last evaluation
         self.best_ema: tuple[float, dict[str, torch.Tensor]] | None = None  # (score, EMA state) of the best epoch
         if ema is not None:
-            self.add_callback(EmaUpdate(ema))
+            self.add_callback(EmaUpdate(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # timm's Mixup pairs each image with its mirror in the batch: an odd last batch trains unmixed.
@@ -98,6 +94,27 @@ class RecipeTrainer(Trainer):
             self.best_ema = (score, {k: v.detach().clone() for k, v in self.ema.module.state_dict().items()})
         return {**results, **ema_results}
 
+    def save_ema(self, folder: Path) -> None:
+        """The EMA, and the best snapshot with its score and the live weights' score, into a checkpoint folder."""
+        save_file(_contiguous(self.ema.module.state_dict()), str(folder / EMA_FILE))
+        if self.best_ema is not None:
+            score, state = self.best_ema
+            scores = {"score": repr(score), "live_score": repr(self.live_score)}
+            save_file(_contiguous(state), str(folder / BEST_EMA_FILE), metadata=scores)
+
+    def restore_ema(self, checkpoint: str | None) -> None:
+        """Continue the EMA saved in the checkpoint a run resumes from (a run without one starts it afresh)."""
+        folder = Path(checkpoint or "")
+        if not checkpoint or not (folder / EMA_FILE).is_file():
+            return
+        self.ema.module.load_state_dict(load_file(str(folder / EMA_FILE)))
+        logger.info("resumed the weight EMA from %s", folder / EMA_FILE)
+        if (folder / BEST_EMA_FILE).is_file():
+            with safe_open(str(folder / BEST_EMA_FILE), "pt") as best:
+                scores = best.metadata()
+            self.best_ema = (float(scores["score"]), load_file(str(folder / BEST_EMA_FILE)))
+            self.live_score = float(scores["live_score"])
+
     def _better(self, score: float, than: float) -> bool:
         return score > than if self.greater_is_better else score < than
 
@@ -117,3 +134,7 @@ class RecipeTrainer(Trainer):
             self.live_score,
         )
         return "ema"
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.contiguous() for name, tensor in state.items()}  # safetensors refuses strided views

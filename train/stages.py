@@ -19,7 +19,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from hub.checkpoint import computes_bf16_natively, parameter_counts
 from train import data, evaluation, metrics, modes
 from train.arguments import TrainArguments, TrainError
-from train.recipe import RecipeTrainer, restore_ema
+from train.recipe import RecipeTrainer
 from train.regression import TargetScaler, own_outputs, regression_loss
 
 logger = logging.getLogger("train")
@@ -266,7 +266,7 @@ def train_whole_network(
     )
     trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, training_args=arguments)
     if trainer.ema is not None:
-        restore_ema(trainer.ema, resume_from)
+        trainer.restore_ema(resume_from)
     log_trainable(model, "full stage (backbone unfrozen)")
     with modes.batchnorm_statistics_kept(model, args.freeze_batchnorm) as kept:
         if kept:
