@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.checkpoint import SHIPPED_CHECKPOINTS, TaskKind, is_timm
+from hub.checkpoint import TaskKind, is_timm, local_folder
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -62,7 +62,7 @@ def hub_base_model(base: str | None) -> str | None:
         return None
     if base in BACKBONES:
         return f"timm/tf_efficientnet_lite{BACKBONES[base]}.in1k"
-    folder = _local_folder(base)
+    folder = local_folder(base)
     if folder:  # a local checkpoint: it derives from whatever its own card says
         card = folder / "README.md"
         return ModelCard.load(card).data.base_model if card.is_file() else None
@@ -74,16 +74,11 @@ def earlier_commands(base: str | None) -> list[str]:
 
     Empty for a hub id, a backbone alias, or a folder that no TransferLab run wrote.
     """
-    folder = _local_folder(base) if base else None
+    folder = local_folder(base) if base else None
     if folder is None or not (folder / "training_config.json").is_file():
         return []
     training = json.loads((folder / "training_config.json").read_text())
     return training.get("earlier_commands", []) + ([training["command"]] if training.get("command") else [])
-
-
-def _local_folder(base: str) -> Path | None:
-    folder = SHIPPED_CHECKPOINTS.get(base) or Path(base).expanduser()
-    return folder if folder.is_dir() else None
 
 
 def hub_dataset(dataset: str | None) -> str | None:

@@ -144,6 +144,14 @@ def builtin_aliases() -> list[str]:
     return sorted(BACKBONES) + sorted(SHIPPED_CHECKPOINTS)
 
 
+def local_folder(ref: str) -> Path | None:
+    """The folder on this disk that `ref` names (a shipped alias or a path to a folder); None for anything else."""
+    if ref in SHIPPED_CHECKPOINTS:
+        return SHIPPED_CHECKPOINTS[ref]
+    path = Path(ref).expanduser()
+    return path if path.is_dir() else None
+
+
 def resolve_folder(
     ref: str,
     *,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hub.checkpoint import SHIPPED_CHECKPOINTS, Checkpoint, CheckpointError, TaskKind, load_checkpoint
+from hub.checkpoint import Checkpoint, CheckpointError, TaskKind, load_checkpoint, local_folder
 from train import data, evaluation, metrics
 from train.regression import own_outputs
 
@@ -48,15 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def is_local_folder(ref: str) -> bool:
-    """A folder the user owns (a path or a shipped alias), not a download in the hub cache."""
-    return ref in SHIPPED_CHECKPOINTS or Path(ref).expanduser().is_dir()
-
-
 def output_folder(ref: str, checkpoint: Checkpoint, wanted: str | None) -> Path:
     if wanted:
         return Path(wanted)
-    return checkpoint.folder if is_local_folder(ref) else Path("eval") / ref.replace("/", "--")
+    # a folder the user owns is written into; a hub download's cache is not
+    return checkpoint.folder if local_folder(ref) else Path("eval") / ref.replace("/", "--")
 
 
 def trained_target_column(checkpoint: Checkpoint) -> str | None:
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
-        if args.update_card and not is_local_folder(args.model):
+        if args.update_card and local_folder(args.model) is None:
             raise CheckpointError(
                 f"--update-card edits the card of a local checkpoint folder: pull '{args.model}' first "
                 f"(python -m hub pull {args.model} --out DIR) and evaluate DIR."
