@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -81,19 +82,22 @@ class Contender:
 
     ours: Callable[[Image.Image], object]
     theirs: Callable[[Image.Image], object]
+    gflop: float  # the model's multiply-adds on one image, x 2 (torch's FLOP counter: matmuls and convolutions)
 
 
 def contender(ref: str, image: Image.Image, precision: str) -> Contender:
     from transformers import pipeline
 
     from demos.app import load_model
-    from demos.inference import regress, top_k
+    from demos.inference import regress, top_k, wait_until_compiled
 
-    checkpoint = load_model(ref, precision=precision)
+    checkpoint = load_model(ref, precision=precision, compile=True)  # as the app loads its start-up models
+    wait_until_compiled(checkpoint)  # what it says when a model stays uncompiled is printed
     predict = regress if checkpoint.task.is_regression else top_k
     pair = Contender(
         ours=lambda photo: predict(checkpoint, photo),
         theirs=pipeline("image-classification", model=str(checkpoint.folder)),
+        gflop=gflop_per_image(checkpoint, image),
     )
     pair.ours(image)
     pair.theirs(image)
@@ -109,17 +113,56 @@ def time_pair(pair: Contender, images: list[Image.Image]) -> tuple[float, float]
     return median_ms(ours), median_ms(theirs)
 
 
-def time_runs(pairs: dict[str, Contender], images: list[Image.Image], runs: int) -> dict[str, list[float]]:
-    """{model: pipeline/ours of each run}, each run's line printed as it ends."""
+def time_runs(
+    pairs: dict[str, Contender], images: list[Image.Image], runs: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """({model: pipeline/ours of each run}, {model: the pipeline's fastest run in ms}), each run printed as it ends."""
     ratios: dict[str, list[float]] = {name: [] for name in pairs}
+    fastest_pipeline = dict.fromkeys(pairs, float("inf"))
     for run in range(1, runs + 1):
         parts = []
         for name, pair in pairs.items():
             ours, theirs = time_pair(pair, images)
             ratios[name].append(theirs / ours)
+            fastest_pipeline[name] = min(fastest_pipeline[name], theirs)
             parts.append(f"{name} {theirs / ours:.2f}x ({ours:.1f} vs {theirs:.1f} ms)")
         print(f"run {run}: pipeline/ours " + ", ".join(parts), flush=True)
-    return ratios
+    return ratios, fastest_pipeline
+
+
+def gflop_per_image(checkpoint, image: Image.Image) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from demos.inference import model_inputs
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        checkpoint.model(pixel_values=model_inputs(checkpoint, image))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(size: int = 1536, repeats: int = 20) -> float:
+    """This machine's fp32 throughput now, on a large square matmul (MKL at its best): no fp32 model computes faster."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def report_fp32_bound(pairs: dict[str, Contender], pipeline_ms: dict[str, float]) -> None:
+    """Per model, the fastest any fp32 server could answer (its FLOPs at the matmul peak), against the pipeline."""
+    peak = matmul_gflops()
+    print(f"fp32 matmul peak of this machine, measured now: {peak:.0f} GFLOP/s")
+    for name, pair in pairs.items():
+        floor_ms, theirs = 1000 * pair.gflop / peak, pipeline_ms[name]
+        print(
+            f"fp32 bound {name}: {pair.gflop:.3g} GFLOP an image at that peak >= {floor_ms:.3g} ms, against the "
+            f"pipeline's {theirs:.1f} ms: no fp32 server beats it by more than {theirs / floor_ms:.2f}x"
+        )
 
 
 def summary(ratios: dict[str, list[float]], precision: str) -> str:
@@ -155,37 +198,47 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
     return results
 
 
+COMPILE_ENDED = re.compile(r"^\* .*: predictions (compiled in|run uncompiled)", re.M)  # demos.inference.compiled_copy
+
+
 @contextlib.contextmanager
-def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeout_s: float = 120):
+def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeout_s: float = 120, models: int = 0):
     """`python -m demos` (or another app `module`) in its own process, as users run it, asked to /classify `photo`.
 
-    Yields (its URL, seconds from start to first answer, its resident memory in MiB at that moment).
+    Yields (its URL, seconds from start to first answer, its resident memory in MiB at that moment, seconds from
+    start until the compiles of its `models` start-up models ended, as it prints them).
     """
     from gradio_client import Client, handle_file
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", str(port), *demo_args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while True:
-            try:
-                Client(url, verbose=False).predict(handle_file(photo), api_name="/classify")
-                break
-            except Exception:  # not listening yet: poll until it answers (bounded below)
+    with tempfile.NamedTemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port), *demo_args],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while True:
+                try:
+                    Client(url, verbose=False).predict(handle_file(photo), api_name="/classify")
+                    break
+                except Exception:  # not listening yet: poll until it answers (bounded below)
+                    if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
+                        raise RuntimeError(f"python -m {module} did not answer within {start_timeout_s:g} s")
+                    time.sleep(0.25)
+            cold_start_s = time.perf_counter() - start
+            rss_mib = psutil.Process(server.pid).memory_info().rss / 2**20
+            while len(COMPILE_ENDED.findall(Path(log.name).read_text())) < models:
                 if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
-                    raise RuntimeError(f"python -m {module} did not answer within {start_timeout_s:g} s")
+                    raise RuntimeError(f"python -m {module} did not compile its models within {start_timeout_s:g} s")
                 time.sleep(0.25)
-        cold_start_s = time.perf_counter() - start
-        yield url, cold_start_s, psutil.Process(server.pid).memory_info().rss / 2**20
-    finally:
-        server.terminate()
-        server.wait()
+            yield url, cold_start_s, rss_mib, time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait()
 
 
 def report_endpoints(photos: list[Path], args: argparse.Namespace) -> None:
@@ -193,12 +246,15 @@ def report_endpoints(photos: list[Path], args: argparse.Namespace) -> None:
         *("--food-model", args.food_model, "--boneage-model", args.boneage_model),
         *("--prediction-precision", args.prediction_precision),
     )
-    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout) as (url, cold, rss_mib):
+    models = len({args.food_model, args.boneage_model})
+    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout, models=models) as served:
+        url, cold, rss_mib, compiled_s = served
         endpoints = time_endpoints(url, photos)
     for endpoint, ms in endpoints.items():
         print(f"endpoint {endpoint:14s} {ms:7.1f} ms (through gradio_client, median of {len(photos)})")
     print(f"feature maps / classification: {endpoints['/feature_maps'] / endpoints['/classify']:.2f}x (goal <= 3x)")
     print(f"cold start, python -m demos to first answer: {cold:.1f} s (goal <= 15 s)")
+    print(f"start-up models compiled {compiled_s:.1f} s after start (the endpoints above were timed after that)")
     print(f"resident memory of python -m demos after its first answer: {rss_mib:.0f} MiB")
 
 
@@ -226,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             "boneage": args.boneage_model,
         }
         pairs = {name: contender(ref, images[0], args.prediction_precision) for name, ref in refs.items()}
-        ratios = time_runs(pairs, images, args.runs)
+        ratios, pipeline_ms = time_runs(pairs, images, args.runs)
+        report_fp32_bound(pairs, pipeline_ms)
         if not args.skip_endpoints:
             report_endpoints(photos, args)
     headline = summary(ratios, args.prediction_precision)

@@ -1,6 +1,7 @@
 """Prediction latency of ways to serve one checkpoint on the CPU, against `pipeline`, and their agreement with it.
 
-    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model vit-b16 --images 15
+    OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model vit-b16 --images 15 \
+        --variants fp32,compiled-fp32,compiled-bf16,compiled-int8
     OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model food10 --images 0 --variants bf16,int8 \
         --agreement-photos ../shared/data/food10/validation        # agreement only, no timing
     OMP_WAIT_POLICY=PASSIVE python -m bench.serving_variants --model boneage --images 0 --variants bf16,int8 \
@@ -9,20 +10,20 @@
 `--model` takes a hub id, folder or alias, or `vit-b16` (a ViT-B/16-sized classifier with random weights, built
 from its config). Each variant is a pixel_values -> logits callable built from the checkpoint (--variants picks):
 - eager-attention: the transformers model with eager attention (what the demo needs for attention rollout);
-- sdpa: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
-- torchscript: a frozen TorchScript trace of that (BatchNorm folded, oneDNN), as `demos.inference` serves in fp32;
-- compile: `torch.compile` (inductor) of it; export: `torch.export` of it, run as the exported module;
+- fp32: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
+- bf16, int8: that model under bf16 autocast, or with its Linear layers quantised to int8 dynamically
+  (`demos.inference.uncompiled`: what `python -m demos --prediction-precision bf16/int8` computes);
+- compiled-fp32, compiled-bf16, compiled-int8: those compiled by `torch.compile` with inductor's freezing, checked
+  against them (`demos.inference.compiled_copy`): what the demo's start-up models predict with once compiled;
+- export: `torch.export` of the fp32 model, run as the exported module;
 - onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch
-  (`pip install onnxruntime onnx onnxscript` first: they are not dependencies of the project);
-- bf16, int8: what `python -m demos --prediction-precision bf16/int8` serves (`demos.inference.prediction_module`):
-  the model traced and frozen under bf16 autocast, or with its Linear layers quantised to int8 dynamically.
+  (`pip install onnxruntime onnx onnxscript` first: they are not dependencies of the project).
 Timing (--images synthetic photos, all variants and the pipeline interleaved image by image so that load hits
 them alike) covers what /classify pays: the checkpoint's processor, the variant, softmax and top-5. Agreement
 (--agreement-photos, a folder searched for images, decoded as the demo decodes uploads) compares each variant
 with the fp32 model as loaded: for a classifier, the share of photos whose top-1 class is the same; for a
 regressor, the mean and largest absolute difference of its outputs (every output of a conditioned head), in its
-unit. It means something only for trained weights. Each variant's build time (tracing, compiling, exporting) is
-printed, as it adds to the demo's start-up.
+unit. It means something only for trained weights. Each variant's build time (compiling, exporting) is printed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from PIL import Image
 
 from bench.demo_latency import synthetic_photos, vit_base_folder
 from demos.images import load_image
-from demos.inference import LogitsOnly, Precision, model_inputs, prediction_module
+from demos.inference import LogitsOnly, Precision, compiled_copy, model_inputs, uncompiled
 from hub import Checkpoint, load_checkpoint
 from hub.preprocessing import image_spec
 
@@ -62,23 +63,26 @@ def eager_attention(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
     return logits_of(model)
 
 
-def as_loaded(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    return logits_of(checkpoint.model)
-
-
 def served_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
-    """The variant the demo serves with --prediction-precision `precision` (demos.inference's one implementation)."""
+    """The model computing in `precision`, uncompiled (demos.inference's one implementation)."""
 
     def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-        return prediction_module(checkpoint.model, image_spec(checkpoint.processor), precision)
+        return uncompiled(checkpoint.model, precision)
 
     return build
 
 
-def compiled(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
-    predict = torch.compile(logits_of(checkpoint.model))
-    predict(example)  # compiles now, so that the build time says what a start-up would pay
-    return predict
+def compiled_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
+    """What the demo's start-up models predict with in `precision` once compiled (demos.inference's one way)."""
+
+    def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+        spec = image_spec(checkpoint.processor)
+        compiled = compiled_copy(uncompiled(checkpoint.model, precision), spec, precision, name=str(checkpoint.source))
+        if compiled is None:
+            raise SystemExit(f"compiled-{precision}: the model could not be compiled (why is printed above).")
+        return compiled
+
+    return build
 
 
 def exported(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
@@ -101,13 +105,10 @@ def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
 
 VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
     "eager-attention": eager_attention,
-    "sdpa": as_loaded,
-    "torchscript": served_in(Precision.FP32),
-    "compile": compiled,
+    **{str(precision): served_in(precision) for precision in Precision},
+    **{f"compiled-{precision}": compiled_in(precision) for precision in Precision},
     "export": exported,
     "onnxruntime": onnxruntime,
-    "bf16": served_in(Precision.BF16),
-    "int8": served_in(Precision.INT8),
 }
 
 
@@ -168,12 +169,13 @@ def agreement(checkpoint: Checkpoint, variants: dict[str, Predict], folder: Path
     if not paths:
         raise SystemExit(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}.")
     reference = logits_of(checkpoint.model)
-    outputs = {name: [] for name in ["fp32", *variants]}  # name -> each image's logits
+    expected, outputs = [], {name: [] for name in variants}  # each image's logits: the fp32 model's, each variant's
     for path in paths:
         image = load_image(path)
-        for name, predict in [("fp32", reference), *variants.items()]:
+        expected.append(logits(checkpoint, reference, image).float())
+        for name, predict in variants.items():
             outputs[name].append(logits(checkpoint, predict, image).float())
-    expected = torch.stack(outputs.pop("fp32"))
+    expected = torch.stack(expected)
     for name, values in outputs.items():
         print(f"{name:16s} {closeness(checkpoint, torch.stack(values), expected)}")
 

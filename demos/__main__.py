@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # Split the cores between the concurrent requests: oversubscribed torch threads spin against each
+    # other (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2). Set before
+    # the models load: their compiled copies are built for the number of threads set when they compile.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
     try:
         demo = build_app(
             food_model=args.food_model,
@@ -104,9 +108,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"python -m demos: {err}") from err
-    # Split the cores between the concurrent requests: oversubscribed torch threads spin against each
-    # other (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2).
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
     launch(demo, port=args.port, share=args.share)
 
 

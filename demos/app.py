@@ -23,7 +23,7 @@ import gradio as gr
 
 from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
-from demos.inference import Precision, build_predictor, checked_precision, precision_notice
+from demos.inference import Precision, checked_precision, precision_notice, serve
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
@@ -96,16 +96,17 @@ def load_model(
     local_roots: Sequence[str | Path] | None = None,
     max_download_mb: float | None = None,
     precision: Precision | str = Precision.FP32,
+    compile: bool = False,
 ) -> Checkpoint:
-    """`hub.load_checkpoint` with the frozen predictor built, computing in `precision`.
+    """`hub.load_checkpoint`, its predictions computing in `precision`, compiled in the background with `compile`.
 
-    The model keeps transformers' default attention (SDPA for ViTs): predictions are traced from it; the attention
+    The model keeps transformers' default attention (SDPA for ViTs): predictions are compiled from it; the attention
     rollout runs an eager-attention twin of it (`demos.explain.eager_attention_twin`).
     """
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
     )
-    build_predictor(checkpoint, precision)  # built now, so that the first request does not pay for it
+    serve(checkpoint, precision, compile=compile)
     return checkpoint
 
 
@@ -133,6 +134,7 @@ def load_models(
 
     `allow_pickle` lets these two (chosen by whoever starts the app) be pickled; the Model tab never unpickles.
     `precision`: what their predictions, and those of the models visitors load, compute in (`demos.inference`).
+    Their predictions are compiled in the background (visitors' models are not: `demos.inference` says why).
     """
     precision = checked_precision(precision)  # before loading: a bad value fails at once
     examples = Path(examples_dir) if examples_dir else None
@@ -148,7 +150,7 @@ def load_models(
         refs[role] = ref
     loaded: dict[str, Checkpoint] = {}
     for ref in set(refs.values()):
-        loaded[ref] = load_model(ref, allow_pickle=allow_pickle, precision=precision)
+        loaded[ref] = load_model(ref, allow_pickle=allow_pickle, precision=precision, compile=True)
     checkpoints = {role: loaded[ref] for role, ref in refs.items()}
     return DemoModels(checkpoints=checkpoints, notes=notes, examples_dir=examples, precision=precision)
 

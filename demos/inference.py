@@ -1,17 +1,22 @@
 """Serving predictions, free of Gradio: top-k classes, a regression value, the logits behind them.
 
 Every function takes a `hub.Checkpoint` and a PIL image, preprocessed by the checkpoint's own image processor.
-Predictions run a frozen copy of the model (`predictor`), in fp32 or, opted into, bf16 or int8 (`Precision`,
-`build_predictor`). Explaining them (feature maps, Grad-CAM, attention rollout) is demos/explain.py, in fp32.
+Predictions run the model in fp32 or, opted into, bf16 or int8 (`Precision`, `serve`), through a compiled copy
+for the start-up models (`predictor`). Explaining them (feature maps, Grad-CAM, attention rollout) is
+demos/explain.py, in fp32.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
+import os
 import threading
+import time
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import torch
@@ -40,25 +45,29 @@ class LogitsOnly(torch.nn.Module):
         return self.model(pixel_values=pixel_values).logits
 
 
-# Predictions alone (/classify, /bone_age's number) run a frozen TorchScript copy of the model, built once per
-# model: BatchNorm folded into the convolutions, oneDNN kernels (speed against the pipeline: bench/RESULTS.md).
-# TorchScript is deprecated (torch 2.14 warns); it is used because it needs no compile step at start-up
-# (torch.compile, torch.export and ONNX Runtime were measured: bench/serving_variants.py, none faster here).
-_FROZEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Served
-_FROZEN_LOCK = threading.Lock()
+# Predictions alone (/classify, /bone_age's number) run a compiled copy of each start-up model: torch.compile
+# (inductor) with freezing, which folds BatchNorm into the convolutions and turns the weights into constants laid out
+# for oneDNN (1.5-2x faster than a frozen TorchScript trace on the shipped EfficientNets; bench/RESULTS.md). Compiling
+# takes 10-20 s a model, so it runs in a background thread and predictions run the model itself until the copy is
+# ready (and checked). Visitors' models are never compiled: dynamo keeps every compiled copy, with its frozen weights,
+# for the life of the process (and the copy keeps its model alive), and strangers must not be able to make the server
+# spend CPU and memory on that.
+_SERVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Served
+_SERVED_LOCK = threading.Lock()
+_COMPILE_LOCK = threading.Lock()  # one compile at a time: each uses every core
 
 
 class Precision(StrEnum):
-    """What the frozen prediction copy computes in. Explanations (Grad-CAM, feature maps, rollout) stay fp32."""
+    """What predictions compute in. Explanations (Grad-CAM, feature maps, rollout) stay fp32."""
 
     FP32 = "fp32"
     BF16 = "bf16"  # under bf16 autocast: matmuls and convolutions in bf16, normalisation and softmax in fp32
     INT8 = "int8"  # dynamic quantisation: Linear weights int8, their inputs quantised at each call
 
 
-# How far the trace may be from the module it was traced from (a trace that bakes in control flow is far off).
-# Under autocast the trace folds BatchNorm into bf16 weights, which moves logits by a few bf16 steps.
-_TRACE_TOLERANCE = {Precision.FP32: 1e-3, Precision.BF16: 2e-2, Precision.INT8: 1e-3}
+# How far the compiled copy may be from the module it was compiled from. Under bf16 autocast, freezing folds
+# BatchNorm into bf16 weights, which moves logits by a few bf16 steps.
+_COMPILE_TOLERANCE = {Precision.FP32: 1e-3, Precision.BF16: 2e-2, Precision.INT8: 1e-3}
 
 
 def checked_precision(value: Precision | str) -> Precision:
@@ -86,58 +95,118 @@ def precision_notice(precision: Precision) -> str:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Served:
     precision: Precision
-    module: torch.nn.Module | None  # None: a wrapper of the model itself, untraced (kept, it would keep its key alive)
+    int8: torch.nn.Module | None  # the int8 copy; fp32 and bf16 wrap the model, rebuilt per call (kept, a wrapper
+    # would keep its key alive, and a visitor's evicted model in memory; only start-up models, which live as long as
+    # the app, get a compiled copy, which does keep theirs)
+    compiled: torch.nn.Module | None = None  # set by the background compile once it is checked
+    settled: threading.Event = field(default_factory=threading.Event)  # set when no compile is (or will be) running
 
 
-def build_predictor(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32) -> torch.nn.Module:
-    """Build the frozen copy that the model's predictions run from now on, in `precision`; return `predictor`'s.
+def serve(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32, *, compile: bool = False) -> None:
+    """Make the model's predictions compute in `precision` from now on; with `compile`, start compiling them.
 
-    Built once per model (a second call with another precision is an error); it assumes the model's weights do not
-    change afterwards (nothing in the demo changes them).
+    Once per model (another precision later is an error); it assumes the model's weights do not change afterwards
+    (nothing in the demo changes them). `compile` returns at once: `wait_until_compiled` waits for the copy.
     """
     precision = checked_precision(precision)
     model = checkpoint.model
-    served = _FROZEN.get(model)
-    if served is None:  # built outside the lock: tracing a large model takes seconds other requests need not wait
-        module = prediction_module(model, image_spec(checkpoint.processor), precision)
-        kept = None if any(m is model for m in module.modules()) else module  # see _Served
-        with _FROZEN_LOCK:
-            served = _FROZEN.setdefault(model, _Served(precision, kept))
+    with _SERVED_LOCK:
+        served = _SERVED.get(model)
+        if served is None:
+            int8 = _int8_copy(model) if precision is Precision.INT8 else None
+            served = _SERVED[model] = _Served(precision, int8)
+            if compile:
+                _compile_in_background(checkpoint, served)
+            else:
+                served.settled.set()
     if served.precision is not precision:
         raise ValueError(f"{checkpoint.source} already predicts in {served.precision}, not {precision}.")
-    return predictor(checkpoint)
 
 
 def predictor(checkpoint: Checkpoint) -> torch.nn.Module:
-    """pixel_values -> fp32 logits for predictions: the frozen copy (built in fp32 if `build_predictor` was not
-    called), or the model itself, in that precision, if it cannot be traced exactly."""
-    if checkpoint.model not in _FROZEN:
-        return build_predictor(checkpoint)
-    served = _FROZEN[checkpoint.model]
-    return served.module if served.module is not None else _reference(checkpoint.model, served.precision)
+    """pixel_values (1, 3, H, W) -> fp32 logits for predictions: the compiled copy once it is ready, until then (and
+    for models not compiled) the model computing in its precision (fp32 if `serve` was not called)."""
+    served = _served(checkpoint)
+    return served.compiled if served.compiled is not None else uncompiled_predictor(checkpoint)
 
 
-def prediction_module(model: torch.nn.Module, spec, precision: Precision) -> torch.nn.Module:
-    """pixel_values (1, 3, spec.height, spec.width) -> fp32 logits, computed in `precision`: the frozen copy, or the
-    untraced module it is traced from when tracing fails or changes the output (printed)."""
-    reference = _reference(model, precision)
-    frozen = _frozen_copy(reference, spec, _TRACE_TOLERANCE[precision], name=type(model).__name__)
-    return reference if frozen is None else frozen
+def uncompiled_predictor(checkpoint: Checkpoint) -> torch.nn.Module:
+    """pixel_values (any batch size) -> fp32 logits, computing in the model's precision (fp32 if `serve` was not
+    called): what predictions run until the compiled copy is ready, for models not compiled, and for batches."""
+    served = _served(checkpoint)
+    return served.int8 if served.int8 is not None else uncompiled(checkpoint.model, served.precision)
 
 
-def _reference(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
-    """The model computing in `precision`, untraced: what the frozen copy is traced from and checked against."""
+def _served(checkpoint: Checkpoint) -> _Served:
+    if checkpoint.model not in _SERVED:
+        serve(checkpoint)
+    return _SERVED[checkpoint.model]
+
+
+def wait_until_compiled(checkpoint: Checkpoint, timeout: float | None = None) -> bool:
+    """Wait until the model's compile ends (at most `timeout` s); whether its predictions now run a compiled copy."""
+    served = _SERVED[checkpoint.model]
+    served.settled.wait(timeout)
+    return served.compiled is not None
+
+
+def uncompiled(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
+    """pixel_values -> fp32 logits of the model computing in `precision` (int8: a quantised copy of it)."""
     if precision is Precision.INT8:
         return _int8_copy(model)
     logits = LogitsOnly(model).eval()
     return _Bf16Autocast(logits) if precision is Precision.BF16 else logits
 
 
+def _compile_in_background(checkpoint: Checkpoint, served: _Served) -> None:
+    reference = uncompiled_predictor(checkpoint)
+    spec = image_spec(checkpoint.processor)
+
+    def compile_and_publish() -> None:
+        with _COMPILE_LOCK:
+            served.compiled = compiled_copy(reference, spec, served.precision, name=str(checkpoint.source))
+        served.settled.set()
+
+    # Run in a copy of the caller's context: torch's compiler settings are context variables, so that the caller's
+    # (torch._dynamo.config.disable, say) hold in the thread as they would have held in the caller.
+    in_callers_context = functools.partial(contextvars.copy_context().run, compile_and_publish)
+    threading.Thread(target=in_callers_context, name=f"compile {checkpoint.source}", daemon=True).start()
+
+
+def compiled_copy(reference: torch.nn.Module, spec, precision: Precision, *, name: str) -> torch.nn.Module | None:
+    """`reference` compiled for one (3, spec.height, spec.width) image, or None (printed) when compiling is off,
+    fails, or changes the output."""
+    import torch._dynamo  # imported here: dynamo and inductor add seconds to an import of this module
+    import torch._inductor.config
+
+    if torch._dynamo.config.disable or os.environ.get("TORCHDYNAMO_DISABLE") == "1":  # torch's two off switches
+        print(f"* {name}: predictions run uncompiled (TORCH_COMPILE_DISABLE or TORCHDYNAMO_DISABLE is set)", flush=True)
+        return None
+    example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    compiled = torch.compile(reference, dynamic=False)
+    try:
+        # Freezing is read when the first call compiles; torch.compile's `options` do not pass it on (measured: no
+        # folding, 14 ms against 8 ms on the shipped bone-age model).
+        with torch.inference_mode(), torch._inductor.config.patch(freezing=True):
+            compiled(example)
+            tolerance = _COMPILE_TOLERANCE[precision]
+            matches = torch.allclose(compiled(-example), reference(-example), rtol=tolerance, atol=tolerance)
+    except Exception as err:  # noqa: BLE001 - compiling runs the model's own Python and a C++ compiler: any failure
+        print(f"* {name}: predictions run uncompiled: compiling failed ({type(err).__name__}: {err})", flush=True)
+        return None
+    if not matches:
+        print(f"* {name}: predictions run uncompiled: the compiled copy gave other logits", flush=True)
+        return None
+    print(f"* {name}: predictions compiled in {time.perf_counter() - start:.1f} s", flush=True)
+    return compiled
+
+
 class _Bf16Autocast(torch.nn.Module):
-    """logits computed under bf16 autocast, returned in fp32; traced, the casts autocast inserts are recorded."""
+    """logits computed under bf16 autocast, returned in fp32."""
 
     def __init__(self, logits: torch.nn.Module):
         super().__init__()
@@ -150,34 +219,13 @@ class _Bf16Autocast(torch.nn.Module):
 
 def _int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     # torch.ao's quantize_dynamic is the dynamic int8 Linear that torch itself has (torchao, which replaces it, is
-    # another package and fast on CPUs under torch.compile only); its move to torchao is announced at every call.
+    # another package); its move to torchao is announced at every call.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)  # quantized tensor creation's deprecation notice
         return torch.ao.quantization.quantize_dynamic(
             LogitsOnly(copy.deepcopy(model)).eval(), {torch.nn.Linear}, dtype=torch.qint8
         )
-
-
-def _frozen_copy(reference: torch.nn.Module, spec, tolerance: float, *, name: str) -> torch.jit.ScriptModule | None:
-    example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # Tracer warnings about Python values fixed at this input size, and TorchScript's deprecation notices.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            # The check below compares outputs; the tracer's own check re-traces, and fails under autocast.
-            traced = torch.jit.trace(reference, example, check_trace=False)
-            frozen = torch.jit.optimize_for_inference(traced)
-            # Checked on another input: one that flips every sign takes any branch the trace baked in the other way.
-            matches = torch.allclose(frozen(-example), reference(-example), rtol=tolerance, atol=tolerance)
-    except Exception as err:  # noqa: BLE001 - tracing runs the model's own Python, which may refuse in any way
-        print(f"* {name} runs untraced: it could not be traced ({type(err).__name__}: {err})", flush=True)
-        return None
-    if not matches:  # a trace bakes in control flow; a model whose output then differs must not be served
-        print(f"* {name} runs untraced: its traced copy gave other logits", flush=True)
-        return None
-    return frozen
 
 
 def predicted_logits(checkpoint: Checkpoint, image: Image.Image) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from demos.images import ImageDecodeError, load_image
+from demos.inference import Precision, checked_precision, serve, uncompiled_predictor
 from hub import Checkpoint, CheckpointError, load_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
@@ -104,10 +105,10 @@ def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], 
 
 @torch.inference_mode()
 def batch_logits(checkpoint: Checkpoint, images: list) -> torch.Tensor:
-    """Logits of a batch through the checkpoint's own processor (the model itself: the demo's frozen copy is traced
-    for one image at a time)."""
+    """Logits of a batch through the checkpoint's own processor, in the precision its predictions compute in
+    (uncompiled: the compiled copy takes one image at a time)."""
     inputs = checkpoint.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
-    return checkpoint.model(pixel_values=inputs["pixel_values"]).logits.float()
+    return uncompiled_predictor(checkpoint)(inputs["pixel_values"])
 
 
 def _top_k_row(checkpoint: Checkpoint, logits: torch.Tensor, top_k: int) -> dict:
@@ -143,13 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the CSV file to write")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="classifiers: labels per row")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--prediction-precision",
+        default=Precision.FP32.value,
+        choices=[p.value for p in Precision],
+        help="what the model computes in, as python -m demos --prediction-precision (default fp32)",
+    )
     args = parser.parse_args(argv)
     try:
         files = expand_paths(args.paths)
+        precision = checked_precision(args.prediction_precision)  # bf16 on a CPU without it: say so before loading
         checkpoint = load_checkpoint(args.model)
-    except (PredictError, CheckpointError) as err:
+    except (PredictError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    serve(checkpoint, precision)
     rows = predict_images(checkpoint, ((str(f), f) for f in files), top_k=args.top_k, batch_size=args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as file:

@@ -1,7 +1,7 @@
 """Publish the TransferLab app as a Hugging Face Space: a lasting public demo of your fine-tuned models.
 
     python -m demos.space your-name/food10-demo --food-model your-name/food10 [--boneage-model your-name/boneage] \
-        [--private] [--out DIR]
+        [--private] [--prediction-precision fp32] [--out DIR]
 
 It checks the models on the hub, writes the Space folder (default runs/space-NAME) and uploads it as one commit:
 
@@ -30,6 +30,7 @@ from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, constant
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
+from demos.inference import Precision
 from hub.checkpoint import SAFE_CHECKPOINT_FILES
 from hub.push import PushError, upload_with_retries
 
@@ -55,6 +56,8 @@ import torch
 from demos.app import CONCURRENCY_LIMIT, MAX_FILE_SIZE, build_app
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 
+# As `python -m demos` does: split the cores between concurrent requests, before the models compile.
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
 # The public-demo limits: visitors load hub ids and aliases only, never a folder of this machine, and a
 # bounded number and size of models.
 demo = build_app(
@@ -63,11 +66,10 @@ demo = build_app(
     allow_local_dirs=(),
     max_loaded_models=MAX_LOADED_MODELS,
     max_model_mb=MAX_MODEL_MB,
+    prediction_precision={precision!r},
 )
 
 if __name__ == "__main__":
-    # As `python -m demos` does: split the cores between concurrent requests.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
     # No server_name/port here: Spaces sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
     demo.launch(max_file_size=MAX_FILE_SIZE)
 '''
@@ -243,25 +245,25 @@ def space_card(
     )
 
 
-def space_command(
-    space_id: str, roles: dict[str, str], *, given: dict[str, str | None], private: bool, out: Path
-) -> str:
+def space_command(space_id: str, *, given: dict[str, str | None], private: bool, precision: str, out: Path) -> str:
     """The exact command that builds and uploads this Space again (also its update command)."""
     args = ["python", "-m", "demos.space", space_id]
     args += ["--food-model", given["food"]] if given["food"] else []
     args += ["--boneage-model", given["boneage"]] if given["boneage"] else []
     args += ["--private"] if private else []
+    args += ["--prediction-precision", precision] if precision != Precision.FP32 else []
     return shlex.join([*args, "--out", str(out)])
 
 
 def build_space_folder(
-    out: Path, *, roles: dict[str, str], card: SpaceCard, requirements: list[str], command: str
+    out: Path, *, roles: dict[str, str], precision: str, card: SpaceCard, requirements: list[str], command: str
 ) -> Path:
     """Write app.py, requirements.txt, README.md and the project's packages into `out` (replacing what was there)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / "app.py").write_text(APP_TEMPLATE.format(command=command, food=roles["food"], boneage=roles["boneage"]))
+    app = APP_TEMPLATE.format(command=command, food=roles["food"], boneage=roles["boneage"], precision=precision)
+    (out / "app.py").write_text(app)
     header = "# The pins of TransferLab's requirements.txt; its code (hub/, demos/) is next to app.py.\n"
     (out / "requirements.txt").write_text(header + "\n".join(requirements) + "\n")
     card.save(out / "README.md")
@@ -280,6 +282,7 @@ def publish_space(
     food_model: str | None = None,
     boneage_model: str | None = None,
     private: bool = False,
+    prediction_precision: str = Precision.FP32.value,
     out: Path | None = None,
     token: str | None = None,
     retry_delays: list[float] | None = None,
@@ -290,16 +293,16 @@ def publish_space(
     upload fails.
     """
     check_space_id(space_id)
+    precision = Precision(prediction_precision).value  # bf16 is checked where the Space runs: it needs that CPU
     roles = role_models(food_model, boneage_model)
     out = Path(out) if out else default_space_folder(space_id)
     requirements = pinned_requirements()
     api = HfApi(token=token)
     models = [describe_model(api, repo_id) for repo_id in dict.fromkeys(roles.values())]
-    command = space_command(
-        space_id, roles, given={"food": food_model, "boneage": boneage_model}, private=private, out=out
-    )
+    given = {"food": food_model, "boneage": boneage_model}
+    command = space_command(space_id, given=given, private=private, precision=precision, out=out)
     card = space_card(space_id, roles, models, gradio_version=pinned_version(requirements, "gradio"), command=command)
-    build_space_folder(out, roles=roles, card=card, requirements=requirements, command=command)
+    build_space_folder(out, roles=roles, precision=precision, card=card, requirements=requirements, command=command)
     return upload_with_retries(
         out,
         space_id,
@@ -324,6 +327,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--boneage-model", help="hub id of the regression model the Bone age tab serves")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--out", type=Path, help="where to write the Space folder (default runs/space-NAME)")
+    parser.add_argument(
+        "--prediction-precision",
+        default=Precision.FP32.value,
+        choices=[p.value for p in Precision],
+        help="what the Space's predictions compute in, as python -m demos --prediction-precision (default fp32)",
+    )
     args = parser.parse_args(argv)
     try:
         commit = publish_space(
@@ -331,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
             food_model=args.food_model,
             boneage_model=args.boneage_model,
             private=args.private,
+            prediction_precision=args.prediction_precision,
             out=args.out,
         )
     except (SpaceError, PushError) as err:

@@ -9,6 +9,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before any Hugging Face import reads it
 # shared 2-core machine; measured here, one fwd+bwd of EfficientNet-Lite0 took 4.6 s spinning, 0.09 s passive.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# torch's own switch, read when torch loads: the demo's start-up models are compiled in the background (5-15 s of
+# both cores each), which would slow every other test; tests/test_demos_inference.py turns it on where it checks that.
+os.environ["TORCH_COMPILE_DISABLE"] = "1"
 # A Gradio cache of this session's own: apps under test delete old files from their cache (one test ages them after
 # 1 s), and upload paths are content hashes, the same in every session, so sessions sharing /tmp/gradio on one
 # machine deleted each other's uploads mid-request.

@@ -32,6 +32,19 @@ def test_runs_print_each_ratio_and_the_headline_their_precision_median_and_minim
     assert [line.split(":")[0] for line in runs] == ["run 1", "run 2", "run 3"]
     models = ("food", "vit-b16", "boneage")
     ratios = {m: [float(re.search(rf"{m} ([\d.]+)x", line).group(1)) for line in runs] for m in models}
+    (peak,) = [float(m) for line in lines for m in re.findall(r"^fp32 matmul peak .*: ([\d.]+) GFLOP/s$", line)]
+    for model in models:  # the bound: the model's FLOPs at that peak, against the pipeline's fastest run
+        gflop, floor_ms, pipeline_ms, most = map(
+            float,
+            re.search(
+                rf"^fp32 bound {model}: ([\d.e-]+) GFLOP an image at that peak >= ([\d.e-]+) ms, against the "
+                r"pipeline's ([\d.]+) ms: no fp32 server beats it by more than ([\d.]+)x$",
+                "\n".join(lines),
+                re.M,
+            ).groups(),
+        )
+        assert gflop > 0 and floor_ms == pytest.approx(1000 * gflop / peak, rel=0.01)
+        assert most == pytest.approx(pipeline_ms / floor_ms, rel=0.02)
     headline = lines[-1]
     assert headline.startswith("speed-up over pipeline, median of 3 runs: ")
     for model, values in ratios.items():

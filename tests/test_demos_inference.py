@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch._dynamo
 from transformers import AutoModelForImageClassification
 
 from demos import inference, summary
@@ -34,31 +35,34 @@ def test_regress_returns_the_raw_first_logit(loaded, cat, arch):
     assert inference.regress(checkpoint, cat) == pytest.approx(expected, abs=1e-5)
 
 
-def count_forward_calls(model: torch.nn.Module) -> list:
-    calls = []
-    model.register_forward_hook(lambda module, args, output: calls.append(1))
-    return calls
+@pytest.fixture
+def compiling():
+    """torch.compile on (tests/conftest.py turns it off for every other test)."""
+    with torch._dynamo.config.patch(disable=False):
+        yield
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_predictions_run_a_frozen_copy_with_batchnorm_folded_away(tiny_checkpoints, cat, arch):
-    checkpoints = {task: load_model(str(tiny_checkpoints[(arch, task)])) for task in ("classification", "regression")}
-    frozen = inference.predictor(checkpoints["classification"])
-    assert isinstance(frozen, torch.jit.ScriptModule)
-    assert inference.predictor(checkpoints["classification"]) is frozen, "built once per model"
-    if arch == "resnet":
-        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in checkpoints["classification"].model.modules())
-        assert "batch_norm" not in str(frozen.graph)
-    eager_calls = {task: count_forward_calls(checkpoint.model) for task, checkpoint in checkpoints.items()}
-    inference.top_k(checkpoints["classification"], cat)
-    inference.regress(checkpoints["regression"], cat)
-    assert eager_calls == {"classification": [], "regression": []}, "predictions did not run the model itself"
+@pytest.mark.parametrize("arch", ["vit", "timm"])
+def test_start_up_models_predict_through_a_compiled_copy_equal_to_the_model(tiny_checkpoints, cat, compiling, arch):
+    checkpoint = load_model(str(tiny_checkpoints[(arch, "classification")]), compile=True)
+    assert inference.wait_until_compiled(checkpoint, timeout=300)
+    served = inference.predictor(checkpoint)
+    assert isinstance(served, torch._dynamo.eval_frame.OptimizedModule)
+    assert inference.predictor(checkpoint) is served, "compiled once per model"
+    with torch.inference_mode():
+        expected = checkpoint.model(pixel_values=inference.model_inputs(checkpoint, cat)).logits[0]
+    torch.testing.assert_close(inference.predicted_logits(checkpoint, cat), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_models_loaded_without_compile_predict_with_the_model_itself(tiny_checkpoints):
+    checkpoint = load_model(str(tiny_checkpoints[("resnet", "classification")]))
+    assert not inference.wait_until_compiled(checkpoint, timeout=0), "nothing is compiling"
+    assert inference.predictor(checkpoint).model is checkpoint.model
 
 
 def test_vit_predictions_run_on_sdpa_attention_and_equal_eager_attentions(loaded, tiny_checkpoints, cat):
     checkpoint = loaded[("vit", "classification")]
     assert checkpoint.model.config._attn_implementation == "sdpa"
-    assert "scaled_dot_product_attention" in str(inference.predictor(checkpoint).graph)
     eager = AutoModelForImageClassification.from_pretrained(
         tiny_checkpoints[("vit", "classification")], attn_implementation="eager"
     ).eval()
@@ -67,44 +71,49 @@ def test_vit_predictions_run_on_sdpa_attention_and_equal_eager_attentions(loaded
     torch.testing.assert_close(inference.predicted_logits(checkpoint, cat), expected, rtol=1e-4, atol=1e-5)
 
 
-class _SignBranch(torch.nn.Module):
-    """A model whose output depends on Python control flow, which a trace fixes at its example input."""
-
+class _Mean(torch.nn.Module):
     def forward(self, pixel_values):
-        logits = pixel_values.mean((2, 3)) if pixel_values.mean() > 0 else -pixel_values.mean((2, 3))
-        return SimpleNamespace(logits=logits)
-
-
-class _RefusesTracing(torch.nn.Module):
-    def forward(self, pixel_values):
-        if torch.jit.is_tracing():
-            raise RuntimeError("no tracing here")
         return SimpleNamespace(logits=pixel_values.mean((2, 3)))
 
 
-def served_by(model: torch.nn.Module) -> torch.nn.Module:
-    checkpoint = SimpleNamespace(model=model, processor=None)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inference, "image_spec", lambda processor: SimpleNamespace(height=8, width=8))
-        return inference.predictor(checkpoint)
+def compiled_with(monkeypatch, compile_as) -> tuple[SimpleNamespace, bool]:
+    """A model served with compile, torch.compile replaced by `compile_as`: (its checkpoint, whether it compiled)."""
+    monkeypatch.setattr(torch, "compile", lambda module, **options: compile_as(module))
+    monkeypatch.setattr(inference, "image_spec", lambda processor: SimpleNamespace(height=8, width=8))
+    checkpoint = SimpleNamespace(model=_Mean(), processor=None, source="a model")
+    inference.serve(checkpoint, compile=True)
+    return checkpoint, inference.wait_until_compiled(checkpoint, timeout=60)
 
 
-def test_a_model_whose_trace_differs_is_served_untraced_and_not_kept_alive(capsys):
-    model = _SignBranch()
-    served = served_by(model)
-    assert not isinstance(served, torch.jit.ScriptModule)
-    assert "its traced copy gave other logits" in capsys.readouterr().out
-    assert torch.equal(served(-torch.ones(1, 3, 8, 8)), torch.ones(1, 3))
-    del served, model
-    gc.collect()
-    assert not any(isinstance(m, _SignBranch) for m in inference._FROZEN), "the fallback must not keep its model alive"
+def test_a_model_that_cannot_be_compiled_is_served_as_it_is(monkeypatch, compiling, capsys):
+    def no_compiler(module):
+        def fail(pixel_values):
+            raise RuntimeError("no C++ compiler")
 
+        return fail
 
-def test_a_model_that_refuses_tracing_is_served_untraced(capsys):
-    served = served_by(_RefusesTracing())
-    assert "could not be traced (RuntimeError: no tracing here)" in capsys.readouterr().out
+    checkpoint, compiled = compiled_with(monkeypatch, no_compiler)
+    assert not compiled
+    assert (
+        "a model: predictions run uncompiled: compiling failed (RuntimeError: no C++ compiler)"
+        in capsys.readouterr().out
+    )
     pixels = torch.rand(1, 3, 8, 8)
-    assert torch.equal(served(pixels), pixels.mean((2, 3)))
+    assert torch.equal(inference.predictor(checkpoint)(pixels), pixels.mean((2, 3)))
+
+
+def test_a_compiled_copy_that_gives_other_logits_is_not_served(monkeypatch, compiling, capsys):
+    checkpoint, compiled = compiled_with(monkeypatch, lambda module: lambda pixel_values: module(pixel_values) + 1)
+    assert not compiled
+    assert "a model: predictions run uncompiled: the compiled copy gave other logits" in capsys.readouterr().out
+
+
+def test_a_model_not_compiled_is_not_kept_alive_by_its_serving():
+    model = _Mean()
+    inference.serve(SimpleNamespace(model=model, processor=None, source="a model"))
+    del model
+    gc.collect()
+    assert not any(isinstance(m, _Mean) for m in inference._SERVED), "a visitor's evicted model must be freed"
 
 
 def test_task_mismatch_is_a_clear_error(loaded, cat):

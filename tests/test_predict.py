@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demos import predict
 from demos.images import load_image
 from demos.inference import regress, top_k
 from demos.predict import main
@@ -63,6 +64,15 @@ def test_regression_rows_give_the_value_and_unit_and_globs_work(tiny_checkpoints
     for row in rows:
         assert row["unit"] == "months" and row["error"] == ""
         assert float(row["value"]) == pytest.approx(regress(checkpoint, load_image(row["file"])), abs=1e-3)
+
+
+def test_the_prediction_precision_option_is_what_the_model_computes_in(tiny_checkpoints, tmp_path, monkeypatch):
+    served = []
+    monkeypatch.setattr(predict, "serve", lambda checkpoint, precision: served.append(precision))
+    folder = photo_folder(tmp_path / "photos")
+    ref = str(tiny_checkpoints[("vit", "regression")])
+    assert main([ref, str(folder), "--out", str(tmp_path / "a.csv"), "--prediction-precision", "int8"]) == 0
+    assert served == ["int8"]  # tests/test_serving_precision.py: batches compute in the precision served
 
 
 def test_a_path_that_finds_nothing_stops_before_loading(tmp_path, capsys):

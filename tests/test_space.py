@@ -102,14 +102,19 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
     assert [line for line in shipped if not line.startswith("#")] == [pin.split("#")[0].strip() for pin in pins]
     app = hub.file("alice/demo", "app.py", kind="spaces").decode()
     assert "food_model='alice/food-vit'" in app and "boneage_model='alice/bone-resnet'" in app
-    assert "allow_local_dirs=()" in app
+    assert "allow_local_dirs=()" in app and "prediction_precision='fp32'" in app
 
 
 def test_a_model_left_out_is_stood_in_for_by_the_other(hub, tmp_path):
-    publish_space("alice/food-only", food_model="alice/food-vit", out=tmp_path / "space", private=True)
+    out = tmp_path / "space"
+    publish_space("alice/food-only", food_model="alice/food-vit", out=out, private=True, prediction_precision="int8")
     assert hub.spaces["alice/food-only"].private
     app = hub.file("alice/food-only", "app.py", kind="spaces").decode()
     assert "food_model='alice/food-vit'" in app and "boneage_model='alice/food-vit'" in app
+    assert "prediction_precision='int8'" in app
+    readme = hub.file("alice/food-only", "README.md", kind="spaces").decode()
+    command = "python -m demos.space alice/food-only --food-model alice/food-vit --private --prediction-precision int8"
+    assert f"{command} --out {out}" in readme
     assert header(hub.file("alice/food-only", "README.md", kind="spaces").decode())["models"] == ["alice/food-vit"]
 
 
