@@ -9,22 +9,17 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from demos import app as demo_app
 from demos.images import load_image
 from demos.inference import top_k
 from demos.tabs import batch
+from tests.serving import serving
 from tests.test_predict import photo_folder
 
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoints):
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield Client(url, verbose=False), models, demo
-    demo.close()
+    with serving(tiny_checkpoints) as app:
+        yield Client(app.url, verbose=False), app.models, app.demo
 
 
 def csv_rows(path) -> list[dict]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from demos import app as demo_app
 from demos.adversarial import attack
 from demos.images import load_image
 from demos.inference import regress, top_k
 from demos.summary import human_label
+from tests.serving import serving
 from tests.test_demos_images import cat_photo, not_an_image, xray_16bit
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,12 +51,9 @@ def served(tiny_checkpoints, tmp_path_factory):
     """(url, models, folder a visitor may load) of an app with a ViT food classifier and a ResNet bone-age model."""
     root = tmp_path_factory.mktemp("browser")
     food = with_ood_threshold(tiny_checkpoints[("vit", "classification")], root / "food", OOD_THRESHOLD)
-    models = demo_app.load_models(str(food), str(tiny_checkpoints[("resnet", "regression")]))
     loadable = shutil.copytree(tiny_checkpoints[("timm", "regression")], root / "visitor" / "timm-regression")
-    demo = demo_app.build_app(models=models, allow_local_dirs=[root / "visitor"])
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
-    yield url, models, loadable
-    demo.close()
+    with serving(tiny_checkpoints, food=food, allow_local_dirs=[root / "visitor"]) as app:
+        yield app.url, app.models, loadable
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from PIL import Image
 
 from demos import app as demo_app
 from demos.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
+from tests.serving import serving
 from tests.test_train import train_argv
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train
@@ -31,13 +32,8 @@ def picture(seed: int) -> Image.Image:
 def served(tiny_checkpoints, tmp_path_factory):
     """(url, corrections folder) of an app collecting corrections, with a ViT food classifier and a bone-age ResNet."""
     folder = tmp_path_factory.mktemp("corrections")
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models, corrections_dir=folder)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield url, folder
-    demo.close()
+    with serving(tiny_checkpoints, corrections_dir=folder) as app:
+        yield app.url, folder
 
 
 def metadata_rows(folder) -> list[dict]:

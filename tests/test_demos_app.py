@@ -11,6 +11,7 @@ from demos.examples import made_up_pictures
 from demos.explain import prepare
 from demos.images import load_image
 from demos.inference import regress, top_k
+from tests.serving import serving
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
 from tests.tiny_checkpoints import LABELS
 
@@ -18,14 +19,9 @@ from tests.tiny_checkpoints import LABELS
 @pytest.fixture(scope="module")
 def served(tiny_checkpoints):
     """(client, models) for an app with a ViT food classifier and a ResNet bone-age regressor."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
     # The Model tab may load the tiny checkpoints' folders (by default a visitor loads no folder at all).
-    demo = demo_app.build_app(models=models, allow_local_dirs=[tiny_checkpoints[("vit", "classification")].parent])
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
-    yield Client(url, verbose=False), models
-    demo.close()
+    with serving(tiny_checkpoints, allow_local_dirs=[tiny_checkpoints[("vit", "classification")].parent]) as app:
+        yield Client(app.url, verbose=False), app.models
 
 
 @pytest.fixture

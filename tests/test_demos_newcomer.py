@@ -16,6 +16,7 @@ from demos.images import load_image
 from demos.inference import predicted_logits, top_k
 from demos.summary import card_text, human_label, label_names
 from demos.tabs import food
+from tests.serving import serving
 from tests.test_demos_images import cat_photo, xray_16bit
 
 
@@ -92,11 +93,8 @@ def test_model_card_is_rendered_without_metadata_and_names_its_local_images(tiny
 def conditioned(tiny_checkpoints, tmp_path_factory):
     """(client, models, demo config) of an app whose bone-age model has a female and a male output."""
     boneage = sex_conditioned_boneage(tmp_path_factory.mktemp("conditioned") / "boneage")
-    models = demo_app.load_models(str(tiny_checkpoints[("vit", "classification")]), str(boneage))
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield Client(url, verbose=False), models, demo.config
-    demo.close()
+    with serving(tiny_checkpoints, boneage=boneage) as app:
+        yield Client(app.url, verbose=False), app.models, app.demo.config
 
 
 def test_sex_selector_picks_the_output_of_a_conditioned_bone_age_model(conditioned, tmp_path):

@@ -6,21 +6,16 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demos import app as demo_app
 from demos.summary import human_label
+from tests.serving import serving
 from tests.tiny_checkpoints import LABELS
 
 
 @pytest.fixture(scope="module")
 def client(tiny_checkpoints):
     """A client of the app with a ViT food classifier (the Food tab's /classify) and a ResNet regressor."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    yield Client(url, verbose=False)
-    demo.close()
+    with serving(tiny_checkpoints) as app:
+        yield Client(app.url, verbose=False)
 
 
 @pytest.fixture

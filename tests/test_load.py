@@ -18,8 +18,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from tests.serving import serving
 from tests.test_demos_images import cat_photo, xray_16bit
-from tests.test_reliability import serving
 
 CLIENTS = 8
 REQUESTS = 200
@@ -67,7 +67,7 @@ def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpo
     photo, xray = cat_photo(tmp_path / "cat.png"), xray_16bit(tmp_path / "xray.png")
     kinds = request_kinds(photo, xray)
     process = psutil.Process()
-    with serving(tiny_checkpoints) as (url, _):
+    with serving(tiny_checkpoints) as (url, *_):
         clients = [Client(url, verbose=False) for _ in range(CLIENTS)]
         with ThreadPoolExecutor(CLIENTS) as pool:  # one thread per client, each sending its share in turn
             warm = [r for lane in pool.map(run_lane, clients, lanes(kinds, WARM_UP)) for r in lane]

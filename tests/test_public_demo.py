@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,25 +23,12 @@ from demos import app as demo_app
 from demos.sessions import SessionModels, VisitorLimits
 from demos.tabs import network_sees
 from hub import CheckpointError, load_checkpoint
+from tests.serving import serving
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online, stand_in  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 REFUSED = "cannot be loaded here"
-
-
-@contextmanager
-def serving(tiny_checkpoints, **limits):
-    """(url, models) of the app on tiny checkpoints, built with `limits` (build_app's visitor arguments)."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models, **limits)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio binds the first free port from 7860 up
-    try:
-        yield url, models
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +40,13 @@ def tiny_root(tiny_checkpoints) -> Path:
 @pytest.fixture(scope="module")
 def default_app(tiny_checkpoints):
     """The app as `python -m demos` builds it without flags: hub ids and aliases only."""
-    with serving(tiny_checkpoints) as (url, models):
+    with serving(tiny_checkpoints) as (url, models, _):
         yield url, models
 
 
 @pytest.fixture(scope="module")
 def app_allowing_tiny_root(tiny_checkpoints, tiny_root):
-    with serving(tiny_checkpoints, allow_local_dirs=[tiny_root]) as (url, models):
+    with serving(tiny_checkpoints, allow_local_dirs=[tiny_root]) as (url, models, _):
         yield url, models
 
 
@@ -224,7 +210,7 @@ def test_a_hub_model_over_the_size_limit_is_refused_before_download(online, tiny
         return [path for _, path in online.requests if path.startswith("/alice/tiny/resolve/")]
 
     over_the_limit = pytest.raises(AppError, match=r"over this server's limit of .* MB per model \(--max-model-mb\)")
-    with serving(tiny_checkpoints, max_model_mb=size_mb / 2) as (url, _), over_the_limit:
+    with serving(tiny_checkpoints, max_model_mb=size_mb / 2) as (url, *_), over_the_limit:
         Client(url, verbose=False).predict("alice/tiny", api_name="/load_model")
     assert downloads() == [] and not (tmp_path / "hub-cache").exists()
 

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from demos.images import load_image
 from hub.cards import write_model_card
 from hub.push import PushError, push_checkpoint
 from tests.bad_inputs import write_upload_zoo
+from tests.serving import serving
 from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, digest, online, stand_in  # noqa: F401  (online, stand_in: fixtures)
@@ -49,23 +49,9 @@ ERROR_MESSAGES = {
 }
 
 
-@contextmanager
-def serving(tiny_checkpoints):
-    """The app on tiny checkpoints (ViT food classifier, ResNet bone-age regressor), served on a free loopback port."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    try:
-        yield url, models
-    finally:
-        demo.close()
-
-
 @pytest.fixture(scope="module")
 def served(tiny_checkpoints):
-    with serving(tiny_checkpoints) as (url, models):
+    with serving(tiny_checkpoints) as (url, models, _):
         yield Client(url, verbose=False), models
 
 
@@ -226,7 +212,7 @@ def test_a_push_that_times_out_or_is_refused_keeps_the_folder_and_prints_the_ret
 def test_a_long_running_app_deletes_old_uploads_and_outputs_and_keeps_serving(tiny_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setattr(demo_app, "DELETE_CACHE", (1, 1))  # days in the shipped app; seconds here
     good = cat_photo(tmp_path / "cat.png")
-    with serving(tiny_checkpoints) as (url, _):
+    with serving(tiny_checkpoints) as (url, *_):
         raw = Client(url, verbose=False, download_files=False)  # answers carry the server's own file paths
         _, _, overlay, decoded = raw.predict(handle_file(good), api_name="/bone_age")
         made = [Path(overlay["path"]), Path(decoded["path"])]

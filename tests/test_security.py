@@ -25,14 +25,13 @@ from gradio_client.exceptions import AppError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import demos.__main__ as demos_main
-from demos import app as demo_app
 from demos.tabs import common
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
+from tests.serving import serving
 from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online_in_this_process, stand_in, subprocess_env  # noqa: F401  (stand_in: fixture)
-from tests.test_reliability import serving
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_CODE = ["hub", "demos", "train", "bench", "tests", "checkpoints"]
@@ -114,7 +113,7 @@ def test_the_token_never_reaches_output_logs_or_card_of_a_push_that_fails_or_suc
 @pytest.fixture(scope="module")
 def app(tiny_checkpoints):
     """(url, client) for the app on tiny checkpoints."""
-    with serving(tiny_checkpoints) as (url, _):
+    with serving(tiny_checkpoints) as (url, *_):
         yield url, Client(url, verbose=False)
 
 
@@ -174,16 +173,9 @@ def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, t
 
 def test_the_model_tab_refuses_pickled_weights(tiny_checkpoints, pickled_checkpoint):
     """Whatever the server was started with, a web user cannot make it unpickle a file, even in an allowed folder."""
-    models = demo_app.load_models(
-        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
-    )
-    demo = demo_app.build_app(models=models, allow_local_dirs=[pickled_checkpoint.parent])
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
-    try:
+    with serving(tiny_checkpoints, allow_local_dirs=[pickled_checkpoint.parent]) as (url, *_):
         with pytest.raises(AppError, match="pickled weights"):
             Client(url, verbose=False).predict(str(pickled_checkpoint), api_name="/load_model")
-    finally:
-        demo.close()
 
 
 # ----------------------------------------------------------------------------- pickled weights on the command line
