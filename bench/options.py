@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from demos.inference import Precision
+from demos.inference import add_precision_option
 
 
 def at_least_one(text: str) -> int:
@@ -25,10 +25,5 @@ def timing_options() -> argparse.ArgumentParser:
     parser.add_argument(
         "--start-timeout", type=float, default=120, help="seconds each app started may take to its first answer"
     )
-    parser.add_argument(
-        "--prediction-precision",
-        choices=list(Precision),
-        default=Precision.FP32,
-        help="what our predictions compute in, as python -m demos --prediction-precision (default %(default)s)",
-    )
+    add_precision_option(parser, "our predictions, as python -m demos --prediction-precision,")
     return parser

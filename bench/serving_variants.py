@@ -75,12 +75,9 @@ def served_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Pred
 def compiled_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
     """What the demo's start-up models predict with in `precision` once compiled (demos.inference's one way)."""
 
-    def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
+    def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict | None:
         spec = image_spec(checkpoint.processor)
-        compiled = compiled_copy(uncompiled(checkpoint.model, precision), spec, precision, name=str(checkpoint.source))
-        if compiled is None:
-            raise SystemExit(f"compiled-{precision}: the model could not be compiled (why is printed above).")
-        return compiled
+        return compiled_copy(uncompiled(checkpoint.model, precision), spec, precision, name=str(checkpoint.source))
 
     return build
 
@@ -103,7 +100,7 @@ def onnxruntime(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
     return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
 
 
-VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
+VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict | None]] = {
     "eager-attention": eager_attention,
     **{str(precision): served_in(precision) for precision in Precision},
     **{f"compiled-{precision}": compiled_in(precision) for precision in Precision},
@@ -113,15 +110,22 @@ VARIANTS: dict[str, Callable[[Checkpoint, torch.Tensor], Predict]] = {
 
 
 def build_variants(checkpoint: Checkpoint, names: list[str]) -> dict[str, Predict]:
-    """{name: predict}, each built (and warmed up once) in turn, with its build time printed."""
+    """{name: predict}, each built (and warmed up once) in turn, with its build time printed; a compiled variant
+    that cannot be had (compiling fails, is turned off, or changes the output) is left out, saying so."""
     spec = image_spec(checkpoint.processor)
-    example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
     built = {}
     for name in names:
         start = time.perf_counter()
-        with torch.inference_mode(name not in {"export", "onnxruntime"}):  # exporters refuse inference tensors
-            built[name] = VARIANTS[name](checkpoint, example)
-            built[name](example)
+        # Exporters refuse inference tensors; the others get one, as the demo's predictions do (compiled copies are
+        # compiled for one kind of tensor).
+        with torch.inference_mode(name not in {"export", "onnxruntime"}):
+            example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
+            predict = VARIANTS[name](checkpoint, example)
+            if predict is None:  # a copy that could not be compiled: why is printed
+                print(f"{name:16s} left out", flush=True)
+                continue
+            built[name] = predict
+            predict(example)
         print(f"{name:16s} built and run once in {time.perf_counter() - start:6.1f} s", flush=True)
     return built
 

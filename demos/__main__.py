@@ -23,7 +23,7 @@ import os
 import torch
 
 from demos.app import CONCURRENCY_LIMIT, build_app, launch
-from demos.inference import Precision
+from demos.inference import add_precision_option
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 from hub import CheckpointError
 from hub.checkpoint import ALLOW_PICKLE_HELP
@@ -45,14 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--allow-pickle", action="store_true", help=f"--food-model/--boneage-model: {ALLOW_PICKLE_HELP}"
     )
-    parser.add_argument(
-        "--prediction-precision",
-        choices=list(Precision),
-        default=Precision.FP32,
-        help="what every model's predictions compute in: bf16 (CPUs with AVX512-BF16 or AMX) and int8 (dynamic "
-        "quantisation of Linear layers) make ViTs faster and agree with fp32 less, which is yours to check; "
-        "explanations stay fp32 (default %(default)s)",
-    )
+    add_precision_option(parser, "every model's predictions (explanations stay fp32)")
     visitors = parser.add_argument_group("what web visitors may load (Model tab and /load_model)")
     visitors.add_argument(
         "--allow-local-dir",

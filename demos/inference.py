@@ -8,6 +8,7 @@ demos/explain.py, in fp32.
 
 from __future__ import annotations
 
+import argparse
 import contextvars
 import copy
 import functools
@@ -82,6 +83,18 @@ def checked_precision(value: Precision | str) -> Precision:
             "it, slower than fp32. Use fp32, or int8 (dynamic quantisation of the Linear layers)."
         )
     return precision
+
+
+def add_precision_option(parser: argparse.ArgumentParser, whose: str) -> None:
+    """--prediction-precision, the same on every command line that predicts; `whose` names the predictions it sets."""
+    parser.add_argument(
+        "--prediction-precision",
+        choices=list(Precision),
+        default=Precision.FP32,
+        help=f"what {whose} compute in: bf16 (CPUs with AVX512-BF16 or AMX) and int8 (dynamic quantisation of Linear "
+        "layers) make ViTs faster and agree with fp32 less, which is yours to check with python -m "
+        "bench.serving_variants (default %(default)s)",
+    )
 
 
 def precision_notice(precision: Precision) -> str:
@@ -185,13 +198,14 @@ def compiled_copy(reference: torch.nn.Module, spec, precision: Precision, *, nam
     if torch._dynamo.config.disable or os.environ.get("TORCHDYNAMO_DISABLE") == "1":  # torch's two off switches
         print(f"* {name}: predictions run uncompiled (TORCH_COMPILE_DISABLE or TORCHDYNAMO_DISABLE is set)", flush=True)
         return None
-    example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     compiled = torch.compile(reference, dynamic=False)
     try:
         # Freezing is read when the first call compiles; torch.compile's `options` do not pass it on (measured: no
-        # folding, 14 ms against 8 ms on the shipped bone-age model).
+        # folding, 14 ms against 8 ms on the shipped bone-age model). The example is an inference tensor, as
+        # predictions' inputs are: dynamo compiles again for a tensor of another kind.
         with torch.inference_mode(), torch._inductor.config.patch(freezing=True):
+            example = torch.randn(1, 3, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
             compiled(example)
             tolerance = _COMPILE_TOLERANCE[precision]
             matches = torch.allclose(compiled(-example), reference(-example), rtol=tolerance, atol=tolerance)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from demos.images import ImageDecodeError, load_image
-from demos.inference import Precision, checked_precision, serve, uncompiled_predictor
+from demos.inference import add_precision_option, checked_precision, serve, uncompiled_predictor
 from hub import Checkpoint, CheckpointError, load_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
@@ -144,12 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the CSV file to write")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="classifiers: labels per row")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument(
-        "--prediction-precision",
-        default=Precision.FP32.value,
-        choices=[p.value for p in Precision],
-        help="what the model computes in, as python -m demos --prediction-precision (default fp32)",
-    )
+    add_precision_option(parser, "the predictions")
     args = parser.parse_args(argv)
     try:
         files = expand_paths(args.paths)

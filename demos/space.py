@@ -30,7 +30,7 @@ from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, constant
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
-from demos.inference import Precision
+from demos.inference import Precision, add_precision_option
 from hub.checkpoint import SAFE_CHECKPOINT_FILES
 from hub.push import PushError, upload_with_retries
 
@@ -327,12 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--boneage-model", help="hub id of the regression model the Bone age tab serves")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--out", type=Path, help="where to write the Space folder (default runs/space-NAME)")
-    parser.add_argument(
-        "--prediction-precision",
-        default=Precision.FP32.value,
-        choices=[p.value for p in Precision],
-        help="what the Space's predictions compute in, as python -m demos --prediction-precision (default fp32)",
-    )
+    add_precision_option(parser, "the Space's predictions")
     args = parser.parse_args(argv)
     try:
         commit = publish_space(
