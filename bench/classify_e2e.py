@@ -78,11 +78,14 @@ def main(argv: list[str] | None = None) -> None:
         }
         urls = []
         for name, (compiles, module, *app_args) in apps.items():
-            url, cold_s, rss_mib, _ = servers.enter_context(
+            app = servers.enter_context(
                 demo_server(photos[0], *app_args, module=module, start_timeout_s=args.start_timeout, models=compiles)
             )
-            print(f"{name:28s} first answer after {cold_s:5.1f} s, resident memory then {rss_mib:5.0f} MiB")
-            urls.append(url)
+            print(
+                f"{name:28s} first answer after {app.first_answer_s:5.1f} s, resident memory then "
+                f"{app.first_answer_mib:5.0f} MiB"
+            )
+            urls.append(app.url)
         ours, theirs = (classify_call(url) for url in urls)
         for client in (ours, theirs):  # each client's first call sets it up
             client(photos[0])

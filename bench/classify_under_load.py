@@ -84,9 +84,9 @@ def main() -> None:
             start_timeout_s=600,  # a machine busy enough to matter here also starts the app slowly (115 s seen)
             models=len({args.food_model, args.boneage_model}),  # timed once its start-up models are compiled
         )
-        with server as (url, *_):
-            idle = time_classify(url, photos, args.calls)
-            loaded, dreams = classify_under_dreams(url, photos, args.calls, args.dreamers)
+        with server as app:
+            idle = time_classify(app.url, photos, args.calls)
+            loaded, dreams = classify_under_dreams(app.url, photos, args.calls, args.dreamers)
     report("/classify, idle server", idle)
     report(f"/classify, {args.dreamers} clients on /dream", loaded)
     median_dream = statistics.median(dreams) if dreams else float("nan")

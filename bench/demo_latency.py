@@ -201,18 +201,31 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
 COMPILE_ENDED = re.compile(r"^\* .*: predictions (compiled in|run uncompiled)", re.M)  # demos.inference.compiled_copy
 
 
+@dataclass
+class StartedApp:
+    url: str
+    first_answer_s: float  # from start to its first answer
+    first_answer_mib: float  # its resident memory then
+    compiled_s: float  # from start until the compiles of its start-up models ended
+    compiled_mib: float  # its resident memory then
+
+
 @contextlib.contextmanager
 def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeout_s: float = 120, models: int = 0):
     """`python -m demos` (or another app `module`) in its own process, as users run it, asked to /classify `photo`.
 
-    Yields (its URL, seconds from start to first answer, its resident memory in MiB at that moment, seconds from
-    start until the compiles of its `models` start-up models ended, as it prints them).
+    Yields a StartedApp once it has answered and the compiles of its `models` start-up models have ended (as it
+    prints them).
     """
     from gradio_client import Client, handle_file
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
+
+    def waited_too_long(server: subprocess.Popen) -> bool:
+        return time.perf_counter() - start > start_timeout_s or server.poll() is not None
+
     with tempfile.NamedTemporaryFile("w+") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", module, "--port", str(port), *demo_args],
@@ -220,22 +233,25 @@ def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeo
             stdout=log,
             stderr=subprocess.DEVNULL,
         )
+
+        def memory_mib() -> float:
+            return psutil.Process(server.pid).memory_info().rss / 2**20
+
         try:
             while True:
                 try:
                     Client(url, verbose=False).predict(handle_file(photo), api_name="/classify")
                     break
                 except Exception:  # not listening yet: poll until it answers (bounded below)
-                    if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
+                    if waited_too_long(server):
                         raise RuntimeError(f"python -m {module} did not answer within {start_timeout_s:g} s")
                     time.sleep(0.25)
-            cold_start_s = time.perf_counter() - start
-            rss_mib = psutil.Process(server.pid).memory_info().rss / 2**20
+            first_answer = (time.perf_counter() - start, memory_mib())
             while len(COMPILE_ENDED.findall(Path(log.name).read_text())) < models:
-                if time.perf_counter() - start > start_timeout_s or server.poll() is not None:
+                if waited_too_long(server):
                     raise RuntimeError(f"python -m {module} did not compile its models within {start_timeout_s:g} s")
                 time.sleep(0.25)
-            yield url, cold_start_s, rss_mib, time.perf_counter() - start
+            yield StartedApp(url, *first_answer, time.perf_counter() - start, memory_mib())
         finally:
             server.terminate()
             server.wait()
@@ -247,15 +263,17 @@ def report_endpoints(photos: list[Path], args: argparse.Namespace) -> None:
         *("--prediction-precision", args.prediction_precision),
     )
     models = len({args.food_model, args.boneage_model})
-    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout, models=models) as served:
-        url, cold, rss_mib, compiled_s = served
-        endpoints = time_endpoints(url, photos)
+    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout, models=models) as app:
+        endpoints = time_endpoints(app.url, photos)
     for endpoint, ms in endpoints.items():
         print(f"endpoint {endpoint:14s} {ms:7.1f} ms (through gradio_client, median of {len(photos)})")
     print(f"feature maps / classification: {endpoints['/feature_maps'] / endpoints['/classify']:.2f}x (goal <= 3x)")
-    print(f"cold start, python -m demos to first answer: {cold:.1f} s (goal <= 15 s)")
-    print(f"start-up models compiled {compiled_s:.1f} s after start (the endpoints above were timed after that)")
-    print(f"resident memory of python -m demos after its first answer: {rss_mib:.0f} MiB")
+    print(f"cold start, python -m demos to first answer: {app.first_answer_s:.1f} s (goal <= 15 s)")
+    print(f"start-up models compiled {app.compiled_s:.1f} s after start (the endpoints above were timed after that)")
+    print(
+        f"resident memory of python -m demos after its first answer: {app.first_answer_mib:.0f} MiB, "
+        f"once compiled: {app.compiled_mib:.0f} MiB"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -48,8 +48,8 @@ class LogitsOnly(torch.nn.Module):
 
 # Predictions alone (/classify, /bone_age's number) run a compiled copy of each start-up model: torch.compile
 # (inductor) with freezing, which folds BatchNorm into the convolutions and turns the weights into constants laid out
-# for oneDNN (1.5-2x faster than a frozen TorchScript trace on the shipped EfficientNets; bench/RESULTS.md). Compiling
-# takes 10-20 s a model, so it runs in a background thread and predictions run the model itself until the copy is
+# for oneDNN (1.3-2x faster than a frozen TorchScript trace on the shipped EfficientNets; bench/RESULTS.md). Compiling
+# takes 5-15 s a model, so it runs in a background thread and predictions run the model itself until the copy is
 # ready (and checked). Visitors' models are never compiled: dynamo keeps every compiled copy, with its frozen weights,
 # for the life of the process (and the copy keeps its model alive), and strangers must not be able to make the server
 # spend CPU and memory on that.
