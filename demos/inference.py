@@ -51,8 +51,7 @@ class LogitsOnly(torch.nn.Module):
 # for oneDNN (1.3-2x faster than a frozen TorchScript trace on the shipped EfficientNets; bench/RESULTS.md). Compiling
 # takes 5-15 s a model, so it runs in a background thread and predictions run the model itself until the copy is
 # ready (and checked). Visitors' models are never compiled: dynamo keeps every compiled copy, with its frozen weights,
-# for the life of the process (and the copy keeps its model alive), and strangers must not be able to make the server
-# spend CPU and memory on that.
+# for the life of the process, and strangers must not be able to make the server spend CPU and memory on that.
 _SERVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Served
 _SERVED_LOCK = threading.Lock()
 _COMPILE_LOCK = threading.Lock()  # one compile at a time: each uses every core
@@ -112,8 +111,7 @@ def precision_notice(precision: Precision) -> str:
 class _Served:
     precision: Precision
     int8: torch.nn.Module | None  # the int8 copy; fp32 and bf16 wrap the model, rebuilt per call (kept, a wrapper
-    # would keep its key alive, and a visitor's evicted model in memory; only start-up models, which live as long as
-    # the app, get a compiled copy, which does keep theirs)
+    # would keep its key alive, and a visitor's evicted model in memory)
     compiled: torch.nn.Module | None = None  # set by the background compile once it is checked
     settled: threading.Event = field(default_factory=threading.Event)  # set when no compile is (or will be) running
 
@@ -175,7 +173,10 @@ def uncompiled(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
 
 
 def _compile_in_background(checkpoint: Checkpoint, served: _Served) -> None:
-    reference = uncompiled_predictor(checkpoint)
+    # A copy, made now, before any request: Grad-CAM and feature maps hook into the model itself, and a hook present
+    # while dynamo traces would be compiled into every prediction (it does not guard on hooks).
+    model = copy.deepcopy(checkpoint.model)
+    reference = served.int8 if served.int8 is not None else uncompiled(model, served.precision)
     spec = image_spec(checkpoint.processor)
 
     def compile_and_publish() -> None:

@@ -10,6 +10,7 @@ from transformers import AutoModelForImageClassification
 
 from demos import inference, summary
 from demos.app import load_model
+from hub import load_checkpoint
 from tests.tiny_checkpoints import ARCHITECTURES
 
 
@@ -52,6 +53,17 @@ def test_start_up_models_predict_through_a_compiled_copy_equal_to_the_model(tiny
     with torch.inference_mode():
         expected = checkpoint.model(pixel_values=inference.model_inputs(checkpoint, cat)).logits[0]
     torch.testing.assert_close(inference.predicted_logits(checkpoint, cat), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_hooks_on_the_model_while_it_compiles_stay_out_of_the_compiled_copy(tiny_checkpoints, cat, compiling):
+    checkpoint = load_checkpoint(str(tiny_checkpoints[("timm", "classification")]))
+    inference.serve(checkpoint, compile=True)
+    hooked = []  # a Grad-CAM or feature-map request while the model compiles: they hook into the model itself
+    checkpoint.model.register_forward_hook(lambda module, args, output: hooked.append(module))
+    assert inference.wait_until_compiled(checkpoint, timeout=300)
+    hooked.clear()
+    inference.predicted_logits(checkpoint, cat)
+    assert hooked == [], "the hook was compiled into the predictions"
 
 
 def test_models_loaded_without_compile_predict_with_the_model_itself(tiny_checkpoints):
