@@ -173,10 +173,13 @@ def uncompiled(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
 
 
 def _compile_in_background(checkpoint: Checkpoint, served: _Served) -> None:
-    # A copy, made now, before any request: Grad-CAM and feature maps hook into the model itself, and a hook present
-    # while dynamo traces would be compiled into every prediction (it does not guard on hooks).
-    model = copy.deepcopy(checkpoint.model)
-    reference = served.int8 if served.int8 is not None else uncompiled(model, served.precision)
+    # From a copy, made now, before any request (the int8 model is one already): Grad-CAM and feature maps hook into
+    # the model itself, and a hook present while dynamo traces would be compiled into every prediction (it does not
+    # guard on hooks).
+    if served.int8 is not None:
+        reference = served.int8
+    else:
+        reference = uncompiled(copy.deepcopy(checkpoint.model), served.precision)
     spec = image_spec(checkpoint.processor)
 
     def compile_and_publish() -> None:
