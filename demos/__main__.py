@@ -8,6 +8,8 @@
 --food-model / --boneage-model take a hub id, a checkpoint folder or an alias (efficientnet-lite0,
 food10, boneage); the defaults are the shipped checkpoints/food10 and checkpoints/boneage, or the
 offline default backbone efficientnet-lite0 (ImageNet labels) while those do not exist, which is printed.
+Their predictions are compiled (torch.compile) in the background, printed when ready; until then, and where
+compiling fails or TORCH_COMPILE_DISABLE=1 is set, the models themselves answer.
 Visitors (Model tab, /load_model) load only hub ids and aliases unless --allow-local-dir names folders.
 --prediction-precision bf16 or int8 makes predictions faster where matmuls dominate (ViTs), at some cost in
 agreement with fp32, which is the operator's to check (python -m bench.serving_variants); explanations stay fp32.
