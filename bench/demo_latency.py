@@ -147,10 +147,8 @@ def matmul_gflops(size: int = 1536, repeats: int = 20) -> float:
 
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    seconds = time_call(lambda: [a @ b for _ in range(repeats)])
+    return 2 * size**3 * repeats / seconds / 1e9
 
 
 def report_fp32_bound(pairs: dict[str, Contender], pipeline_ms: dict[str, float]) -> None:

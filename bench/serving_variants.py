@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from PIL import Image
 
-from bench.demo_latency import synthetic_photos, vit_base_folder
+from bench.demo_latency import synthetic_photos, time_call, vit_base_folder
 from demos.images import load_image
 from demos.inference import LogitsOnly, Precision, compiled_copy, model_inputs, uncompiled
 from hub import Checkpoint, load_checkpoint
@@ -142,12 +142,6 @@ def top_classes(checkpoint: Checkpoint, predict: Predict, image: Image.Image, k:
     return probabilities.topk(min(k, probabilities.numel())).indices.tolist()
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def time_variants(checkpoint: Checkpoint, variants: dict[str, Predict], photos: list[Path]) -> None:
     """Median latency of each variant and of `pipeline`, interleaved image by image, and pipeline / variant."""
     from transformers import pipeline
@@ -157,9 +151,9 @@ def time_variants(checkpoint: Checkpoint, variants: dict[str, Predict], photos: 
     baseline(images[0])  # warm-up
     samples: dict[str, list[float]] = {name: [] for name in ["pipeline", *variants]}
     for image in images:
-        samples["pipeline"].append(seconds(lambda: baseline(image)))
+        samples["pipeline"].append(time_call(baseline, image))
         for name, predict in variants.items():
-            samples[name].append(seconds(lambda: top_classes(checkpoint, predict, image)))
+            samples[name].append(time_call(top_classes, checkpoint, predict, image))
     pipeline_ms = 1000 * statistics.median(samples.pop("pipeline"))
     print(f"{'pipeline':16s} {pipeline_ms:7.1f} ms (median of {len(images)})")
     for name, values in samples.items():
