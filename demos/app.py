@@ -101,7 +101,7 @@ def load_model(
     """`hub.load_checkpoint`, its predictions computing in `precision`, compiled in the background with `compile`.
 
     The model keeps transformers' default attention (SDPA for ViTs): predictions are compiled from it; the attention
-    rollout runs an eager-attention twin of it (`demos.explain.eager_attention_twin`).
+    rollout and Grad-CAM run a twin of it with eager attention (`demos.explain.explanation_twin`).
     """
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb

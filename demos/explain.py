@@ -12,6 +12,8 @@ import copy
 import itertools
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,8 +41,42 @@ from hub.preprocessing import denormalize, image_spec
 GRID_CHANNELS = 16
 DISPLAY_PX = 224  # side of the square views shown in the app; a display choice, not a model input size
 GRID_PADDING_PX = 2
-# Hooks registered on a shared model would catch each other's activations under concurrent requests.
+
+
+# --- the explanation twin ----------------------------------------------------------------------------------------
+
+# Explanations hook into layers, and a hook sees every forward pass through its module, whoever runs it. On the served
+# model that would be every other visitor's request (predictions, batches, class visualisations, attacks), whose
+# activations would then be shown to this visitor. So explanations run on a twin of the model: new modules around the
+# same weights (no second copy of them), that nothing else runs through. The twin has eager attention, which returns
+# the attention weights the rollout needs (the model keeps SDPA, faster, for predictions).
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its explanation twin
+_TWINS_LOCK = threading.Lock()
+# Explanations' hooks on the one twin would still catch each other's activations: one explanation at a time.
 _HOOK_LOCK = threading.Lock()
+
+
+def explanation_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """The model's explanation twin, built once: its own modules and config around the model's tensors.
+
+    A twin rather than `model.set_attn_implementation("eager")`: that setting lives in the shared config, so it would
+    switch the attention of every request running on the model at the same time.
+    """
+    with _TWINS_LOCK:
+        if model not in _TWINS:
+            shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+            twin = copy.deepcopy(model, memo=shared)
+            if has_attention_rollout(model):
+                twin.set_attn_implementation("eager")
+            _TWINS[model] = twin
+        return _TWINS[model]
+
+
+@contextmanager
+def hookable(checkpoint: Checkpoint) -> Iterator[torch.nn.Module]:
+    """The explanation twin of the checkpoint's model, for as long as hooks are on it (no other explanation runs)."""
+    with _HOOK_LOCK:
+        yield explanation_twin(checkpoint.model)
 
 
 @dataclass
@@ -136,41 +172,40 @@ def grad_cam(
 
     A conditioned regression explains the output for `condition` (the mean of its outputs when None: unknown).
     """
-    _, layer = resolve_layer(checkpoint.model, layer_name)
-    return grad_cam_pass(checkpoint, prepare(checkpoint, image), layer, class_index, condition).overlay
+    return grad_cam_pass(checkpoint, prepare(checkpoint, image), layer_name, class_index, condition).overlay
 
 
 def grad_cam_pass(
     checkpoint: Checkpoint,
     prepared: ModelInput,
-    layer: torch.nn.Module,
+    layer_name: str | None = None,
     class_index: int | None = None,
     condition: str | None = None,
 ) -> CamPass:
-    """Grad-CAM at `layer` with the layer's output and the logits, all from one forward pass.
+    """Grad-CAM at the named layer (the last when None) with the layer's output and the logits, from one forward pass.
 
     `class_index` None means the top class, which pytorch-grad-cam picks from that same pass; a regression
     checkpoint explains its output for `condition` (the mean of its outputs when None).
     """
-    model = checkpoint.model
     if checkpoint.task.is_regression:
         targets = [MeanOfOutputsTarget(output_indices(checkpoint, condition))]
     else:
         targets = None if class_index is None else [ClassifierOutputTarget(class_index)]
-    grid = token_grid(model)
+    grid = token_grid(checkpoint.model)
     reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
     captured = []
-    with (
-        _HOOK_LOCK,
-        torch.enable_grad(),
-        GradCAM(model=LogitsOnly(model), target_layers=[cam_target_layer(layer)], reshape_transform=reshape) as cam,
-    ):
-        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
-        try:
-            heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
-        finally:
-            handle.remove()
-        logits = cam.outputs[0].detach().float()
+    with hookable(checkpoint) as twin:
+        _, layer = resolve_layer(twin, layer_name)
+        with (
+            torch.enable_grad(),
+            GradCAM(model=LogitsOnly(twin), target_layers=[cam_target_layer(layer)], reshape_transform=reshape) as cam,
+        ):
+            handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+            try:
+                heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
+            finally:
+                handle.remove()
+            logits = cam.outputs[0].detach().float()
     return CamPass(
         overlay=show_cam_on_image(prepared.pixels, heatmap, use_rgb=True),
         features=as_feature_map(captured[0], grid)[0].detach().float(),
@@ -180,26 +215,6 @@ def grad_cam_pass(
 
 # --- attention rollout --------------------------------------------------------------------------
 
-# The loaded model keeps SDPA attention, the fastest for predictions, Grad-CAM and the rest; SDPA returns no attention
-# weights, so the rollout runs a twin of the model with eager attention that shares its weights (no second copy).
-_EAGER_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its eager-attention twin
-_EAGER_TWINS_LOCK = threading.Lock()
-
-
-def eager_attention_twin(model: torch.nn.Module) -> torch.nn.Module:
-    """The model with eager attention (which returns attention weights), built once, sharing the model's tensors.
-
-    A twin rather than `model.set_attn_implementation("eager")` per call: that setting lives in the shared config,
-    so it would switch the attention of every request running on the model at the same time.
-    """
-    with _EAGER_TWINS_LOCK:
-        if model not in _EAGER_TWINS:
-            shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
-            twin = copy.deepcopy(model, memo=shared)  # new modules and config around the same weights
-            twin.set_attn_implementation("eager")
-            _EAGER_TWINS[model] = twin
-        return _EAGER_TWINS[model]
-
 
 def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarray | None:
     """Attention rollout (Abnar & Zuidema 2020) overlay for ViT checkpoints; None for models without attentions.
@@ -208,7 +223,7 @@ def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarra
     """
     if not has_attention_rollout(checkpoint.model):
         return None
-    twin = eager_attention_twin(checkpoint.model)
+    twin = explanation_twin(checkpoint.model)  # no hooks: the lock is not needed
     with torch.inference_mode():
         attentions = twin(pixel_values=prepared.inputs, output_attentions=True).attentions
     if not attentions:  # a model whose grid says ViT but whose blocks report no weights: say so, do not hide the panel
@@ -248,9 +263,9 @@ def feature_views(
     condition: str | None = None,
 ) -> FeatureViews:
     """Everything the feature-map tab shows for one image and one layer."""
-    name, layer = resolve_layer(checkpoint.model, layer_name)
+    name, _ = resolve_layer(checkpoint.model, layer_name)
     prepared = prepare(checkpoint, image)
-    cam = grad_cam_pass(checkpoint, prepared, layer, class_index, condition)
+    cam = grad_cam_pass(checkpoint, prepared, name, class_index, condition)
     return FeatureViews(
         layer=name,
         shape=tuple(cam.features.shape),

@@ -23,6 +23,7 @@ from enum import StrEnum
 import torch
 from PIL import Image
 
+from demos.fx_tracing import confine_fx_patches_to_their_thread
 from hub import Checkpoint
 from hub.checkpoint import computes_bf16_natively
 from hub.preprocessing import image_spec
@@ -181,6 +182,7 @@ def _compile_in_background(checkpoint: Checkpoint, served: _Served) -> None:
     else:
         reference = uncompiled(copy.deepcopy(checkpoint.model), served.precision)
     spec = image_spec(checkpoint.processor)
+    confine_fx_patches_to_their_thread()  # requests go on running models while the compile traces its copy
 
     def compile_and_publish() -> None:
         with _COMPILE_LOCK:

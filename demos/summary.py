@@ -13,6 +13,7 @@ import torchinfo
 from huggingface_hub import ModelCard
 from pandas.io.formats.style import Styler
 
+from demos.explain import hookable
 from hub import Checkpoint, builtin_aliases, parameter_counts
 from hub.preprocessing import image_spec
 
@@ -44,13 +45,14 @@ def known_classes(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
 def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFrame:
     """One row per module down to `depth`: name, type, output shape, parameters, trainable (like Keras' summary())."""
     spec = image_spec(checkpoint.processor)
-    stats = torchinfo.summary(
-        checkpoint.model,
-        input_data={"pixel_values": torch.zeros(1, 3, *spec.size)},
-        depth=depth,
-        verbose=0,
-        col_names=("output_size", "num_params", "trainable"),
-    )
+    with hookable(checkpoint) as twin:  # torchinfo hooks every module: not the one other requests run through
+        stats = torchinfo.summary(
+            twin,
+            input_data={"pixel_values": torch.zeros(1, 3, *spec.size)},
+            depth=depth,
+            verbose=0,
+            col_names=("output_size", "num_params", "trainable"),
+        )
     rows = [
         {
             "layer": _dotted_name(info),

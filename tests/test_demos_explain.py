@@ -40,8 +40,7 @@ def test_every_layer_gives_all_views(loaded, cat, arch, task):
 def test_cnn_stage_maps_match_a_hidden_state(loaded, cat):
     checkpoint = loaded[("resnet", "classification")]
     inputs = checkpoint.processor(images=cat, return_tensors="pt")["pixel_values"]
-    name, layer = layers.resolve_layer(checkpoint.model, "stage 2")
-    captured = explain.grad_cam_pass(checkpoint, explain.prepare(checkpoint, cat), layer).features
+    captured = explain.grad_cam_pass(checkpoint, explain.prepare(checkpoint, cat), "stage 2").features
     with torch.inference_mode():
         hidden = checkpoint.model(pixel_values=inputs, output_hidden_states=True).hidden_states[-1][0]
     torch.testing.assert_close(captured, hidden)
@@ -80,10 +79,11 @@ def test_channel_grid_shows_the_strongest_channels_first():
     assert first_tile.min() == 0 and first_tile.max() == 255  # channel 7, scaled to [0, 1]
 
 
-def test_the_rollout_reads_an_eager_twin_that_shares_the_models_weights(loaded):
+def test_explanations_read_an_eager_twin_that_shares_the_models_weights(loaded):
     model = loaded[("vit", "classification")].model
-    twin = explain.eager_attention_twin(model)
-    assert explain.eager_attention_twin(model) is twin, "built once per model"
+    twin = explain.explanation_twin(model)
+    assert explain.explanation_twin(model) is twin, "built once per model"
+    assert all(a is not b for a, b in zip(twin.modules(), model.modules(), strict=True)), "hooks on it stay its own"
     assert twin.config._attn_implementation == "eager" and model.config._attn_implementation == "sdpa"
     assert all(a is b for a, b in zip(twin.parameters(), model.parameters(), strict=True)), "no second copy"
     side = model.config.image_size // model.config.patch_size
