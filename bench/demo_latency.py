@@ -154,7 +154,7 @@ def matmul_gflops(size: int = 1536, repeats: int = 20) -> float:
 def report_fp32_bound(pairs: dict[str, Contender], pipeline_ms: dict[str, float]) -> None:
     """Per model, the fastest any fp32 server could answer (its FLOPs at the matmul peak), against the pipeline."""
     peak = matmul_gflops()
-    print(f"fp32 matmul peak of this machine, measured now: {peak:.0f} GFLOP/s")
+    print(f"fp32 matmul peak of this machine, measured now: {peak:.3g} GFLOP/s")
     for name, pair in pairs.items():
         floor_ms, theirs = 1000 * pair.gflop / peak, pipeline_ms[name]
         print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +34,19 @@ def serving(
         str(boneage or tiny_checkpoints[("resnet", "regression")]),
     )
     demo = demo_app.build_app(models=models, **build_options)
-    url, _ = demo_app.launch(demo, prevent_thread_lock=True)  # Gradio picks a free port
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True)
     try:
         yield ServedApp(url, models, demo)
     finally:
         demo.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now, chosen by the OS.
+
+    Not Gradio's own search, which starts at 7860: a test server there would stand in the way of the demo a user
+    starts with `python -m demos` while the tests run (and the other way round).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

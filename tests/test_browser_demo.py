@@ -5,6 +5,7 @@ Needs /usr/bin/chromium (`apt-get install chromium`, done by .ci/run); skipped, 
 Playwright's own browser downloads are never used. Screenshots land in the test's tmp dir.
 """
 
+import importlib.util
 import json
 import re
 import shutil
@@ -33,9 +34,16 @@ RESULT_TIMEOUT_MS = 60_000  # a shared 2-core machine can be slow to answer the 
 OOD_THRESHOLD = 0.99  # above any top probability of the tiny 3-class model: every photo gets the notice
 ATTACK_BUDGET = 48
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="Debian's Chromium is not installed (/usr/bin/chromium): apt-get install chromium"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.is_file(),
+        reason="Debian's Chromium is not installed (/usr/bin/chromium): apt-get install chromium",
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None,
+        reason="playwright is not installed: pip install -r requirements-dev.txt",
+    ),
+]
 
 
 def with_ood_threshold(folder: Path, out: Path, threshold: float) -> Path:

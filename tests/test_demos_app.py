@@ -11,7 +11,7 @@ from demos.examples import made_up_pictures
 from demos.explain import prepare
 from demos.images import load_image
 from demos.inference import regress, top_k
-from tests.serving import serving
+from tests.serving import free_port, serving
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
 from tests.tiny_checkpoints import LABELS
 
@@ -151,7 +151,7 @@ def test_share_without_network_says_why_and_keeps_serving(tiny_checkpoints, monk
     )
     demo = demo_app.build_app(models=models)
     try:
-        url, share_url = demo_app.launch(demo, share=True, prevent_thread_lock=True)
+        url, share_url = demo_app.launch(demo, port=free_port(), share=True, prevent_thread_lock=True)
         assert share_url is None
         assert "No public link was made" in capsys.readouterr().out
         assert Client(url, verbose=False).predict(handle_file(cat_file), api_name="/classify")["label"]

@@ -103,8 +103,9 @@ def test_identical_output_images_saved_concurrently_are_never_read_half_written(
     """
     from gradio import processing_utils
 
-    import demos.app  # noqa: F401  (installs the atomic image cache)
+    from demos.gradio_cache import apply_atomic_image_cache
 
+    assert apply_atomic_image_cache()  # as demos.app.build_app does: importing a module installs nothing
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
     path = Path(processing_utils.save_pil_to_cache(image, str(tmp_path)))
     size, stop, short_reads = path.stat().st_size, threading.Event(), []

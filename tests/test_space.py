@@ -27,6 +27,7 @@ from demos.space import SpaceError, main, publish_space
 from hub import load_checkpoint
 from hub.push import PushError, push_checkpoint
 from tests.hub_server import HubStandIn
+from tests.serving import free_port
 from tests.test_cards import FOOD_TERMS, RSNA_TERMS, make_run_folder
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import FAKE_TOKEN, online_in_this_process
@@ -199,6 +200,7 @@ def test_the_pushed_space_runs_with_no_checkout_and_classifies_a_photo(hub, tmp_
         HF_ENDPOINT=hub.url,
         HF_HOME=str(tmp_path / "space-hf-home"),
         GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",  # the line saying where it serves arrives as it is printed
         TRANSFERLAB_CACHE=str(tmp_path / "space-cache"),
     )
