@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from train.metrics import classification_metrics, classification_scalars, regression_metrics
+from train.metrics import (
+    classification_metrics,
+    classification_scalars,
+    expected_calibration_error,
+    regression_metrics,
+)
 
 
 def logits_predicting(predictions: list[int], num_classes: int) -> np.ndarray:
@@ -85,3 +90,25 @@ def test_constant_targets_keep_mae_and_rmse_and_leave_r2_undefined(predictions):
     assert metrics["mae"] == pytest.approx(np.abs(errors).mean())
     assert metrics["rmse"] == pytest.approx(math.sqrt((errors**2).mean()))
     assert math.isnan(metrics["r2"])
+
+
+def two_class_logits(confidences: list[float], predicted: list[int]) -> np.ndarray:
+    """Logits of two classes whose softmax gives `predicted` the probability `confidences` (each above 1/2)."""
+    logits = np.zeros((len(confidences), 2))
+    for row, (confidence, winner) in enumerate(zip(confidences, predicted)):
+        logits[row, winner] = math.log(confidence / (1 - confidence))
+    return logits
+
+
+def test_ece_weights_each_confidence_bin_by_its_share_of_images():
+    # Bin (0.867, 0.933]: three images at confidence 0.9, two right -> |0.9 - 2/3| = 7/30, weight 3/5.
+    # Bin (0.6, 0.667]: two images at confidence 0.65, both right -> |0.65 - 1| = 0.35, weight 2/5.
+    # An unweighted mean of the bins would give (7/30 + 0.35) / 2, their plain sum 7/30 + 0.35.
+    logits = two_class_logits([0.9, 0.9, 0.9, 0.65, 0.65], predicted=[0, 1, 0, 1, 0])
+    labels = np.array([0, 1, 1, 1, 0])
+    assert expected_calibration_error(logits, labels) == pytest.approx(3 / 5 * 7 / 30 + 2 / 5 * 0.35)
+
+
+def test_ece_of_a_model_right_as_often_as_it_is_confident_is_zero():
+    logits = two_class_logits([0.75] * 4, predicted=[0, 0, 0, 0])
+    assert expected_calibration_error(logits, np.array([0, 0, 0, 1])) == pytest.approx(0.0, abs=1e-12)
