@@ -8,7 +8,8 @@ one, write the module and append it to `TABS`.
 the default models, built on first access so that importing this module loads no model.
 
 The app is safe to share by default: what web visitors may load, and how many of their models stay in
-memory, is demos/sessions.py; expensive endpoints queue in groups of their own (`EXPENSIVE_ENDPOINTS`).
+memory, is demos/sessions.py; expensive endpoints queue in groups of their own (`EXPENSIVE_ENDPOINTS`), and what
+each client and each expensive group may queue is bounded (demos/queue_limits.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import gradio as gr
 from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
 from demos.inference import Precision, checked_precision, precision_notice, serve
+from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, QueueLimits, limit_queue
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
@@ -33,16 +35,21 @@ TABS = [food, bone_age, feature_maps, model_info, network_sees, batch]
 FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet labels
 SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
-QUEUE_SIZE = 32
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
-# class visualisations or model loads waits behind itself instead of taking the cores /classify needs.
+# class visualisations or model loads waits behind itself instead of taking the cores /classify needs. What they
+# queue is bounded per group and per client (demos/queue_limits.py), so that they cannot fill the queue.
 EXPENSIVE_ENDPOINTS = {
     "dream": "pixel-optimisation",
     "adversarial": "pixel-optimisation",
     "load_model": "model-load",
     "batch_predict": "batch",  # up to demos.tabs.batch.MAX_IMAGES predictions a call
+    "feature_maps": "feature-maps",  # Grad-CAM's backward pass, on images of up to tens of megapixels
 }
 EXPENSIVE_CONCURRENCY = 1
+# Jobs waiting in the cheap endpoints' queues (each has its own); the expensive groups' waiting jobs come on top,
+# bounded by queue_limits.MAX_WAITING_PER_EXPENSIVE_GROUP each, so that however many wait there, this room stays.
+CHEAP_QUEUE_SIZE = 32
+QUEUE_SIZE = CHEAP_QUEUE_SIZE + MAX_WAITING_PER_EXPENSIVE_GROUP * len(set(EXPENSIVE_ENDPOINTS.values()))
 # (every, older than) seconds: uploads and outputs of a demo left running for days must not fill the disk.
 DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
@@ -197,7 +204,9 @@ def build_app(
                 tab.render(models)
         demo.unload(lambda: models.visitors.forget(current_session()))  # a closed tab frees its models
     limit_expensive_endpoints(demo)
-    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    # api_open=False: gradio would otherwise serve every endpoint at /gradio_api/run/<api> too, outside the queue.
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE, api_open=False)
+    limit_queue(demo, QueueLimits(expensive_groups=frozenset(EXPENSIVE_ENDPOINTS.values())))
     return demo
 
 

@@ -189,9 +189,12 @@ def test_choosing_another_model_offers_its_layers_and_target(served):
 
 def test_concurrent_feature_map_requests_each_get_their_own_layer(served, cat_file):
     client, _ = served
+    # Four visitors, each from an address of its own (as a share link's tunnel names them): one client may hold only
+    # demos.queue_limits.MAX_EXPENSIVE_JOBS_PER_CLIENT feature maps at once.
+    visitors = [Client(client.src, verbose=False, headers={"X-Forwarded-For": f"10.0.9.{i}"}) for i in range(4)]
     jobs = [
-        client.submit(handle_file(cat_file), "boneage", layer, "", api_name="/feature_maps")
-        for layer in ("stage 1", "stage 2", "stage 1", "stage 2")
+        visitor.submit(handle_file(cat_file), "boneage", layer, "", api_name="/feature_maps")
+        for visitor, layer in zip(visitors, ("stage 1", "stage 2", "stage 1", "stage 2"))
     ]
     captions = [job.result()[-1] for job in jobs]
     assert ["8x8 grid" in c for c in captions] == [True, False, True, False]
