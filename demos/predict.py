@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from demos.images import ImageDecodeError, load_image
-from demos.inference import add_precision_option, checked_precision, serve, uncompiled_predictor
+from demos.inference import add_precision_option, checked_precision, model_inputs, serve, uncompiled_predictor
 from hub import Checkpoint, CheckpointError, load_checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
@@ -85,30 +86,41 @@ def predict_images(
 
 
 def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], top_k: int) -> list[dict]:
-    rows, images = [], []
-    for name, path in named_files:
-        try:
-            images.append(load_image(path))
-            rows.append({"file": name, "error": ""})
-        except (ImageDecodeError, OSError) as err:  # OSError: unreadable (permissions, a vanished file)
-            rows.append({"file": name, "error": str(err)})
+    rows: list[dict] = []
+    logits = batch_logits(checkpoint, _decoded(named_files, rows))
     decoded = [row for row in rows if not row["error"]]
-    if not images:
-        return rows
-    for row, logits in zip(decoded, batch_logits(checkpoint, images), strict=True):
+    for row, row_logits in zip(decoded, logits, strict=True):
         if checkpoint.task.is_regression:
-            row.update(_regression_row(checkpoint, logits))
+            row.update(_regression_row(checkpoint, row_logits))
         else:
-            row.update(_top_k_row(checkpoint, logits, top_k))
+            row.update(_top_k_row(checkpoint, row_logits, top_k))
     return rows
 
 
+def _decoded(named_files: list[tuple[str, Path]], rows: list[dict]) -> Iterator[Image.Image]:
+    """Each file's image, decoded when asked for; appends each file's row to `rows`, with its error if it has one."""
+    for name, path in named_files:
+        try:
+            image = load_image(path)
+        except (ImageDecodeError, OSError) as err:  # OSError: unreadable (permissions, a vanished file)
+            rows.append({"file": name, "error": str(err)})
+            continue
+        rows.append({"file": name, "error": ""})
+        yield image
+
+
 @torch.inference_mode()
-def batch_logits(checkpoint: Checkpoint, images: list) -> torch.Tensor:
+def batch_logits(checkpoint: Checkpoint, images: Iterable[Image.Image]) -> torch.Tensor:
     """Logits of a batch through the checkpoint's own processor, in the precision its predictions compute in
-    (uncompiled: the compiled copy takes one image at a time)."""
-    inputs = checkpoint.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
-    return uncompiled_predictor(checkpoint)(inputs["pixel_values"])
+    (uncompiled: the compiled copy takes one image at a time).
+
+    Each image becomes the model's input as it comes: fed an iterator of decodes, a batch holds one decoded image
+    at a time and the inputs of the others, not 32 decoded photos.
+    """
+    inputs = [model_inputs(checkpoint, image) for image in images]
+    if not inputs:
+        return torch.empty(0)
+    return uncompiled_predictor(checkpoint)(torch.cat(inputs))
 
 
 def _top_k_row(checkpoint: Checkpoint, logits: torch.Tensor, top_k: int) -> dict:
