@@ -121,7 +121,14 @@ def test_classification_two_stage_writes_a_loadable_run_folder(tiny_checkpoints,
     assert "head stage (backbone frozen)" in caplog.text and "full stage (backbone unfrozen)" in caplog.text
 
 
+def last_training_evaluation(run_dir: Path) -> dict:
+    """The Trainer's own last evaluation, logged in the run's checkpoint-* (regression: on the normalised head)."""
+    (checkpoint,) = run_dir.glob("checkpoint-*")
+    return [entry for entry in read_json(checkpoint / "trainer_state.json")["log_history"] if "eval_loss" in entry][-1]
+
+
 def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tiny_checkpoints, ages_dir, tmp_path):
+    """The saved head (normalisation folded in) predicts what the trained one did: the MAE training measured itself."""
     run_dir = tmp_path / "run"
     argv = train_argv(
         model=tiny_checkpoints[("resnet", "classification")],
@@ -133,6 +140,7 @@ def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tin
         epochs=1,
         augment="keep-whole",
         loss="huber",
+        precision="fp32",  # the Trainer's evaluation below must compute as the saved checkpoint's does
     )
     assert main(argv) == 0
 
@@ -154,13 +162,20 @@ def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tin
         months = model(**processor(images=[image.convert("RGB") for image in images], return_tensors="pt")).logits[:, 0]
     truth = torch.tensor([float(age) for _, age, _ in rows])
     assert (months - truth).abs().mean().item() == pytest.approx(results["metrics"]["mae"], rel=1e-4)
+    # Independently of the fold: the Trainer's last evaluation denormalised the trained head's outputs itself.
+    trained = last_training_evaluation(run_dir)
+    assert trained["eval_mae"] == pytest.approx(results["metrics"]["mae"], rel=1e-4)
+    assert trained["eval_rmse"] == pytest.approx(results["metrics"]["rmse"], rel=1e-4)
 
 
 def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tmp_path):
+    """Folding the normalisation into a head with a non-zero bias, saving and loading gives the months predicted."""
     model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[("vit", "regression")]).eval()
     scaler = TargetScaler.fit([12.0, 60.0, 150.0, 228.0])
+    assert scaler.mean == 112.5 and scaler.std > 80
     pixels = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
+        modes.head_layer(model).bias.fill_(0.7)  # the tiny ViT's head bias is 0: a fold that drops a term on it shows
         expected = scaler.denormalize(model(pixel_values=pixels).logits[:, 0])
         fold_into_head(modes.head_layer(model), scaler)
     model.save_pretrained(tmp_path)
