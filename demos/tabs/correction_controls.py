@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.corrections import CorrectionStore, checked_months, target_column
+from demos.corrections import PER_SESSION, CorrectionStore, checked_months, target_column
+from demos.sessions import current_session
 from demos.summary import human_label
-from demos.tabs.common import read_upload, user_errors
+from demos.tabs.common import read_upload, upload_path, user_errors
 
 ACCORDION = "Wrong? Correct it"
-PRIVACY = "The photo and your answer are saved on this server as training data for the next model."
+PRIVACY = (
+    "The photo (the file as you uploaded it) and your answer are saved on this server as training data for the next "
+    f"model; a visit saves at most {PER_SESSION} corrections."
+)
+
+
+def uploaded_file(payload) -> str:
+    """The upload's path, once it has decoded as an image: the store keeps the file itself, not its pixels."""
+    read_upload(payload)  # refuses, with its message, anything that is no usable image
+    return upload_path(payload)
 
 
 def saved_text(store: CorrectionStore, path) -> str:
@@ -39,7 +49,7 @@ def food_correction(models, photo: gr.Image) -> None:
     def correct_food(payload, label):
         if not label:
             raise gr.Error("Choose the right answer in the list first.")
-        return saved_text(store, store.save_label(read_upload(payload), label, labels))
+        return saved_text(store, store.save_label(uploaded_file(payload), label, labels, current_session()))
 
     button.click(correct_food, inputs=[photo, right], outputs=result, api_name="correct_food", preprocess=False)
 
@@ -64,10 +74,10 @@ def bone_age_correction(models, xray: gr.File, *, sex_column: str, sex_values: d
 
     @user_errors
     def correct_bone_age(payload, value, chosen_sex):
-        if chosen_sex not in sex_values:
+        if not isinstance(chosen_sex, str) or chosen_sex not in sex_values:  # a raw API payload may be anything
             raise gr.Error(f"Choose the sex ({', '.join(sex_values)}): the model's training data records it.")
         values = {column: checked_months(value), sex_column: sex_values[chosen_sex]}
-        return saved_text(store, store.save_values(read_upload(payload), values))
+        return saved_text(store, store.save_values(uploaded_file(payload), values, current_session()))
 
     button.click(
         correct_bone_age, inputs=[xray, months, sex], outputs=result, api_name="correct_bone_age", preprocess=False
