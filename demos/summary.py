@@ -88,7 +88,7 @@ def is_hub_id(checkpoint: Checkpoint) -> bool:
 def card_link(checkpoint: Checkpoint) -> str:
     """Where the model card is, in words for a web visitor (never a path on the server)."""
     if is_hub_id(checkpoint):
-        return f"[{checkpoint.source} on the hub](https://huggingface.co/{checkpoint.source})"
+        return f"[{checkpoint.name} on the hub](https://huggingface.co/{checkpoint.source})"
     return "the model card below" if (checkpoint.folder / "README.md").is_file() else "no model card"
 
 
@@ -123,7 +123,7 @@ def describe(checkpoint: Checkpoint) -> str:
     )
     return "\n".join(
         [
-            f"**{checkpoint.source}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",
+            f"**{checkpoint.name}** ({type(checkpoint.model).__name__}), card: {card_link(checkpoint)}",
             f"- task: {task_line}",
             (
                 f"- input: {spec.height}x{spec.width} px, resize `{spec.resize}` (crop_pct {spec.crop_pct:g}, "

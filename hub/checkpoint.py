@@ -84,7 +84,12 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        return getattr(self.model.config, "_name_or_path", None) or self.source
+        """The checkpoint as people read it (a web page, an error message): an alias or a hub id as given, a folder
+        by its own name. Never a path of this disk: `source` and the config's `_name_or_path` often are one."""
+        if self.source in builtin_aliases():
+            return self.source
+        folder = Path(self.source).expanduser()
+        return folder.resolve().name if folder.is_dir() else self.source
 
     @property
     def is_timm(self) -> bool:
@@ -206,7 +211,8 @@ def _hub_id_or_refuse(ref: str) -> str:
         validate_repo_id(ref)
     except HFValidationError:
         raise CheckpointError(
-            f"'{ref}' cannot be loaded here: this demo loads hub repo ids (owner/name), the builtin aliases "
+            # Without the ref: a path a visitor typed, echoed back, would tell what the server made of it.
+            "That model cannot be loaded here: this demo loads hub repo ids (owner/name), the builtin aliases "
             f"({', '.join(builtin_aliases())}) and checkpoint folders under the directories its operator allowed "
             "(--allow-local-dir)."
         ) from None

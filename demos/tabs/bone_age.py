@@ -12,6 +12,7 @@ import gradio as gr
 from demos.explain import grad_cam
 from demos.images import is_colour
 from demos.inference import condition_outputs, regress, top_k
+from demos.refusals import one_of
 from demos.summary import human_label
 from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import bone_age_correction
@@ -31,11 +32,9 @@ def is_sex_conditioned(checkpoint) -> bool:
 
 def condition_for(checkpoint, sex: str | None) -> str | None:
     """The checkpoint's condition value for the selector's choice: None (mean of the outputs) when unknown."""
-    if sex in (None, "", UNKNOWN_SEX) or not is_sex_conditioned(checkpoint):
+    if sex in (None, "") or one_of(sex, [*SEX_VALUES, UNKNOWN_SEX], "The sex") == UNKNOWN_SEX:
         return None
-    if sex not in SEX_VALUES:
-        raise ValueError(f"Sex must be one of: female, male, unknown; got {sex!r}.")
-    return SEX_VALUES[sex]
+    return SEX_VALUES[sex] if is_sex_conditioned(checkpoint) else None
 
 
 def years(value: float, unit: str | None) -> str:
@@ -81,7 +80,7 @@ def predict(models, payload, sex: str | None = UNKNOWN_SEX):
     if not checkpoint.task.is_regression:  # the fallback backbone stands in: say so, show what it does predict
         best = ", ".join(f"{human_label(label)} ({p:.0%})" for label, p in top_k(checkpoint, image, k=3).items())
         text = (
-            f"**No bone-age regression model is loaded**: {checkpoint.source} is a classifier, so it gives no age. "
+            f"**No bone-age regression model is loaded**: {checkpoint.name} is a classifier, so it gives no age. "
             f"Its top classes: {best}. Pass `--boneage-model` a regression checkpoint."
         )
         return None, text, grad_cam(checkpoint, image), image

@@ -21,6 +21,7 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from demos.images import ImageDecodeError, load_image
+from demos.refusals import refusal
 from demos.summary import card_link, card_text
 from hub import Checkpoint, CheckpointError
 
@@ -72,7 +73,7 @@ def decoded_upload(payload) -> Image.Image | None:
 def model_header(models, role: str) -> None:
     """The model's name above a tab, why a fallback stands in for it (if one does), and its model card."""
     checkpoint = models.get(role)
-    gr.Markdown(f"Model: **{checkpoint.source}** ({card_link(checkpoint)})")
+    gr.Markdown(f"Model: **{checkpoint.name}** ({card_link(checkpoint)})")
     if role in models.notes:
         gr.Markdown(f"> {models.notes[role]}")
     model_card(checkpoint)
@@ -93,14 +94,21 @@ def model_card_update(checkpoint: Checkpoint) -> tuple[gr.Accordion, str]:
 
 
 def user_errors(fn):
-    """Turn the errors that describe bad input into gr.Error: the user sees the message, the app keeps serving."""
+    """Turn the errors that describe bad input into gr.Error: the user sees the message, the app keeps serving.
+
+    A refusal (demos/refusals.py) names no server path and prints one line on the console, not a traceback; any
+    other exception is a bug, and Gradio logs its traceback and shows the visitor a bare "Error".
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error as err:
+            options = {"title": err.title, "duration": err.duration, "visible": err.visible}
+            raise refusal(fn.__name__, err.message, **options) from err
         except (ImageDecodeError, CheckpointError, ValueError) as err:
-            raise gr.Error(str(err)) from err
+            raise refusal(fn.__name__, str(err)) from err
 
     return wrapper
 

@@ -14,6 +14,7 @@ from demos.images import is_colour
 from demos.inference import condition_outputs, output_indices
 from demos.layers import feature_layers, has_attention_rollout
 from demos.pixel_space import class_index
+from demos.refusals import checked_text
 from demos.summary import human_label
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 
@@ -73,13 +74,15 @@ def explained(checkpoint, views, index: int | None, chosen: str | None) -> str:
 
 def explore(models, payload, model_name: str, layer: str | None, target: str | None):
     """(channel grid, PCA view, Grad-CAM overlay, attention rollout or None, caption markdown)."""
-    checkpoint = models.get(model_name)
+    checkpoint = models.get(checked_text(model_name, "The model"))
+    layer = checked_text(layer, "The layer") if layer else None
+    target = checked_text(target, "The Grad-CAM target") if target else None
     image = read_upload(payload)
     index, chosen = cam_class_index(checkpoint, target), condition(checkpoint, target)
-    views = feature_views(checkpoint, image, layer or None, index, chosen)
+    views = feature_views(checkpoint, image, layer, index, chosen)
     channels, rows, cols = views.shape
     lines = [
-        f"**{checkpoint.source}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; "
+        f"**{checkpoint.name}**, {views.layer}: {channels} channels on a {rows}x{cols} grid; "
         + ("attention rollout below. " if views.rollout is not None else "no attention rollout (not a ViT). ")
         + explained(checkpoint, views, index, chosen),
         (
@@ -129,7 +132,7 @@ def render(models) -> None:
 
     @user_errors
     def model_changed(name: str):
-        checkpoint = models.get(name)
+        checkpoint = models.get(checked_text(name, "The model"))
         layers = list(feature_layers(checkpoint.model))
         choices = class_choices(checkpoint)
         return (
@@ -140,7 +143,7 @@ def render(models) -> None:
     @user_errors
     def show_rollout_panel(name: str):
         """The rollout panel, emptied, shown only for models that have one."""
-        return gr.Image(value=None, visible=has_attention_rollout(models.get(name).model))
+        return gr.Image(value=None, visible=has_attention_rollout(models.get(checked_text(name, "The model")).model))
 
     @user_errors
     def show_feature_maps(payload, name, chosen_layer, chosen_target):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from demos.refusals import checked_text
 from demos.summary import describe, readable_layer_table
 from demos.tabs.common import model_card, model_card_update, refresh_when_opened, user_errors
 from hub.checkpoint import builtin_aliases
@@ -15,7 +16,7 @@ TITLE = "Model"
 
 
 def summarise(models, name: str):
-    checkpoint = models.get(name)
+    checkpoint = models.get(checked_text(name, "The model"))
     return describe(checkpoint), readable_layer_table(checkpoint)
 
 
@@ -59,11 +60,11 @@ def render(models) -> None:
 
     @user_errors
     def card(name: str):
-        return model_card_update(models.get(name))
+        return model_card_update(models.get(checked_text(name, "The model")))
 
     @user_errors
     def load_checkpoint_ref(text: str):
-        ref_text = text.strip()
+        ref_text = checked_text(text, "The checkpoint to load").strip()
         if not ref_text:
             raise ValueError("Type a hub id (owner/name) or an alias first.")
         models.load(ref_text)

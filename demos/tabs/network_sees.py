@@ -7,16 +7,17 @@ uploaded to the Food tab (/classify) with the same model.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import gradio as gr
+from gradio import processing_utils
+from gradio.utils import get_upload_folder
 
-from demos.adversarial import attack
+from demos.adversarial import METHODS, attack
 from demos.annotate import label
 from demos.dream import dream
 from demos.pixel_space import MAX_STEPS
+from demos.refusals import checked_text, one_of, whole_number
 from demos.summary import human_label
 from demos.tabs.common import read_upload, refresh_when_opened, upload_path, user_errors
 
@@ -25,6 +26,7 @@ ANY_OTHER_CLASS = "any other class (untargeted)"
 METHOD_CHOICES = [("Many small steps (PGD)", "pgd"), ("One step (FGSM)", "fgsm")]
 DEFAULT_DREAM_STEPS = 60
 SLIDER_MAX_BUDGET = 64  # the API accepts up to 255; beyond 64 levels the "perturbation" is a new picture
+MAX_SEED = 2**32 - 1  # torch takes larger seeds, but not every number: a bound a visitor can be told
 
 
 def _classifier_names(models) -> list[str]:
@@ -33,7 +35,7 @@ def _classifier_names(models) -> list[str]:
 
 def _labels(models, name: str) -> list[tuple[str, str]]:
     """(human label, class name) choices of a classifier; none for a regression model."""
-    checkpoint = models.get(name)
+    checkpoint = models.get(checked_text(name, "The model"))
     return [] if checkpoint.task.is_regression else [(human_label(label), label) for label in checkpoint.task.labels]
 
 
@@ -49,19 +51,14 @@ def numbered_strip(strip, steps: tuple[int, ...], frame_width: int):
     return strip
 
 
-def _whole_number(value, what: str) -> int:
-    # Events take raw values (preprocess=False), so an API caller may send anything here.
-    if not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise ValueError(f"{what} must be a whole number, got {value!r}.")
-    return int(value)
-
-
 def run_dream(models, name: str, target: str, payload, steps: float, seed: float, progress=None):
     """(final image, strip of steps, probability of the class, caption); `progress` is a gr.Progress."""
-    checkpoint = models.get(name)
+    checkpoint = models.get(checked_text(name, "The model"))
     if not target:
         raise ValueError("Choose a class to visualise.")
-    steps, seed = _whole_number(steps, "The number of steps"), _whole_number(seed, "The seed")
+    target = checked_text(target, "The class")
+    steps = whole_number(steps, "The number of steps", 1, MAX_STEPS)
+    seed = whole_number(seed, "The seed", 0, MAX_SEED)
     start = None if upload_path(payload) is None else read_upload(payload)
     began = time.perf_counter()
     on_step = (
@@ -81,13 +78,15 @@ def run_dream(models, name: str, target: str, payload, steps: float, seed: float
 
 def run_attack(models, name: str, payload, budget: float, target: str | None, method: str):
     """(original, amplified perturbation, adversarial image, path of the adversarial PNG, caption)."""
-    checkpoint = models.get(name)
-    goal = None if target in (None, "", ANY_OTHER_CLASS) else target
+    checkpoint = models.get(checked_text(name, "The model"))
+    goal = None if target in (None, "", ANY_OTHER_CLASS) else checked_text(target, "The class to make the model answer")
+    method = one_of(method, METHODS, "The attack")  # the budget is checked by `attack`, as a Python caller's is
     result = attack(
         checkpoint, read_upload(payload) if upload_path(payload) else None, budget=budget, target=goal, method=method
     )
-    png = Path(tempfile.mkdtemp(prefix="adversarial-")) / "adversarial.png"
-    result.upload.save(png)
+    # In the app's cache, which Gradio empties of day-old files (demos.app.DELETE_CACHE); the link names only that.
+    data = processing_utils.encode_pil_to_bytes(result.upload, "png")
+    png = processing_utils.save_bytes_to_cache(data, "adversarial.png", get_upload_folder())
     before, after = human_label(result.original_label), human_label(result.adversarial_label)
     caption = f"**{before}** ({result.original_probability:.1%}) -> **{after}** " + (
         f"({result.adversarial_probability:.1%}). {_attack_story(result)} Download the adversarial PNG and upload it "
@@ -95,7 +94,7 @@ def run_attack(models, name: str, payload, budget: float, target: str | None, me
         "size the model's preprocessing scales photos to, so that its pixels reach the model unchanged (scaled back "
         "up to your photo's size, the change would be resampled and blurred away)."
     )
-    return result.original, result.perturbation, result.adversarial, str(png), caption
+    return result.original, result.perturbation, result.adversarial, png, caption
 
 
 def _attack_story(result) -> str:
