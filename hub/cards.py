@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -84,6 +85,33 @@ def earlier_commands(base: str | None) -> list[str]:
 def hub_dataset(dataset: str | None) -> str | None:
     """The dataset as a hub id, or None for a local folder (which is described in the text instead)."""
     return dataset if dataset and HUB_ID.match(dataset) and not Path(dataset).expanduser().exists() else None
+
+
+def rerunnable_path(value: str) -> str:
+    """An argument as a recorded command or a card states it: a path of this machine relative to the working
+    directory (`runs/food10`, or `../data` outside it), so that the command re-runs from there on any machine and no
+    absolute path of this one is published. Anything else (a relative path, a number, a text with spaces) is
+    returned as it is."""
+    if not Path(value).is_absolute() or any(character.isspace() for character in value):
+        return value
+    return os.path.relpath(value)
+
+
+def shown_folder(folder: Path) -> str:
+    """A local checkpoint folder as a card's usage snippet loads it: relative to the working directory when under
+    it, else by its own name (the snippet is run beside it); never an absolute path of this machine."""
+    folder = folder.resolve()
+    return str(folder.relative_to(Path.cwd())) if folder.is_relative_to(Path.cwd()) else folder.name
+
+
+def rerunnable_command(program: str, argv: list[str]) -> str:
+    """`program` and its arguments as one shell line, paths as `rerunnable_path` writes them (also in `--opt=PATH`)."""
+    return f"{program} {shlex.join(_rerunnable_argument(argument) for argument in argv)}".rstrip()
+
+
+def _rerunnable_argument(argument: str) -> str:
+    option, equals, value = argument.partition("=") if argument.startswith("-") else ("", "", argument)
+    return option + equals + rerunnable_path(value)
 
 
 def _redact(text: str) -> str:
@@ -276,7 +304,8 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
     dataset_label = dataset_id or Path(str(dataset)).name
     dataset_text = f"the hub dataset `{dataset_id}`" if dataset_id else f"the local image folder `{dataset_label}`"
     base_id = hub_base_model(training.get("base_model"))
-    base_text = f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{training.get('base_model')}`"
+    base = rerunnable_path(str(training.get("base_model")))
+    base_text = f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{base}`"
 
     card_data = ModelCardData(
         base_model=base_id,
@@ -300,7 +329,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
     per_class = evaluation["metrics"].get("per_class_accuracy") or {}
     plot = "predicted_vs_true.png" if regression else "confusion_matrix.png"
     condition = (config["condition_column"], config["condition_outputs"]) if config.get("condition_column") else None
-    usage, usage_note = _usage(repo_id or str(run_dir), regression, target, unit, condition)
+    usage, usage_note = _usage(repo_id or shown_folder(run_dir), regression, target, unit, condition)
     if condition:
         outputs = ", ".join(f"`{value}` -> `logits[:, {index}]`" for value, index in condition[1].items())
         summary = (
@@ -376,7 +405,8 @@ def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: s
         for key, (_, pretty) in names.items()
         if key in evaluation["metrics"]
     ]
-    command = f"\n\n```bash\n{_redact(evaluation['command'])}\n```" if evaluation.get("command") else ""
+    recorded = evaluation.get("command")
+    command = f"\n\n```bash\n{_redact(recorded)}\n```" if recorded else ""
     section = (
         f"{heading}\n\n{evaluation['num_examples']} images.\n\n| metric | value |\n|---|---|\n"
         + "\n".join(rows)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("train").setLevel(logging.INFO)  # our progress notes; other libraries stay at warnings
     args = parse(argv)
-    from hub.cards import write_model_card
+    from hub.cards import rerunnable_command, write_model_card
     from hub.checkpoint import CheckpointError
     from hub.push import PushError, check_repo_id, push_checkpoint
     from train.arguments import TrainError
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PushError("--demo-space needs --push-to-hub --hub-model-id: the Space loads the model from the hub.")
         if args.demo_space:
             check_repo_id(args.demo_space)
-        run_dir = run_training(args, command="python -m train " + shlex.join(argv))
+        run_dir = run_training(args, command=rerunnable_command("python -m train", argv))
     except (DataError, TrainError, CheckpointError, PushError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from hub.cards import rerunnable_command, rerunnable_path
 from hub.checkpoint import Checkpoint, CheckpointError, TaskKind, load_checkpoint, local_folder
 from train import data, evaluation, metrics
 from train.regression import own_outputs
@@ -145,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     results = evaluation.task_metrics(task, logits, labels)
     payload = {
         "task": task.kind,
-        "model": args.model,
+        "model": rerunnable_path(args.model),
         "dataset": data.dataset_name(args.dataset),
         "split": args.split,
         "num_examples": int(len(labels)),
         "metrics": results,
-        "command": "python -m train.evaluate " + shlex.join(argv),
+        "command": rerunnable_command("python -m train.evaluate", argv),
     }
     out = output_folder(args.model, checkpoint, args.output_dir)
     print(f"wrote {write_results(out, payload, task, logits, labels, checkpoint.task.unit)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hub.cards import earlier_commands
+from hub.cards import earlier_commands, rerunnable_path
 from hub.checkpoint import is_timm, load_checkpoint
 from hub.preprocessing import ImageSpec
 from train import calibration, data, evaluation, metrics, modes
@@ -92,7 +92,7 @@ def write_training_config(
     """training_config.json; a resumed run keeps the command that started it and adds the last resume command."""
     path = run_dir / "training_config.json"
     config = {
-        "base_model": args.model,
+        "base_model": rerunnable_path(args.model),
         "dataset": data.dataset_name(args.dataset),
         "task": task.kind,
         "mode": args.mode,
