@@ -15,7 +15,13 @@ from transformers import AutoConfig, TrainingArguments
 
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import build_transform, crop_to_hand, hand_box, image_spec
-from tests.test_train import ages_dir, classes_dir, read_json, train_argv  # noqa: F401 (fixtures)
+from tests.test_train import (  # noqa: F401 (fixtures)
+    ages_dir,
+    classes_dir,
+    last_training_evaluation,
+    read_json,
+    train_argv,
+)
 from train import calibration, data, metrics
 from train.__main__ import main
 from train.recipe import RecipeTrainer
@@ -51,9 +57,28 @@ def test_recipe_options_run_end_to_end_and_serve_the_better_size(tiny_checkpoint
     served = AutoConfig.from_pretrained(run_dir).pretrained_cfg["input_size"][-1]
     assert sizes[str(served)] == max(sizes.values()), "the processor saved is the size that validated best"
     assert results["metrics"]["accuracy"] == pytest.approx(sizes[str(served)])
+    # The saved head is calibrated: its plain softmax on validation gives the stored threshold and the ECE after.
+    logits, labels = saved_logits(run_dir, classes_dir)
+    top = torch.softmax(logits.double(), -1).max(-1).values.numpy()
     calibrated = results["calibration"]
-    assert calibrated["temperature"] > 0 and 0 <= calibrated["ece_after"] <= 1
-    assert AutoConfig.from_pretrained(run_dir).ood_threshold == pytest.approx(calibrated["ood_threshold"])
+    assert AutoConfig.from_pretrained(run_dir).ood_threshold == pytest.approx(np.quantile(top, 0.05), abs=1e-5)
+    assert calibrated["ood_threshold"] == pytest.approx(np.quantile(top, 0.05), abs=1e-5)
+    assert calibrated["ece_after"] == pytest.approx(
+        metrics.expected_calibration_error(logits.numpy(), labels), abs=1e-5
+    )
+    assert abs(np.log(calibrated["temperature"])) > 0.1, "a temperature near 1 would not tell raw and calibrated apart"
+
+
+def saved_logits(run_dir, dataset) -> tuple[torch.Tensor, np.ndarray]:
+    """(logits, labels) of the saved checkpoint on the validation split, image by image through its own processor."""
+    saved = load_checkpoint(str(run_dir))
+    _, validation = data.load_splits(str(dataset), train_split="train", eval_split="validation")
+    transform = build_transform(image_spec(saved.processor))
+    with torch.no_grad():
+        logits = torch.cat(
+            [saved.model(pixel_values=transform(row["image"]).unsqueeze(0)).logits for row in validation]
+        )
+    return logits, np.array(validation["label"])
 
 
 def test_ema_weights_are_kept_only_when_they_validate_better(tiny_checkpoints, tmp_path):
@@ -145,14 +170,15 @@ def test_ood_threshold_lets_the_stated_share_of_validation_through():
 
 
 def test_each_rows_loss_uses_its_own_output():
-    loss = regression_loss("mae", TargetScaler(mean=0.0, std=1.0))
-    logits = torch.tensor([[1.0, 50.0], [50.0, 2.0]])
-    labels = torch.tensor([[1.0, 0.0], [2.0, 1.0]])  # (target, output index): both rows hit their own output exactly
+    """Each row's loss compares its own output with its target normalised as (months - 100) / 50."""
+    loss = regression_loss("mae", TargetScaler(mean=100.0, std=50.0))
+    logits = torch.tensor([[1.0, 50.0], [50.0, -2.0]])
+    labels = torch.tensor([[150.0, 0.0], [0.0, 1.0]])  # (months, output index): normalised 1 and -2, hit exactly
     assert loss({"logits": logits}, labels).item() == 0.0
-    swapped = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
-    assert loss({"logits": logits}, swapped).item() == pytest.approx(48.5)
+    swapped = torch.tensor([[150.0, 1.0], [0.0, 0.0]])
+    assert loss({"logits": logits}, swapped).item() == pytest.approx((abs(50.0 - 1.0) + abs(50.0 + 2.0)) / 2)
     predicted, targets = own_outputs(logits.numpy(), labels.numpy())
-    assert predicted.tolist() == [1.0, 2.0] and targets.tolist() == [1.0, 2.0]
+    assert predicted.tolist() == [1.0, -2.0] and targets.tolist() == [150.0, 0.0]
 
 
 def test_conditioned_regression_saves_months_per_output_and_names_them(tiny_checkpoints, ages_dir, tmp_path):
@@ -170,6 +196,7 @@ def test_conditioned_regression_saves_months_per_output_and_names_them(tiny_chec
         condition_labels="false=female,true=male",
         augment="radiograph",
         robustness_check=True,
+        precision="fp32",  # the Trainer's own evaluation, compared below, must compute as the saved checkpoint's does
     )
     assert main(argv) == 0
 
@@ -188,7 +215,9 @@ def test_conditioned_regression_saves_months_per_output_and_names_them(tiny_chec
             own = logits[config.condition_outputs[str(row["male"]).lower()]]
             errors.append(abs(float(own) - row["boneage"]))
     results = read_json(run_dir / "eval_results.json")
-    assert results["metrics"]["mae"] == pytest.approx(np.mean(errors), rel=1e-4), "saved outputs are in months"
+    assert results["metrics"]["mae"] == pytest.approx(np.mean(errors), rel=1e-4)
+    # Independently of the fold: the Trainer's last evaluation denormalised each row's own output of the trained head.
+    assert last_training_evaluation(run_dir)["eval_mae"] == pytest.approx(np.mean(errors), rel=1e-4), "saved in months"
     assert results["robustness"]["mae"] > 0
 
 
