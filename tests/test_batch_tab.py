@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from demos.images import load_image
-from demos.inference import top_k
+from demos.inference import predicted_logits, top_k
 from demos.tabs import batch
 from tests.serving import serving
 from tests.test_predict import photo_folder
@@ -43,17 +43,22 @@ def test_uploaded_images_give_a_table_and_a_csv_with_the_broken_files_error(serv
 
 
 def test_a_zip_is_unpacked_by_member_and_a_regressor_gives_values(served, tmp_path):
-    client, _, _ = served
+    """Each member's row holds the regressor's own output for that image (its single-image prediction), in months."""
+    client, models, _ = served
     folder = photo_folder(tmp_path / "photos")
     archive = tmp_path / "xrays.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.write(folder / "a.png", "hands/a.png")
         zipped.write(folder / "more" / "c.png", "../c.png")  # a hostile name stays a name, never a path
         zipped.writestr("readme.txt", "not an image: skipped")
+    members = [folder / "a.png", folder / "more" / "c.png"]
     _, csv_path = client.predict([handle_file(archive)], "boneage", 5, api_name="/batch_predict")
     rows = csv_rows(csv_path)
     assert [row["file"] for row in rows] == ["hands/a.png", "../c.png"]
-    assert all(row["unit"] == "months" and float(row["value"]) == float(row["value"]) for row in rows)
+    assert [row["unit"] for row in rows] == ["months", "months"]
+    expected = [predicted_logits(models.get("boneage"), load_image(path))[0].item() for path in members]
+    assert [float(row["value"]) for row in rows] == pytest.approx(expected, abs=1e-4)  # the CSV rounds to 4 places
+    assert expected[0] != pytest.approx(expected[1], abs=1e-3), "two different images: a swapped row would show"
     assert not (tmp_path / "c.png").exists()
 
 
