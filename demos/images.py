@@ -89,9 +89,14 @@ class PixelBudget:
 DECODE_BUDGET = PixelBudget(DECODE_BUDGET_PIXELS)
 # glibc's malloc_trim, absent from other C libraries. glibc keeps the freed blocks of a big decode in its arenas for
 # good: measured (tests/test_hostile_memory.py), eight 49-megapixel PNGs through /batch_predict left the server
-# 182 MiB larger without a trim after each, 73-92 MiB with it (what the model's processor freed afterwards); a trim
-# takes 8 ms when it gives back a decode, 0.3 ms when there is nothing to give back.
+# 182 MiB larger without a trim; a trim takes 8 ms when it gives back a decode, 0.3 ms when there is nothing to give.
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
+
+def give_back_freed_memory() -> None:
+    """Return the memory freed by decodes (and by copies of decoded images) to the system, where the C library can."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @contextmanager
@@ -101,8 +106,8 @@ def _decoding(pixels: int) -> Iterator[None]:
         with DECODE_BUDGET.taken(pixels):
             yield
     finally:
-        if pixels > MAX_SIDE * MAX_SIDE and _MALLOC_TRIM is not None:  # larger than anything the demo keeps
-            _MALLOC_TRIM(0)
+        if pixels > MAX_SIDE * MAX_SIDE:  # larger than anything the demo keeps
+            give_back_freed_memory()
 
 
 def load_image(path: str | Path) -> Image.Image:
