@@ -71,8 +71,8 @@ def main() -> None:
             peak, after = memory_mib(server.pid, "VmHWM"), memory_mib(server.pid, "VmRSS")
     megapixels = args.side**2 / 1e6
     print(f"/batch_predict, {args.images} PNGs of {megapixels:.0f} megapixels ({kib:.0f} KB each), python -m demos:")
-    print(f"resident before {before:.0f} MiB, peak {peak:.0f} MiB (+{peak - before:.0f}), after {after:.0f} MiB "
-          f"(+{after - before:.0f})")  # fmt: skip
+    print(f"resident before {before:.0f} MiB, peak {peak:.0f} MiB ({peak - before:+.0f}), after {after:.0f} MiB "
+          f"({after - before:+.0f})")  # fmt: skip
 
 
 if __name__ == "__main__":
