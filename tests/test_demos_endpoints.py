@@ -5,8 +5,13 @@ and what it names), not wording."""
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from transformers import AutoModelForImageClassification
 
+from demos.app import load_model
+from demos.images import load_image
+from demos.inference import top_k
 from demos.pixel_space import MAX_STEPS
+from demos.summary import human_label
 from tests.test_demos_images import cat_photo
 from tests.test_dream_and_adversarial_app import client  # noqa: F401 (the same served app, a fixture)
 from tests.tiny_checkpoints import LABELS
@@ -22,11 +27,29 @@ def choice_values(dropdown: dict) -> list[str]:
     return [value for _, value in dropdown["choices"]]
 
 
+# The served models (tests/serving.py) and the task facts each one's summary must state.
+SERVED = {
+    "food": (("vit", "classification"), ["classification", "3 classes", "`apple`", "`banana`", "`cherry`"]),
+    "boneage": (("resnet", "regression"), ["regression", "bone age", "months"]),
+}
+
+
 @pytest.mark.parametrize("name", ["food", "boneage"])
-def test_model_summary_describes_the_chosen_model_and_tables_its_layers(client, name):
+def test_model_summary_describes_the_chosen_model_and_tables_its_layers(client, tiny_checkpoints, name):
+    """The summary states the model's class, task, input size and parameter count, counted here with transformers."""
+    key, task_facts = SERVED[name]
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoints[key])
+    total = sum(parameter.numel() for parameter in model.parameters())
     description, table = client.predict(name, api_name="/model_summary")
-    assert isinstance(description, str) and description.strip()
-    assert table["data"] and len(table["headers"]) == len(table["data"][0])  # one row per layer
+    task_line = next(line for line in description.splitlines() if "task" in line)
+    assert all(fact in task_line for fact in task_facts), task_line
+    assert type(model).__name__ in description and "32x32" in description
+    assert f"{total:,} ({total:,} trainable)" in description
+    # One row per module: the whole model first (every parameter, the logits' shape), then its parts by name.
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    assert rows[0]["type"] == type(model).__name__ and rows[0]["output shape"] == f"[1, {model.config.num_labels}]"
+    assert int(str(rows[0]["parameters"]).replace(",", "")) == total
+    assert {name for name, _ in model.named_children()} <= {row["layer"] for row in rows}
 
 
 def test_the_two_models_get_different_summaries(client):
@@ -68,9 +91,16 @@ def test_feature_maps_for_an_unknown_class_is_an_error_naming_it(client, cat_fil
         client.predict(handle_file(cat_file), "food", "", "durian", api_name="/feature_maps")
 
 
-def test_feature_maps_for_a_known_class_works(client, cat_file):
-    *_, caption = client.predict(handle_file(cat_file), "food", "", LABELS[1], api_name="/feature_maps")
-    assert caption
+def test_feature_maps_for_a_known_class_explain_that_class(client, tiny_checkpoints, cat_file):
+    """The caption names the layer's channels and the class Grad-CAM explains, with the model's own probability."""
+    probabilities = top_k(load_model(str(tiny_checkpoints[("vit", "classification")])), load_image(cat_file))
+    top = next(iter(probabilities))
+    other = next(label for label in LABELS if label != top)
+    *_, caption = client.predict(handle_file(cat_file), "food", "", other, api_name="/feature_maps")
+    assert "32 channels" in caption and "4x4" in caption  # the last ViT layer: 32 wide, 16 patches
+    explains = next(line for line in caption.split(". ") if "Grad-CAM explains" in line)
+    assert f"**{human_label(other)}** ({probabilities[other]:.0%})" in explains.split(";")[0]
+    assert f"**{human_label(top)}** ({probabilities[top]:.0%})" in explains.split(";")[1], "the top one is named too"
 
 
 @pytest.mark.parametrize(
