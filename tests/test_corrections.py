@@ -9,15 +9,18 @@ from functools import partial
 
 import numpy as np
 import pytest
+import torch
 from datasets import ClassLabel, load_dataset
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForImageClassification
 
 from demos import app as demo_app
 from demos.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
 from tests.serving import serving
-from tests.test_train import train_argv
+from tests.test_train import last_training_evaluation, read_json, train_argv
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train
 
@@ -101,11 +104,19 @@ def test_the_folders_load_with_datasets_and_train_for_one_step(tiny_checkpoints,
     assert set(ages["train"]["male"]) == {True, False}
 
     # Six images, a batch of six, one epoch: one optimisation step ("train" is the folders' only split).
-    one_step = partial(train_argv, mode="full", epochs=1, batch_size=6, eval_split="train")
+    # fp32: the Trainer's own evaluation, compared below with the saved checkpoint's, computes as it does.
+    one_step = partial(train_argv, mode="full", epochs=1, batch_size=6, eval_split="train", precision="fp32")
     food_base, age_base = tiny_checkpoints[("vit", "classification")], tiny_checkpoints[("resnet", "regression")]
     run = tmp_path / "food-run"
     assert train(one_step(model=food_base, dataset=tmp_path / "corrections" / FOOD, output_dir=run)) == 0
-    assert (run / "checkpoint-1").is_dir()
+    assert read_json(run / "checkpoint-1" / "trainer_state.json")["global_step"] == 1
+    trained = AutoModelForImageClassification.from_pretrained(run)
+    assert trained.config.id2label == dict(enumerate(LABELS)), "the corrected classes, in the folders' order"
+    base, after = load_file(food_base / "model.safetensors"), load_file(run / "model.safetensors")
+    assert not torch.equal(base["classifier.weight"], after["classifier.weight"]), "the step trained the head"
+    results = read_json(run / "eval_results.json")
+    assert results["num_examples"] == 6 and set(results["metrics"]["per_class_accuracy"]) == set(LABELS)
+
     run = tmp_path / "age-run"
     argv = one_step(
         model=age_base,
@@ -115,7 +126,17 @@ def test_the_folders_load_with_datasets_and_train_for_one_step(tiny_checkpoints,
         condition_column="male",
     )
     assert train(argv) == 0
-    assert (run / "checkpoint-1").is_dir()
+    assert read_json(run / "checkpoint-1" / "trainer_state.json")["global_step"] == 1
+    config = AutoModelForImageClassification.from_pretrained(run).config
+    assert (config.num_labels, config.condition_column, config.condition_outputs) == (
+        2,
+        "male",
+        {"false": 0, "true": 1},
+    )
+    results = read_json(run / "eval_results.json")
+    assert results["num_examples"] == 6
+    # The saved checkpoint (normalisation folded into its head) predicts what the trained head did.
+    assert results["metrics"]["mae"] == pytest.approx(last_training_evaluation(run)["eval_mae"], rel=1e-4)
 
 
 def test_the_store_is_atomic_under_threads_and_capped(tmp_path):
