@@ -26,6 +26,7 @@ from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
 from demos.inference import Precision, checked_precision, precision_notice, serve
 from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, QueueLimits, limit_queue
+from demos.refusals import checked_text
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
 from hub import Checkpoint, load_checkpoint
@@ -80,6 +81,7 @@ class DemoModels:
         return [*self.checkpoints, *self.visitors.names(current_session())]
 
     def get(self, name: str) -> Checkpoint:
+        checked_text(name, "The model")  # a name from any API caller: a list or a number must not reach the dicts
         checkpoint = self.checkpoints.get(name) or self.visitors.get(current_session(), name)
         if checkpoint is None:
             raise ValueError(

@@ -256,7 +256,7 @@ def predicted_logits(checkpoint: Checkpoint, image: Image.Image) -> torch.Tensor
 def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[str, float]:
     """{label: probability} for the k most probable classes of a classification checkpoint."""
     if checkpoint.task.is_regression:
-        raise ValueError(f"{checkpoint.source} is a regression checkpoint: it predicts a number, not classes.")
+        raise ValueError(f"{checkpoint.name} is a regression checkpoint: it predicts a number, not classes.")
     probabilities = predicted_logits(checkpoint, image).softmax(-1)
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     return {checkpoint.task.labels[i]: float(p) for p, i in zip(values.tolist(), indices.tolist(), strict=True)}
@@ -294,12 +294,12 @@ def output_indices(checkpoint: Checkpoint, condition: str | None) -> list[int]:
         return sorted(outputs.values())
     if condition not in outputs:
         column = checkpoint.model.config.condition_column
-        raise ValueError(f"{checkpoint.source} knows {column} = {', '.join(outputs)}, not '{condition}'.")
+        raise ValueError(f"{checkpoint.name} knows {column} = {', '.join(outputs)}, not '{condition}'.")
     return [outputs[condition]]
 
 
 def regress(checkpoint: Checkpoint, image: Image.Image, condition: str | None = None) -> float:
     """The regression checkpoint's output for `condition` (the mean of its outputs when unknown), in its unit."""
     if not checkpoint.task.is_regression:
-        raise ValueError(f"{checkpoint.source} is a classification checkpoint: it predicts classes, not a number.")
+        raise ValueError(f"{checkpoint.name} is a classification checkpoint: it predicts classes, not a number.")
     return float(predicted_logits(checkpoint, image)[output_indices(checkpoint, condition)].mean())

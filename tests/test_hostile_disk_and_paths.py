@@ -155,12 +155,16 @@ def test_error_messages_name_no_server_path(app, server_paths):
         ("correct_bone_age", [None, 10, ["male"]], "Choose the sex"),
         ("correct_bone_age", [None, 10**400, "male"], "The bone age must be a number of months"),
         ("model_summary", [["food"]], "The model must be a text"),
+        ("batch_predict", [[UPLOAD], "food", "abc"], "The number of labels per image must be a whole number"),
+        ("batch_predict", [[UPLOAD], "food", 10**30], "The number of labels per image must be between 1 and 10"),
+        ("batch_predict", [[UPLOAD], ["food"], 3], "The model must be a text"),
     ],
 )
 def test_a_bad_value_gets_a_message_that_names_the_field_not_pythons_own(app, tmp_path, api_name, data, field):
     url, _ = app
     Image.new("RGB", (40, 30), "grey").save(tmp_path / "image.png")
-    data = [raw_upload(url, tmp_path / "image.png") if value == UPLOAD else value for value in data]
+    upload = raw_upload(url, tmp_path / "image.png")
+    data = [[upload] if value == [UPLOAD] else upload if value == UPLOAD else value for value in data]
     event, message = raw_call(url, api_name, data)
     assert event == "error" and message is not None and field in message["error"], message
     assert not [internal for internal in PYTHON_INTERNALS if internal in message["error"]]

@@ -18,9 +18,11 @@ from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
+from demos.refusals import whole_number
 from demos.tabs.common import refresh_when_opened, upload_path, user_errors
 
 TITLE = "Batch"
+MAX_TOP_K = 10
 MAX_IMAGES = 200  # about a minute of predictions on the 2-core CPU this demo targets
 MAX_MEMBER_MB = 20  # as demos.app.MAX_FILE_SIZE caps one upload
 MAX_ZIP_MB = 500  # the sum of a zip's declared (uncompressed) sizes
@@ -81,9 +83,10 @@ def named_uploads(payloads, into: Path) -> list[tuple[str, Path]]:
 def predict_batch(models, payloads, model_name: str, top_k) -> tuple[pd.DataFrame, str]:
     """(table of rows, path of the CSV) for the uploads through the chosen model."""
     checkpoint = models.get(model_name)
-    k = int(top_k or DEFAULT_TOP_K)
+    k = DEFAULT_TOP_K if top_k is None else whole_number(top_k, "The number of labels per image", 1, MAX_TOP_K)
     header = columns(checkpoint, k)
-    with tempfile.TemporaryDirectory(prefix="batch-") as unpacked:  # a zip's images, gone once predicted
+    # A zip's images, gone once predicted; in Gradio's cache, which is swept, should the app die before that.
+    with tempfile.TemporaryDirectory(prefix="batch-", dir=get_upload_folder()) as unpacked:
         rows = list(predict_images(checkpoint, named_uploads(payloads, Path(unpacked)), top_k=k))
     text = io.StringIO()
     write_csv(text, header, rows)
@@ -106,7 +109,7 @@ def render(models) -> None:
                 file_types=[*sorted(IMAGE_SUFFIXES), ".zip"], elem_id="batch-files",
             )  # fmt: skip
             model_name = gr.Dropdown(models.names(), value=models.names()[0], label="Model")
-            top_k = gr.Slider(1, 10, value=DEFAULT_TOP_K, step=1, label="Labels per image (classifiers)")
+            top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Labels per image (classifiers)")
             button = gr.Button("Predict all", variant="primary")
         with gr.Column():
             csv_file = gr.File(label="predictions.csv", interactive=False, elem_id="batch-csv")
