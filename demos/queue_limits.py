@@ -8,7 +8,8 @@ POSTs) fill it and every endpoint answers "Queue is full". `limit_queue` puts a 
   `/gradio_api/call/<api>` POST gets a fresh session hash;
 - or `waiting_per_expensive_group` jobs already wait in its expensive concurrency group, whoever sent them.
 The refusal is an HTTP 429 whose `detail` says what to do (the web page shows it; a raw API client reads it) with
-a Retry-After header, and one line on the operator's console.
+a Retry-After header, and one line on the operator's console. A job whose file payloads name anything but an upload
+(demos/uploads.py) is refused there too, with HTTP 400 and the one message of demos/uploads.py.
 
 The jobs held are read from gradio's own records (`Queue.event_ids_to_events`: queued and running jobs, until
 they end), so nothing here has to notice when a job ends, fails or is cancelled.
@@ -23,7 +24,6 @@ counted by their own address, and a client connecting directly cannot pose as so
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import gradio as gr
@@ -32,6 +32,9 @@ from gradio import route_utils
 from gradio.queueing import Event, Queue
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+
+from demos.refusals import tell_operator
+from demos.uploads import NOT_AN_UPLOAD, names_only_uploads
 
 # The versions whose Queue.push, Event and event_ids_to_events were read. Another version may have changed them:
 # `limit_queue` then refuses to start (tests/test_hostile_flood.py says so too); check, then widen this.
@@ -46,8 +49,6 @@ MAX_EXPENSIVE_JOBS_PER_CLIENT = 2
 # longer than anyone keeps the page open; many clients (or forged sessions) cannot queue more than this.
 MAX_WAITING_PER_EXPENSIVE_GROUP = 8
 RETRY_AFTER_S = 60
-
-log = logging.getLogger(__name__)
 
 
 class GradioVersionError(RuntimeError):
@@ -94,6 +95,12 @@ def is_same_client(event: Event, session_hash: str | None, ip: str) -> bool:
     return (session_hash is not None and event.session_hash == session_hash) or client_ip(event.request) == ip
 
 
+def refused(fn, ip: str, reason: str, status_code: int, headers: dict[str, str] | None = None) -> HTTPException:
+    """The HTTP error that refuses a job with `reason`, after saying so in one line on the operator's console."""
+    tell_operator(fn.api_name or "(a page event)", f"{reason} (client {ip})")
+    return HTTPException(status_code=status_code, detail=reason, headers=headers)
+
+
 def limit_queue(demo: gr.Blocks, limits: QueueLimits, gradio_version: str = gr.__version__) -> None:
     """Check `limits` before gradio's `Queue.push` on `demo`'s queue (made by `demo.queue()`, called before this)."""
     if Version(gradio_version) not in PATCHED_GRADIO:
@@ -108,25 +115,16 @@ def limit_queue(demo: gr.Blocks, limits: QueueLimits, gradio_version: str = gr._
     one_at_a_time = asyncio.Lock()
 
     async def limited_push(body, request, username):
-        async with one_at_a_time:
-            if (reason := refusal_of(body, request)) is not None:
-                raise HTTPException(
-                    status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-                    detail=reason,
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                )
-            return await gradio_push(body=body, request=request, username=username)
-
-    def refusal_of(body, request) -> str | None:
-        """Why this push is refused (said on the console too), or None; a body gradio cannot place is left to it."""
         try:
             fn = route_utils.get_fn(demo, None, body)
-        except (KeyError, TypeError, route_utils.FnIndexInferError):
-            return None
+        except (KeyError, TypeError, route_utils.FnIndexInferError):  # a body gradio cannot place is left to it
+            return await gradio_push(body=body, request=request, username=username)
         ip = client_ip(request)
-        reason = refusal(queue, limits, body.session_hash, ip, fn.concurrency_id)
-        if reason is not None:
-            log.warning("Refused a /%s job from %s: %s", fn.api_name or "(page event)", ip, reason)
-        return reason
+        if not names_only_uploads(fn.inputs, body.data):
+            raise refused(fn, ip, NOT_AN_UPLOAD, status.HTTP_400_BAD_REQUEST)
+        async with one_at_a_time:
+            if (reason := refusal(queue, limits, body.session_hash, ip, fn.concurrency_id)) is not None:
+                raise refused(fn, ip, reason, status.HTTP_429_TOO_MANY_REQUESTS, {"Retry-After": str(RETRY_AFTER_S)})
+            return await gradio_push(body=body, request=request, username=username)
 
     queue.push = limited_push

@@ -28,8 +28,13 @@ def visitor_text(message: str) -> str:
 def refusal(endpoint: str, message: str, **error_options) -> gr.Error:
     """The gr.Error that refuses a request with `message`, after printing one line about it for the operator."""
     text = visitor_text(message)
-    print(f"* refused {endpoint}: {' '.join(text.split())}", file=sys.stderr, flush=True)
+    tell_operator(endpoint, text)
     return gr.Error(text, print_exception=False, **error_options)
+
+
+def tell_operator(endpoint: str, text: str) -> None:
+    """The one console line of a refused request."""
+    print(f"* refused {endpoint}: {' '.join(text.split())}", file=sys.stderr, flush=True)
 
 
 def shown(value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import gradio as gr
+import httpx
 
 from demos import app as demo_app
 from demos.app import DemoModels
@@ -50,3 +52,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def raw_call(url: str, api_name: str, data: list) -> tuple[str, object]:
+    """(event, decoded data) of a hand-made `/gradio_api/call/<api_name>` request, without the client library.
+
+    A job the queue refuses at the door (demos/queue_limits.py: HTTP 400 or 429) answers as an error event would:
+    ("error", {"error": its message}).
+    """
+    posted = httpx.post(f"{url}gradio_api/call/{api_name}", json={"data": data}, timeout=30)
+    if posted.status_code in (400, 429):
+        return "error", {"error": posted.json()["detail"]}
+    posted.raise_for_status()
+    stream = httpx.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=120).text
+    events = [line.removeprefix("event: ") for line in stream.splitlines() if line.startswith("event: ")]
+    payloads = [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
+    return events[-1], json.loads(payloads[-1])

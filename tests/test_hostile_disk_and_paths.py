@@ -22,7 +22,7 @@ from PIL import Image
 from demos.corrections import FOOD, PER_SESSION
 from demos.tabs import network_sees
 from demos.tabs.common import user_errors
-from tests.serving import serving
+from tests.serving import raw_call, serving
 from tests.test_train import draw_classes, train_argv
 from tests.tiny_checkpoints import LABELS
 from train.__main__ import main as train
@@ -51,16 +51,6 @@ def phone_jpeg(path: Path) -> Path:
     pixels = np.random.default_rng(0).integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, quality=90)
     return path
-
-
-def raw_call(url: str, api_name: str, data: list) -> tuple[str, object]:
-    """(event, decoded data) of a hand-made /gradio_api/call request, without the client library."""
-    posted = httpx.post(f"{url}gradio_api/call/{api_name}", json={"data": data}, timeout=30)
-    posted.raise_for_status()
-    stream = httpx.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=120).text
-    events = [line.removeprefix("event: ") for line in stream.splitlines() if line.startswith("event: ")]
-    payloads = [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
-    return events[-1], json.loads(payloads[-1])
 
 
 def raw_upload(url: str, path: Path) -> dict:
@@ -177,9 +167,10 @@ def test_a_refused_request_prints_one_line_on_the_console(app, tiny_checkpoints,
     refused(client, None, api_name="/classify")  # "Classify" with no image
     refused(client, "no such/model here", api_name="/load_model")  # a refusal that chains the loader's error
     refused(client, str(tiny_checkpoints[("vit", "classification")]), api_name="/load_model")
+    raw_call(url, "bone_age", [{"path": "/etc/passwd"}, "unknown"])  # refused by the queue: Gradio would trace it
     printed = capfd.readouterr()
     lines = [line for line in (printed.out + printed.err).splitlines() if line.strip()]
-    assert len(lines) == 3 and all(line.startswith("* refused ") for line in lines), lines
+    assert len(lines) == 4 and all(line.startswith("* refused ") for line in lines), lines
 
 
 def test_a_bug_is_no_refusal_and_keeps_its_traceback():

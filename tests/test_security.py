@@ -28,7 +28,7 @@ import demos.__main__ as demos_main
 from demos.tabs import common
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
-from tests.serving import serving
+from tests.serving import raw_call, serving
 from tests.test_cards import make_run_folder
 from tests.test_demos_images import cat_photo
 from tests.test_hub_push import online_in_this_process, stand_in, subprocess_env  # noqa: F401  (stand_in: fixture)
@@ -164,10 +164,8 @@ def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, t
     outside = [cat_photo(tmp_path / "private-xray.png"), Path("/etc/passwd"), REPO / "README.md"]
     for path in outside:
         for endpoint in ("classify", "bone_age"):
-            payload = {"data": [{"path": str(path), "meta": {"_type": "gradio.FileData"}}]}
-            event = httpx.post(f"{url}gradio_api/call/{endpoint}", json=payload, timeout=10).json()["event_id"]
-            answer = httpx.get(f"{url}gradio_api/call/{endpoint}/{event}", timeout=30).text
-            assert answer.startswith("event: error"), (path, endpoint, answer[:200])
+            event, answer = raw_call(url, endpoint, [{"path": str(path), "meta": {"_type": "gradio.FileData"}}])
+            assert event == "error", (path, endpoint, answer)
     assert decoded == []
 
 

@@ -19,7 +19,8 @@ from gradio.utils import get_upload_folder
 
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
 from demos.refusals import whole_number
-from demos.tabs.common import refresh_when_opened, upload_path, user_errors
+from demos.tabs.common import refresh_when_opened, user_errors
+from demos.uploads import upload_path
 
 TITLE = "Batch"
 MAX_TOP_K = 10

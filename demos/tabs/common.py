@@ -5,8 +5,8 @@ Every tab wires its events the same way, after its components:
   input is a message on the page, for events the page fires as much as for API calls;
 - an event is an endpoint with an `api_name`, or marked `api_visibility="private"` when only the page needs it;
 - events that take an upload are registered with `preprocess=False`, so Gradio hands over the uploaded file
-  untouched (gr.Image would otherwise decode it to 8-bit RGB itself and fail on DICOM or with an opaque error)
-  and demos/images.py is the one decoder;
+  untouched (gr.Image would otherwise decode it to 8-bit RGB itself and fail on DICOM or with an opaque error),
+  demos/uploads.py checks that it is an upload and demos/images.py is the one decoder;
 - a model list refreshes itself when opened (`refresh_when_opened`).
 """
 
@@ -14,41 +14,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import gradio as gr
-from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from demos.images import ImageDecodeError, load_image
 from demos.refusals import refusal
 from demos.summary import card_link, card_text
+from demos.uploads import upload_path
 from hub import Checkpoint, CheckpointError
-
-NOT_AN_UPLOAD = "That is not a file uploaded to this demo: upload the image (or, by API, send it with handle_file)."
-
-
-def upload_path(payload) -> str | None:
-    """The file path in an unprocessed gr.Image / gr.File payload, or None if empty; only ever an upload's.
-
-    Events take raw payloads (`preprocess=False`), and Gradio checks that a payload's file was uploaded only when the
-    payload declares itself a FileData (`meta`): a hand-made `{"path": "/any/server/file"}` skips that check. So the
-    path is checked here, for every shape of payload: it must name a file in Gradio's upload folder (where uploads,
-    example files and the app's outputs live), after resolving symlinks and `..`. Anything else, existing or not, is
-    refused with one message that names no path, so that the server's disk can be neither read nor probed.
-    """
-    if payload is None:
-        return None
-    path = payload.get("path") if isinstance(payload, dict) else payload
-    if path is None:
-        return None
-    if not isinstance(path, str) or not is_uploaded_file(path):
-        raise ImageDecodeError(NOT_AN_UPLOAD)
-    return path
-
-
-def is_uploaded_file(path: str) -> bool:
-    return is_in_or_equal(path, get_upload_folder()) and Path(path).resolve().is_file()
 
 
 def read_upload(payload) -> Image.Image:

@@ -19,7 +19,8 @@ from demos.dream import dream
 from demos.pixel_space import MAX_STEPS
 from demos.refusals import checked_text, one_of, whole_number
 from demos.summary import human_label
-from demos.tabs.common import read_upload, refresh_when_opened, upload_path, user_errors
+from demos.tabs.common import read_upload, refresh_when_opened, user_errors
+from demos.uploads import upload_path
 
 TITLE = "What the network sees"
 ANY_OTHER_CLASS = "any other class (untargeted)"
