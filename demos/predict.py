@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -104,10 +105,20 @@ def _decoded(named_files: list[tuple[str, Path]], rows: list[dict]) -> Iterator[
         try:
             image = load_image(path)
         except (ImageDecodeError, OSError) as err:  # OSError: unreadable (permissions, a vanished file)
-            rows.append({"file": name, "error": str(err)})
+            rows.append({"file": name, "error": naming(str(err), path, name)})
             continue
         rows.append({"file": name, "error": ""})
         yield image
+
+
+def naming(message: str, path: Path, name: str) -> str:
+    """`message` about the file at `path` with the file named `name`, as the user knows it.
+
+    The decoder names the file it read, and that may be a temporary copy (a zip's member is extracted as "4.jpg").
+    """
+    message = message.replace(str(path), name)
+    # The bare file name, where it stands alone: not inside the name just written, nor inside a longer name.
+    return re.sub(rf"(?<![\w/.-]){re.escape(path.name)}(?![\w.-])", lambda _: name, message)
 
 
 @torch.inference_mode()

@@ -19,6 +19,7 @@ from gradio.utils import get_upload_folder
 
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
 from demos.refusals import whole_number
+from demos.summary import human_label
 from demos.tabs.common import refresh_when_opened, user_errors
 from demos.uploads import upload_path
 
@@ -93,15 +94,43 @@ def predict_batch(models, payloads, model_name: str, top_k) -> tuple[pd.DataFram
     write_csv(text, header, rows)
     # In the app's cache, which Gradio empties of day-old files (demos.app.DELETE_CACHE).
     csv_path = processing_utils.save_bytes_to_cache(text.getvalue().encode(), "predictions.csv", get_upload_folder())
-    # The table puts `error` right after the file: at the CSV's end it would sit off-screen in a wide table.
-    shown = [header[0], header[-1], *header[1:-1]]
-    return pd.DataFrame(rows, columns=shown).fillna(""), csv_path
+    return shown_table(checkpoint, header, rows), csv_path
+
+
+def shown_table(checkpoint, header: list[str], rows: list[dict]) -> pd.DataFrame:
+    """The rows as the page shows them: the file, its answers as the Food and Bone age tabs write them, the error last
+    (a long message there would otherwise push the answers off-screen).
+
+    The CSV keeps the checkpoint's own labels and every decimal, for programs.
+    """
+    return pd.DataFrame(
+        [{"file": row["file"], **shown_answers(checkpoint, header, row), "error": row["error"]} for row in rows]
+    )
+
+
+def shown_answers(checkpoint, header: list[str], row: dict) -> dict[str, str]:
+    """{column: text} of one row's answers: "Apple pie 77%" a rank for a classifier; each output of a regressor in
+    its unit, to one decimal. Empty texts for a file that could not be read."""
+    if checkpoint.task.is_regression:
+        unit = checkpoint.task.unit
+        outputs = header[1:-2]  # between the file and the unit
+        return {
+            f"{name} ({unit})" if unit else name: "" if row.get(name) is None else f"{row[name]:.1f}"
+            for name in outputs
+        }
+    answers = {}
+    for rank in range(1, (len(header) - 2) // 2 + 1):  # label and confidence columns between the file and the error
+        label = row.get(f"label_{rank}")
+        answers[f"top {rank}"] = "" if label is None else f"{human_label(label)} {row[f'confidence_{rank}']:.0%}"
+    return answers
 
 
 def render(models) -> None:
     gr.Markdown(
         f"Predict many images at once: upload up to {MAX_IMAGES} images, or one zip of them, and download the "
-        "answers as a CSV (one row per image; a file that is not an image gets its error in its row)."
+        "answers as a CSV (one row per image; a file that is not an image gets its error in its row). The table "
+        "shows labels and confidences as the Food tab does (Apple pie 77%); the CSV keeps the model's own "
+        "labels (`apple_pie`) and full-precision confidences (0.771234), for programs to read."
     )
     with gr.Row():
         with gr.Column():
