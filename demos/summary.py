@@ -28,6 +28,16 @@ def human_label(label: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def model_choices(models, names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(shown, value) of the loaded models (or of `names`) for the tabs' model lists.
+
+    The operator's models are shown by their checkpoint's name ("food10", as the captions and model cards call it);
+    the value stays their role ("food"), the name API callers pass. A visitor's model is shown as they typed it.
+    """
+    names = models.names() if names is None else names
+    return [(models.get(name).name if name in models.checkpoints else name, name) for name in names]
+
+
 def label_names(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
     """The class names as the checkpoint stores them (id2label), each in code quotes: ImageNet's hold commas."""
     labels = checkpoint.task.labels

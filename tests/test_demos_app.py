@@ -11,6 +11,9 @@ from demos.examples import made_up_pictures
 from demos.explain import prepare
 from demos.images import load_image
 from demos.inference import regress, top_k
+from demos.sessions import MAX_MODEL_MB, VisitorLimits
+from demos.tabs import model_info
+from hub.checkpoint import builtin_aliases
 from tests.serving import free_port, serving
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
 from tests.tiny_checkpoints import LABELS
@@ -132,8 +135,19 @@ def test_model_tab_loads_a_folder_and_explains_an_offline_hub_id(served, tiny_ch
     assert table["headers"] == ["layer", "type", "output shape", "parameters", "trainable"]
     offered = client.predict(api_name="/feature_models")["choices"]  # the Feature maps tab offers it too
     assert [folder, folder] in offered
-    with pytest.raises(AppError, match="HF_HUB_OFFLINE"):
+    # What a visitor can do instead: not "give its folder", which this tab may refuse.
+    with pytest.raises(AppError, match="not on this server, and the hub cannot be reached") as refused:
         client.predict("someone/not-cached-model", api_name="/load_model")
+    assert "folder instead" not in str(refused.value) and "efficientnet-lite0" in str(refused.value)
+
+
+def test_the_model_lists_show_the_checkpoints_names_and_take_their_roles(served):
+    """The lists say "food10" as the captions do (here the tiny checkpoints' folder names); the API takes "food"."""
+    client, models = served
+    shown = {value: label for label, value in client.predict(api_name="/model_names")["choices"]}
+    assert shown["food"] == models.get("food").name and shown["boneage"] == models.get("boneage").name
+    assert shown["food"] != "food"
+    assert client.predict("food", api_name="/model_summary")[0].startswith(f"**{models.get('food').name}**")
 
 
 def test_missing_shipped_checkpoint_falls_back_to_the_default_backbone_and_says_so(monkeypatch, tmp_path):
@@ -218,3 +232,19 @@ def test_bone_age_states_the_cards_validation_mae_as_uncertainty(tiny_checkpoint
     text = describe_prediction(demo_app.load_model(str(folder)), 150.0)
     assert "150.0 months" in text and "12.5 years" in text
     assert "± 9.4 months, the validation MAE stated in the model card" in text
+
+
+@pytest.mark.parametrize("offline", ["1", "0"])
+def test_the_load_box_says_what_a_visitor_can_load(monkeypatch, tmp_path, offline):
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    without_folders, with_folders = (
+        model_info.what_loads(VisitorLimits()),
+        model_info.what_loads(VisitorLimits(allowed_local_dirs=(tmp_path,))),
+    )
+    aliases = f"one of the aliases {', '.join(builtin_aliases())}"
+    if offline == "1":
+        assert without_folders.startswith(f"The hub cannot be reached from this server: load {aliases}.")
+    else:
+        assert without_folders.startswith(f"Load a hub id (owner/name) up to {MAX_MODEL_MB:g} MB, or {aliases}.")
+    assert f"{aliases}, or a checkpoint folder this server allows." in with_folders
+    assert ", (" not in without_folders + with_folders

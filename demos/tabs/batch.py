@@ -19,7 +19,7 @@ from gradio.utils import get_upload_folder
 
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
 from demos.refusals import whole_number
-from demos.summary import human_label
+from demos.summary import human_label, model_choices
 from demos.tabs.common import refresh_when_opened, user_errors
 from demos.uploads import upload_path
 
@@ -138,7 +138,7 @@ def render(models) -> None:
                 label="Images, or one zip of images", file_count="multiple",
                 file_types=[*sorted(IMAGE_SUFFIXES), ".zip"], elem_id="batch-files",
             )  # fmt: skip
-            model_name = gr.Dropdown(models.names(), value=models.names()[0], label="Model")
+            model_name = gr.Dropdown(model_choices(models), value=models.names()[0], label="Model")
             top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Labels per image (classifiers)")
             button = gr.Button("Predict all", variant="primary")
         with gr.Column():
@@ -149,7 +149,7 @@ def render(models) -> None:
     def batch_predict(payloads, name, k, progress=gr.Progress(track_tqdm=True)):  # the bar follows tqdm's
         return predict_batch(models, payloads, name, k)
 
-    refresh_when_opened(model_name, models.names)
+    refresh_when_opened(model_name, lambda: model_choices(models))
     button.click(
         batch_predict,
         inputs=[uploads, model_name, top_k],

@@ -15,7 +15,7 @@ from demos.inference import condition_outputs, output_indices
 from demos.layers import feature_layers, has_attention_rollout
 from demos.pixel_space import class_index
 from demos.refusals import checked_text
-from demos.summary import human_label
+from demos.summary import human_label, model_choices
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 
 TITLE = "Feature maps"
@@ -104,7 +104,7 @@ def render(models) -> None:
     with gr.Row():
         with gr.Column():
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="features-image")
-            model_name = gr.Dropdown(models.names(), value=models.names()[0], label="Model")
+            model_name = gr.Dropdown(model_choices(models), value=models.names()[0], label="Model")
             layer = gr.Dropdown(
                 list(feature_layers(first.model)),
                 value=list(feature_layers(first.model))[-1],
@@ -149,7 +149,7 @@ def render(models) -> None:
     def show_feature_maps(payload, name, chosen_layer, chosen_target):
         return explore(models, payload, name, chosen_layer, chosen_target)
 
-    refresh_when_opened(model_name, models.names, api_name="feature_models")
+    refresh_when_opened(model_name, lambda: model_choices(models), api_name="feature_models")
     model_name.change(model_changed, inputs=model_name, outputs=[layer, target], api_name="feature_layers")
     # A separate event: /feature_layers keeps its outputs.
     model_name.change(show_rollout_panel, inputs=model_name, outputs=rollout, api_visibility="private")

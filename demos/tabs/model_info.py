@@ -8,9 +8,10 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.refusals import checked_text
-from demos.summary import describe, readable_layer_table
+from demos.summary import describe, model_choices, readable_layer_table
 from demos.tabs.common import model_card, model_card_update, refresh_when_opened, user_errors
-from hub.checkpoint import builtin_aliases
+from hub import CheckpointError
+from hub.checkpoint import builtin_aliases, hub_offline
 
 TITLE = "Model"
 
@@ -21,26 +22,48 @@ def summarise(models, name: str):
 
 
 def what_loads(limits) -> str:
-    """The rules of the load box, in a visitor's words."""
+    """The rules of the load box, in a visitor's words: what can be loaded from here, and what not."""
     if limits.max_loaded_models == 0:
         return "This demo loads no other models."
-    folders = "and the checkpoint folders this server allows" if limits.allowed_local_dirs else "(no server folders)"
-    aliases = ", ".join(builtin_aliases())
+    if hub_offline():
+        loads = f"The hub cannot be reached from this server: load {loadable(limits)}."
+    else:
+        loads = f"Load a hub id (owner/name) up to {limits.max_model_mb:g} MB, or {loadable(limits)}."
     return (
-        f"Hub ids (owner/name) up to {limits.max_model_mb:g} MB, the aliases {aliases}, {folders}. "
-        f"What you load is seen by you only; the server keeps {limits.max_loaded_models} visitor models at most."
+        f"{loads} What you load is seen by you only; the server keeps {limits.max_loaded_models} visitor models at "
+        "most."
     )
+
+
+def loadable(limits) -> str:
+    """What loads without the hub: the aliases, and the folders the operator allows (if any)."""
+    folders = ", or a checkpoint folder this server allows" if limits.allowed_local_dirs else ""
+    return f"one of the aliases {', '.join(builtin_aliases())}{folders}"
+
+
+def load_for_visitor(models, ref: str) -> None:
+    """Load `ref` for this visitor; offline, a hub id that is not on the server is refused saying what they can do."""
+    try:
+        models.load(ref)
+    except CheckpointError as err:
+        # hub's message tells a person at the command line to give a folder instead, which a visitor may not do.
+        if hub_offline() and "not in the local hub cache" in str(err):
+            raise CheckpointError(
+                f"'{ref}' is not on this server, and the hub cannot be reached from it to download it: instead, "
+                f"load {loadable(models.visitors.limits)}."
+            ) from None
+        raise
 
 
 def render(models) -> None:
     first = models.names()[0]
     with gr.Row():
-        model_name = gr.Dropdown(models.names(), value=first, label="Model")
+        model_name = gr.Dropdown(model_choices(models), value=first, label="Model")
         with gr.Column():
             ref = gr.Textbox(
                 label="Load another checkpoint",
                 info=what_loads(models.visitors.limits),
-                placeholder="efficientnet-lite1 (an alias), or owner/name on the hub",
+                placeholder="efficientnet-lite1 (an alias)" + ("" if hub_offline() else ", or owner/name on the hub"),
                 elem_id="model-ref",
             )
             load = gr.Button("Load")
@@ -67,10 +90,10 @@ def render(models) -> None:
         ref_text = checked_text(text, "The checkpoint to load").strip()
         if not ref_text:
             raise ValueError("Type a hub id (owner/name) or an alias first.")
-        models.load(ref_text)
-        return (gr.Dropdown(choices=models.names(), value=ref_text), *summarise(models, ref_text))
+        load_for_visitor(models, ref_text)
+        return (gr.Dropdown(choices=model_choices(models), value=ref_text), *summarise(models, ref_text))
 
-    refresh_when_opened(model_name, models.names, api_name="model_names")
+    refresh_when_opened(model_name, lambda: model_choices(models), api_name="model_names")
     model_name.change(summary, inputs=model_name, outputs=[description, table], api_name="model_summary")
     # Also after a load, which sets the list's value.
     model_name.change(card, inputs=model_name, outputs=[card_panel, card_text], api_visibility="private")

@@ -18,7 +18,7 @@ from demos.annotate import label
 from demos.dream import dream
 from demos.pixel_space import MAX_STEPS
 from demos.refusals import checked_text, one_of, whole_number
-from demos.summary import human_label
+from demos.summary import human_label, model_choices
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 from demos.uploads import upload_path
 
@@ -121,7 +121,9 @@ def _attack_story(result) -> str:
 def render(models) -> None:
     names = _classifier_names(models)
     labels = _labels(models, names[0])
-    model_name = gr.Dropdown(names, value=names[0], label="Classification model", allow_custom_value=True)
+    model_name = gr.Dropdown(
+        model_choices(models, names), value=names[0], label="Classification model", allow_custom_value=True
+    )
     # Headings, not nested tabs: the app's tab bar stays one row of top-level tabs.
     gr.Markdown("### Class visualisation\nGradient ascent on the class's logit, with jitter and a smoothness penalty.")
     with gr.Row():
@@ -190,7 +192,9 @@ def render(models) -> None:
         return run_attack(models, name, payload, budget_value, target_class, method_name)
 
     # Regression models are left out of the list: both views explain class scores.
-    refresh_when_opened(model_name, lambda: _classifier_names(models), api_name="network_sees_models")
+    refresh_when_opened(
+        model_name, lambda: model_choices(models, _classifier_names(models)), api_name="network_sees_models"
+    )
     model_name.change(model_changed, inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
     dream_button.click(
         visualise,
