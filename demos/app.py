@@ -25,6 +25,7 @@ import gradio as gr
 from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
 from demos.inference import Precision, checked_precision, precision_notice, serve
+from demos.priority import at_low_priority
 from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, QueueLimits, limit_queue
 from demos.refusals import checked_text
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
@@ -213,11 +214,13 @@ def build_app(
 
 
 def limit_expensive_endpoints(demo: gr.Blocks) -> None:
-    """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group (one missing is a KeyError: rename both)."""
+    """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group, its work at a low CPU priority
+    (demos/priority.py); one missing is a KeyError: rename both."""
     events = {event.api_name: event for event in demo.fns.values() if event.api_name}
     for api_name, group in EXPENSIVE_ENDPOINTS.items():
         events[api_name].concurrency_id = group
         events[api_name].concurrency_limit = EXPENSIVE_CONCURRENCY
+        events[api_name].fn = at_low_priority(events[api_name].fn)
 
 
 def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, prevent_thread_lock: bool = False):

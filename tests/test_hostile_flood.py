@@ -11,6 +11,8 @@ clients.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -21,6 +23,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from demos import queue_limits
+from demos.priority import SLOW_WORK_NICENESS
 from demos.queue_limits import MAX_EXPENSIVE_JOBS_PER_CLIENT, MAX_JOBS_PER_CLIENT, MAX_WAITING_PER_EXPENSIVE_GROUP
 from demos.tabs import network_sees
 from tests.serving import serving
@@ -138,3 +141,32 @@ def test_the_queue_hook_fits_the_installed_gradio_and_refuses_another():
     assert gr.__version__ in queue_limits.PATCHED_GRADIO, "demos/queue_limits.py hooks gradio internals: check them"
     with pytest.raises(queue_limits.GradioVersionError, match="PATCHED_GRADIO"):
         queue_limits.limit_queue(gr.Blocks(), queue_limits.QueueLimits(frozenset()), gradio_version="7.0.0")
+
+
+def priority_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's (setpriority on its id)")
+def test_slow_endpoints_run_at_a_lower_cpu_priority_than_predictions(app, monkeypatch, tmp_path):
+    """So that a running class visualisation, attack, batch or feature map leaves the cores to /classify first."""
+    seen = {}
+
+    def recording_dream(models, name, *_args):
+        seen["dream"] = priority_of_this_thread(), models.get(name).name  # the visitor's session reaches the thread
+        image = Image.new("RGB", (8, 8))
+        return image, image, 0.5, "dreamt"
+
+    models_get = app.models.get
+
+    def recording_get(name):
+        seen.setdefault("classify", priority_of_this_thread())
+        return models_get(name)
+
+    monkeypatch.setattr(network_sees, "run_dream", recording_dream)
+    client = Client(app.url, verbose=False)
+    assert client.predict(*dream_data(app), api_name="/dream")[-1] == "dreamt"
+    monkeypatch.setattr(app.models, "get", recording_get)
+    client.predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/classify")
+    assert seen["dream"] == (priority_of_this_thread() + SLOW_WORK_NICENESS, app.models.get("food").name)
+    assert seen["classify"] == priority_of_this_thread()
