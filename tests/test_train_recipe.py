@@ -159,6 +159,19 @@ def test_fitted_temperature_recovers_an_overconfident_models_scale():
     )
 
 
+def test_a_validation_set_without_mistakes_leaves_the_temperature_alone():
+    """Nothing to measure overconfidence by: an unbounded fit ran T towards 0 (0.005 on a tiny run)."""
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.5, 0.0], [0.0, 0.0, 3.0]])
+    assert calibration.fit_temperature(logits, np.array([0, 1, 2])) == 1.0
+
+
+def test_the_fitted_temperature_stays_in_its_range():
+    """One mistake among very confident answers: the fit may not run off to an extreme temperature."""
+    logits = np.array([[40.0, 0.0], [0.0, 40.0], [40.0, 0.0], [0.01, 0.0]])
+    temperature = calibration.fit_temperature(logits, np.array([0, 1, 0, 1]))
+    assert calibration.TEMPERATURE_RANGE[0] <= temperature <= calibration.TEMPERATURE_RANGE[1]
+
+
 def test_ood_threshold_lets_the_stated_share_of_validation_through():
     logits = np.random.default_rng(1).normal(0, 3, size=(1000, 10))
     threshold = calibration.ood_threshold(logits, pass_rate=0.95)
