@@ -25,7 +25,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchvision.utils import make_grid
 
-from demos.annotate import label
+from demos.annotate import label, label_height
 from demos.inference import LogitsOnly, model_inputs, output_indices
 from demos.layers import (
     as_feature_map,
@@ -110,19 +110,23 @@ def _to_unit_range(values: torch.Tensor) -> torch.Tensor:
 def channel_grid(features: torch.Tensor, count: int = GRID_CHANNELS) -> np.ndarray:
     """The `count` channels with the highest mean activation, tiled as uint8 RGB, strongest first.
 
-    Each tile is scaled to its own range (black = its lowest activation, white = its highest) and labelled with
-    its channel number and that range, so that tiles can be told apart and their scales compared.
+    Each tile is scaled to its own range (black = its lowest activation, white = its highest) and captioned below
+    with its channel number and that range, so that tiles can be told apart and their scales compared. Below, not
+    on it: on a coarse map (4x4 cells) a caption on the tile would hide its bottom row.
     """
     strongest = features.mean(dim=(1, 2)).topk(min(count, features.shape[0])).indices
     side, columns = DISPLAY_PX // 2, int(np.ceil(np.sqrt(len(strongest))))
-    tiles = _upscale(_to_unit_range(features[strongest]), side=side)
+    line = label_height()
+    tiles = F.pad(_upscale(_to_unit_range(features[strongest]), side=side), (0, 0, 0, 2 * line))  # black below
     grid = make_grid(tiles[:, None], nrow=columns, padding=GRID_PADDING_PX, pad_value=1.0)
     image = Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
     for position, channel in enumerate(strongest.tolist()):
         row, column = divmod(position, columns)
         low, high = features[channel].min().item(), features[channel].max().item()
-        bottom_left = (GRID_PADDING_PX + column * (side + GRID_PADDING_PX), (row + 1) * (side + GRID_PADDING_PX))
-        label(image, bottom_left, f"#{channel}: {low:.2g} to {high:.2g}", from_bottom=True)
+        left = GRID_PADDING_PX + column * (side + GRID_PADDING_PX)
+        bottom = (row + 1) * (side + 2 * line + GRID_PADDING_PX)
+        label(image, (left, bottom - line), f"channel {channel}", from_bottom=True)
+        label(image, (left, bottom), f"{low:.2g} to {high:.2g}", from_bottom=True)
     return np.asarray(image)
 
 

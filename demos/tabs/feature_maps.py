@@ -22,6 +22,7 @@ TITLE = "Feature maps"
 TOP_CLASS = "top prediction"
 REGRESSION_OUTPUT = "regression output"
 XRAY_ROLE = "boneage"  # the model that learnt from grey X-rays only
+COARSE_CELLS = 16  # a map of this many cells or fewer (4x4) places its heat only roughly
 
 
 def class_choices(checkpoint) -> list[tuple[str, str]]:
@@ -72,6 +73,15 @@ def explained(checkpoint, views, index: int | None, chosen: str | None) -> str:
     )
 
 
+def coarse_grid_note(rows: int, cols: int) -> str:
+    """Why a Grad-CAM on a coarse map may light up background: each cell covers a large part of the picture."""
+    return (
+        f"This layer's map has {rows}x{cols} cells, so each warm cell of the Grad-CAM covers 1/{rows * cols} of the "
+        "picture: it shows roughly where, and may sit on the background beside the object. An earlier layer gives a "
+        "finer map."
+    )
+
+
 def explore(models, payload, model_name: str, layer: str | None, target: str | None):
     """(channel grid, PCA view, Grad-CAM overlay, attention rollout or None, caption markdown)."""
     checkpoint = models.get(checked_text(model_name, "The model"))
@@ -88,9 +98,16 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
         (
             f"Strongest channels: the {min(channels, GRID_CHANNELS)} with the highest mean activation, numbered as in "
             "the layer, each tile scaled to its own range (black = its lowest value, white = its highest, both "
-            "written on it)."
+            "written under it)."
         ),
     ]
+    if rows * cols <= COARSE_CELLS:
+        lines.append(coarse_grid_note(rows, cols))
+    if model_name == XRAY_ROLE:
+        lines.append(
+            "The Bone age tab's Grad-CAM is this one at the last layer, for the sex chosen there (the mean of both "
+            "outputs when unknown): with the same layer and output, the two maps are the same."
+        )
     if model_name == XRAY_ROLE and is_colour(image):
         lines.append(
             "**This is a colour image, and this model learnt from grey hand X-rays only**: what it picks out "

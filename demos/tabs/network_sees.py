@@ -7,26 +7,31 @@ uploaded to the Food tab (/classify) with the same model.
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
 
 import gradio as gr
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
 from demos.adversarial import METHODS, attack
-from demos.annotate import label
+from demos.annotate import FONT_PX, label
 from demos.dream import dream
+from demos.images import load_image
 from demos.pixel_space import MAX_STEPS
 from demos.refusals import checked_text, one_of, whole_number
 from demos.summary import human_label, model_choices
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 from demos.uploads import upload_path
+from hub.preprocessing import image_spec
 
 TITLE = "What the network sees"
 ANY_OTHER_CLASS = "any other class (untargeted)"
 METHOD_CHOICES = [("Many small steps (PGD)", "pgd"), ("One step (FGSM)", "fgsm")]
 DEFAULT_DREAM_STEPS = 60
 SLIDER_MAX_BUDGET = 64  # the API accepts up to 255; beyond 64 levels the "perturbation" is a new picture
+STEP_FONT_FRACTION = 8  # step numbers an eighth of a frame's width tall
 MAX_SEED = 2**32 - 1  # torch takes larger seeds, but not every number: a bound a visitor can be told
 
 
@@ -41,14 +46,18 @@ def _labels(models, name: str) -> list[tuple[str, str]]:
 
 
 def numbered_strip(strip, steps: tuple[int, ...], frame_width: int):
-    """The strip of steps (frames `frame_width` wide, evenly spaced) with each frame's step number written on it."""
+    """The strip of steps (frames `frame_width` wide, evenly spaced) with each frame's step number written on it.
+
+    The page shows the strip shrunk to its width (to about half, for 10 frames of 224 px), so the numbers are
+    written in proportion to a frame: an eighth of its width, never smaller than the other labels.
+    """
     strip = strip.copy()
     spacing = (strip.width - frame_width) / max(len(steps) - 1, 1)
+    font_px = max(FONT_PX, frame_width // STEP_FONT_FRACTION)
     for position, step in enumerate(steps):
         # Bottom-left: the top-left corner lies under the title Gradio lays over the image.
-        label(
-            strip, (round(position * spacing), strip.height), "start" if step == 0 else f"step {step}", from_bottom=True
-        )
+        text = "start" if step == 0 else f"step {step}"
+        label(strip, (round(position * spacing), strip.height), text, from_bottom=True, font_px=font_px)
     return strip
 
 
@@ -91,11 +100,22 @@ def run_attack(models, name: str, payload, budget: float, target: str | None, me
     before, after = human_label(result.original_label), human_label(result.adversarial_label)
     caption = f"**{before}** ({result.original_probability:.1%}) -> **{after}** " + (
         f"({result.adversarial_probability:.1%}). {_attack_story(result)} Download the adversarial PNG and upload it "
-        f"to the Food tab with the same model to check. It is {result.upload.width}x{result.upload.height} pixels: the "
-        "size the model's preprocessing scales photos to, so that its pixels reach the model unchanged (scaled back "
-        "up to your photo's size, the change would be resampled and blurred away)."
+        "to the Food tab with the same model to check."
     )
     return result.original, result.perturbation, result.adversarial, png, caption
+
+
+def download_link(path: str, checkpoint) -> str:
+    """HTML: the adversarial PNG as a link that carries the file itself (a data URL), so that it names no folder of
+    the server, and one line on why the file is larger than the model's input."""
+    image = load_image(path)
+    spec = image_spec(checkpoint.processor)
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return (
+        f'<a download="adversarial.png" href="data:image/png;base64,{data}">Download adversarial.png</a> '
+        f"({image.width}x{image.height} px: the size this model scales a photo to before cutting out its "
+        f"{spec.width}x{spec.height} input, so that the change reaches it unresampled)"
+    )
 
 
 def _attack_story(result) -> str:
@@ -166,10 +186,9 @@ def render(models) -> None:
             attack_button = gr.Button("Attack", variant="primary")
         with gr.Column():
             attack_caption = gr.Markdown(elem_id="adversarial-caption")
-            png = gr.File(
-                label="Adversarial PNG, at the model's input scale (upload it to the Food tab)",
-                elem_id="adversarial-png",
-            )
+            # The API's file; the page offers it as a link that names no server folder (Gradio's would).
+            png = gr.File(label="Adversarial PNG", visible=False)
+            png_link = gr.HTML(elem_id="adversarial-png")
     with gr.Row():
         original = gr.Image(label="What the model sees", format="png", interactive=False)
         perturbation = gr.Image(label="Perturbation (amplified)", format="png", interactive=False)
@@ -191,6 +210,10 @@ def render(models) -> None:
     def make_adversarial(name, payload, budget_value, target_class, method_name):
         return run_attack(models, name, payload, budget_value, target_class, method_name)
 
+    @user_errors
+    def offer_png(payload, name):
+        return "" if upload_path(payload) is None else download_link(upload_path(payload), models.get(name))
+
     # Regression models are left out of the list: both views explain class scores.
     refresh_when_opened(
         model_name, lambda: model_choices(models, _classifier_names(models)), api_name="network_sees_models"
@@ -210,3 +233,4 @@ def render(models) -> None:
         api_name="adversarial",
         preprocess=False,
     )
+    png.change(offer_png, inputs=[png, model_name], outputs=png_link, preprocess=False, api_visibility="private")
