@@ -16,6 +16,7 @@ from demos.refusals import one_of
 from demos.summary import human_label
 from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import bone_age_correction
+from demos.tabs.food import too_small  # the same limit for photos and X-rays
 
 TITLE = "Bone age"
 MONTHS_PER_YEAR = 12
@@ -43,7 +44,7 @@ def years(value: float, unit: str | None) -> str:
 
 def describe_prediction(checkpoint, value: float, sex: str | None = None, image=None) -> str:
     """The prediction with its unit, in years too when in months, the card's validation MAE as uncertainty, which
-    output of a sex-conditioned model answered, and a warning when the upload is a colour image."""
+    output of a sex-conditioned model answered, and a warning when the upload is a colour image or a tiny one."""
     unit = checkpoint.task.unit or "(unit not stated in the config)"
     mae = checkpoint.metrics.get("mae")
     text = f"**Bone age: {value:.1f} {unit}**{years(value, checkpoint.task.unit)}"
@@ -58,6 +59,8 @@ def describe_prediction(checkpoint, value: float, sex: str | None = None, image=
             "\n\n**This is a colour image, not an X-ray.** The model learnt from grey hand radiographs only; "
             "its number for anything else means nothing."
         )
+    if image is not None and too_small(image):
+        text += "\n\n" + too_small(image)
     return text
 
 
@@ -121,7 +124,10 @@ def render(models) -> None:
     with gr.Row():
         decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False, height=IMAGE_HEIGHT_PX)
         overlay = gr.Image(
-            label="Grad-CAM: what drove the number", interactive=False, elem_id="boneage-cam", height=IMAGE_HEIGHT_PX
+            label="Grad-CAM: what drove the number (the last layer; others in the Feature maps tab)",
+            interactive=False,
+            elem_id="boneage-cam",
+            height=IMAGE_HEIGHT_PX,
         )
 
     @user_errors

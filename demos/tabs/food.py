@@ -7,17 +7,22 @@ arrives. Examples: the operator's `--examples` folder, and pictures the app make
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 from demos.examples import made_up_pictures
+from demos.images import ImageDecodeError
 from demos.inference import TOP_K, ood_threshold, top_k
 from demos.summary import human_label, known_classes
-from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
+from demos.tabs.common import model_header, read_upload, user_errors
 from demos.tabs.correction_controls import food_correction
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 SCORES_TITLE = "Top-5"
+SMALLEST_SIDE_PX = 32  # below this on a side, a picture holds too little to classify (or to read an age from)
+PHOTO_HEIGHT_PX = 360  # the upload box keeps this height, whatever the picture's size (a 1x1 one would flatten it)
 NO_FIT_TITLE = "Top-5 guesses (the photo fits none of the classes)"
 
 
@@ -52,6 +57,28 @@ def verdict(checkpoint, scores: dict[str, float]) -> tuple[str, str]:
     return NO_FIT_TITLE, notice
 
 
+def too_small(image) -> str:
+    """A warning (markdown) when the picture is too small on a side to mean anything; else ""."""
+    if min(image.size) >= SMALLEST_SIDE_PX:
+        return ""
+    return (
+        f"**This picture is only {image.width}x{image.height} pixels**: too small to show anything (at least "
+        f"{SMALLEST_SIDE_PX} on a side). The model enlarges it and still answers, but its answer means nothing."
+    )
+
+
+def photo_refusal(message: str) -> str:
+    """The decoder's reason a file is no image, with the formats of a photo: DICOM is for the Bone age tab's X-rays."""
+    return re.sub(r"upload a [^:]*?DICOM[^:]*?file\.", "upload a photo (PNG, JPEG, WebP, BMP or TIFF).", message)
+
+
+def label_scores(payload) -> dict[str, float]:
+    """{class: probability}, best first, of an unprocessed gr.Label value ({} when empty)."""
+    if not isinstance(payload, dict):
+        return {}
+    return {item["label"]: item["confidence"] for item in payload.get("confidences") or []}
+
+
 def example_files(models) -> list[str]:
     """The `--examples` folder's images, then the pictures the app makes (not food: they show the notice)."""
     folder = models.examples_dir
@@ -72,6 +99,7 @@ def render(models) -> None:
                 type="filepath",
                 elem_id="food-photo",
                 sources=["upload", "clipboard"],
+                height=PHOTO_HEIGHT_PX,
             )
             button = gr.Button("Classify", variant="primary")
         with gr.Column():
@@ -86,8 +114,10 @@ def render(models) -> None:
     @user_errors
     def classify_upload(payload):
         """On upload: refuse a file that is no image at once (clearing it), else classify it."""
-        image = decoded_upload(payload)
-        if image is None:
+        try:
+            image = read_upload(payload)
+        except ImageDecodeError as err:
+            gr.Warning(photo_refusal(str(err)))
             return None, None, "**That file is not a usable image**: upload a photo (PNG, JPEG, WebP, BMP, TIFF)."
         return gr.skip(), top_k(models.get("food"), image), ""
 
@@ -96,13 +126,16 @@ def render(models) -> None:
         return None, ""
 
     @user_errors
-    def present(raw_scores):
-        """The scores with human labels, titled (and noticed) as fitting the known classes or none of them."""
-        if not raw_scores:
+    def present(raw_scores, payload):  # unprocessed: the photo's file is read by demos/images.py, not by gr.Image
+        """The scores with human labels, titled (and noticed) as fitting the known classes or none of them; a
+        picture too small to mean anything is said to be so."""
+        scores = label_scores(raw_scores)
+        if not scores:
             return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
-        checkpoint = models.get("food")
-        title, text = verdict(checkpoint, raw_scores)
-        return gr.Label(value={human_label(k): v for k, v in raw_scores.items()}, label=title), text
+        title, text = verdict(models.get("food"), scores)
+        warning = too_small(read_upload(payload)) if payload else ""
+        notice = "\n\n".join(part for part in (warning, text) if part)
+        return gr.Label(value={human_label(k): v for k, v in scores.items()}, label=title), notice
 
     button.click(classify, inputs=photo, outputs=scores, api_name="classify", preprocess=False, show_progress_on=shown)
     photo.upload(
@@ -110,7 +143,7 @@ def render(models) -> None:
         show_progress_on=shown,
     )  # fmt: skip
     photo.clear(clear_scores, outputs=[scores, notice], api_visibility="private")
-    scores.change(present, inputs=scores, outputs=[shown, notice], api_visibility="private")
+    scores.change(present, inputs=[scores, photo], outputs=[shown, notice], api_visibility="private", preprocess=False)
     # After the events: the examples' own event would otherwise take the name /classify.
     gr.Examples(
         example_files(models), inputs=photo, outputs=scores, fn=classify, run_on_click=True,
