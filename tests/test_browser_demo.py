@@ -9,6 +9,7 @@ import importlib.util
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_model_tab_loads_a_folder_and_recovers_from_a_failed_load(page, served, 
 
     page.locator("#model-ref textarea").fill("someone/not-cached-model")
     page.get_by_role("button", name="Load", exact=True).click()
-    expect(page.get_by_text("is not in the local hub cache")).to_be_visible()  # the toast
+    expect(page.get_by_text("the hub cannot be reached from it")).to_be_visible()  # the toast
     # The loaded model's summary stays, readable, with no "Error" badge over it.
     expect(page.locator("#model-description")).to_contain_text("regression: bone age in months")
     expect(page.locator("#model-table")).to_contain_text("TimmWrapperForImageClassification")
@@ -177,5 +178,37 @@ def test_what_the_network_sees_visualises_a_class_and_attacks_a_photo(page, serv
         f"{human_label(result.adversarial_label)} ({result.adversarial_probability:.1%})"
     )
     expect(caption).to_contain_text("It worked" if result.success else "did not work")
-    expect(page.locator("#adversarial-png a")).to_have_attribute("href", re.compile(r"/adversarial\.png$"))
+    # The file itself in the link, which names no server folder, and its size said where it is offered.
+    link = page.locator("#adversarial-png a")
+    expect(link).to_have_attribute("href", re.compile(r"^data:image/png;base64,"))
+    expect(link).to_have_attribute("download", "adversarial.png")
+    expect(page.locator("#adversarial-png")).to_contain_text(f"({result.upload.width}x{result.upload.height} px")
     page.screenshot(path=tmp_path / "network_sees.png", full_page=True)
+
+
+def test_the_batch_table_puts_the_answers_first_and_names_a_zips_members(page, served, tmp_path):
+    """The file, the answers as the Food tab writes them, the error last; a zip member is named as in the zip."""
+    from playwright.sync_api import expect
+
+    _, models, _ = served
+    photo = cat_photo(tmp_path / "cat.png")
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(photo, "cat.png")
+        zipped.writestr("notes.jpg", "plain text, not an image")  # unpacked under a temporary name
+    open_tab(page, "Batch")
+    page.locator("#batch-files input[type=file]").set_input_files(archive)
+    expect(page.locator("#batch-files")).to_contain_text("photos.zip")
+    page.get_by_role("button", name="Predict all").click()
+    table = page.locator("#batch-table")
+    expect(table).to_contain_text("notes.jpg is not an image that can be read")
+
+    headers = [text.strip() for text in table.locator("thead th").all_inner_texts() if text.strip()]
+    assert headers == ["file", "top 1", "top 2", "top 3", "error"]  # the tiny model knows 3 classes
+    # Gradio's table draws its data rows as grid cells (its <tbody> rows are hidden, for measuring widths).
+    cells = [row.locator("[role=gridcell]").all_inner_texts() for row in table.locator("[role=row]").all()]
+    rows = [[cell.strip() for cell in row] for row in cells if row]
+    best, probability = next(iter(top_k(models.get("food"), load_image(photo)).items()))
+    assert rows[0][:2] == ["cat.png", f"{human_label(best)} {probability:.0%}"] and rows[0][-1] == ""
+    assert rows[1][0] == "notes.jpg" and rows[1][-1].startswith("notes.jpg is not an image")
+    page.screenshot(path=tmp_path / "batch.png", full_page=True)

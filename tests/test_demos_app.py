@@ -2,17 +2,19 @@
 
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
+from demos import explain
 from demos.examples import made_up_pictures
 from demos.explain import prepare
 from demos.images import load_image
 from demos.inference import regress, top_k
 from demos.sessions import MAX_MODEL_MB, VisitorLimits
-from demos.tabs import model_info
+from demos.tabs import food, model_info
 from hub.checkpoint import builtin_aliases
 from tests.serving import free_port, serving
 from tests.test_demos_images import cat_photo, not_an_image, png_bomb, truncated_png, xray_16bit, xray_dicom
@@ -248,3 +250,22 @@ def test_the_load_box_says_what_a_visitor_can_load(monkeypatch, tmp_path, offlin
         assert without_folders.startswith(f"Load a hub id (owner/name) up to {MAX_MODEL_MB:g} MB, or {aliases}.")
     assert f"{aliases}, or a checkpoint folder this server allows." in with_folders
     assert ", (" not in without_folders + with_folders
+
+
+def test_a_picture_under_32_px_on_a_side_is_warned_about_and_a_photo_is_not_offered_dicom():
+    assert "only 1x1 pixels" in food.too_small(Image.new("RGB", (1, 1))) and food.too_small(Image.new("RGB", (31, 500)))
+    assert food.too_small(Image.new("RGB", (32, 32))) == ""
+    refusal = food.photo_refusal(
+        "notes.jpg is not an image that can be read: upload a PNG, JPEG, WebP, BMP, TIFF or DICOM (.dcm) file."
+    )
+    assert refusal == "notes.jpg is not an image that can be read: upload a photo (PNG, JPEG, WebP, BMP or TIFF)."
+
+
+def test_channel_labels_lie_under_the_tiles_not_on_them():
+    """On a 4x4 map a label on the tile hid its bottom row of cells: each tile is shown whole, all white here."""
+    features = torch.ones(4, 4, 4)
+    features[:, 0, 0] = 0  # each channel: black in its top-left cell, white elsewhere
+    grid = explain.channel_grid(features, count=4)
+    side = explain.DISPLAY_PX // 2
+    tile = grid[2 : 2 + side, 2 : 2 + side]
+    assert (tile[side // 4 :] == 255).all() and (tile[: side // 4, : side // 4] == 0).all()
