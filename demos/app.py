@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
@@ -30,6 +31,7 @@ from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, QueueLimits, lim
 from demos.refusals import checked_text
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
+from demos.upload_budget import UPLOAD_MB_PER_CLIENT, UploadBudget
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
 
@@ -223,13 +225,22 @@ def limit_expensive_endpoints(demo: gr.Blocks) -> None:
         events[api_name].fn = at_low_priority(events[api_name].fn)
 
 
-def launch(demo: gr.Blocks, *, port: int | None = None, share: bool = False, prevent_thread_lock: bool = False):
-    """Serve on 127.0.0.1 with the upload cap; when a share link cannot be made, say why and keep serving locally."""
+def launch(
+    demo: gr.Blocks,
+    *,
+    port: int | None = None,
+    share: bool = False,
+    prevent_thread_lock: bool = False,
+    upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT,
+):
+    """Serve on 127.0.0.1 with the upload caps (a file's size, a client's megabytes an hour: demos/upload_budget.py);
+    when a share link cannot be made, say why and keep serving locally."""
     _, local_url, share_url = demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         share=share,
         max_file_size=MAX_FILE_SIZE,
+        app_kwargs={"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},
         prevent_thread_lock=True,
         quiet=not share,  # without --share Gradio's banner says "set `share=True` in `launch()`": ours names the flag
     )

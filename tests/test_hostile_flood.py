@@ -22,11 +22,12 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from demos import app as demo_app
 from demos import queue_limits
 from demos.priority import SLOW_WORK_NICENESS
 from demos.queue_limits import MAX_EXPENSIVE_JOBS_PER_CLIENT, MAX_JOBS_PER_CLIENT, MAX_WAITING_PER_EXPENSIVE_GROUP
 from demos.tabs import network_sees
-from tests.serving import serving
+from tests.serving import free_port, serving
 from tests.test_demos_images import cat_photo
 
 FLOOD = 40
@@ -170,3 +171,28 @@ def test_slow_endpoints_run_at_a_lower_cpu_priority_than_predictions(app, monkey
     client.predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/classify")
     assert seen["dream"] == (priority_of_this_thread() + SLOW_WORK_NICENESS, app.models.get("food").name)
     assert seen["classify"] == priority_of_this_thread()
+
+
+def upload(url: str, size: int, client: str) -> httpx.Response:
+    """A file of `size` random bytes uploaded as the page uploads one, from `client`'s address."""
+    data = os.urandom(size)  # random: Gradio stores uploads under the hash of their bytes
+    return httpx.post(
+        f"{url}gradio_api/upload", files={"files": ("noise.bin", data)}, headers={"X-Forwarded-For": client}, timeout=30
+    )
+
+
+def test_one_client_uploads_at_most_its_budget_of_bytes_an_hour(tiny_checkpoints):
+    """Uploads run outside the queue: without a budget, a script could fill the disk 20 MB at a time."""
+    models = demo_app.load_models(
+        str(tiny_checkpoints[("vit", "classification")]), str(tiny_checkpoints[("resnet", "regression")])
+    )
+    demo = demo_app.build_app(models=models)
+    url, _ = demo_app.launch(demo, port=free_port(), prevent_thread_lock=True, upload_mb_per_client=1)
+    try:
+        assert upload(url, 600_000, "10.0.9.1").status_code == 200
+        refused = upload(url, 600_000, "10.0.9.1")
+        assert refused.status_code == 429 and "try again later" in refused.json()["detail"]
+        assert upload(url, 600_000, "10.0.9.2").status_code == 200, "another client keeps its own budget"
+        assert upload(url, 300_000, "10.0.9.1").status_code == 200, "what fits in the budget still passes"
+    finally:
+        demo.close()
