@@ -20,21 +20,19 @@ Hugging Face Space (SPACE_ID set), where they are collected only when --correcti
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 
-import torch
-
-from demos.app import CONCURRENCY_LIMIT, build_app, launch
-from demos.inference import add_precision_option
-from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
-from hub import CheckpointError
-from hub.checkpoint import ALLOW_PICKLE_HELP
+from demos.options import MAX_LOADED_MODELS, MAX_MODEL_MB, add_precision_option
+from hub.constants import ALLOW_PICKLE_HELP
 
 DEFAULT_PORT = 7860
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m demos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m demos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="local port (default %(default)s)")
     parser.add_argument(
         "--share", action="store_true", help="also make a temporary public link through Gradio's share server"
@@ -83,8 +81,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def launch(demo, *, port: int, share: bool) -> None:
+    """Serve the app (demos.app.launch, imported when called: it imports gradio)."""
+    from demos.app import launch as serve
+
+    serve(demo, port=port, share=share)
+
+
+def __getattr__(name: str):
+    """`torch` as this module's attribute, imported when first asked for (callers set its threads through it); the
+    module does not import it itself, so that --help answers at once."""
+    if name == "torch":
+        return importlib.import_module("torch")
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # torch and gradio import after the arguments are parsed: `--help` answers at once.
+    import torch
+
+    from demos.app import CONCURRENCY_LIMIT, build_app
+    from hub import CheckpointError
+
     # Split the cores between the concurrent requests: oversubscribed torch threads spin against each
     # other (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2). Set before
     # the models load: their compiled copies are built for the number of threads set when they compile.

@@ -8,7 +8,6 @@ demos/explain.py, in fp32.
 
 from __future__ import annotations
 
-import argparse
 import contextvars
 import copy
 import functools
@@ -18,12 +17,12 @@ import time
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import torch
 from PIL import Image
 
 from demos.fx_tracing import confine_fx_patches_to_their_thread
+from demos.options import Precision, add_precision_option  # noqa: F401 (bench/options.py imports it from here)
 from hub import Checkpoint
 from hub.checkpoint import computes_bf16_natively
 from hub.preprocessing import image_spec
@@ -58,14 +57,6 @@ _SERVED_LOCK = threading.Lock()
 _COMPILE_LOCK = threading.Lock()  # one compile at a time: each uses every core
 
 
-class Precision(StrEnum):
-    """What predictions compute in. Explanations (Grad-CAM, feature maps, rollout) stay fp32."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"  # under bf16 autocast: matmuls and convolutions in bf16, normalisation and softmax in fp32
-    INT8 = "int8"  # dynamic quantisation: Linear weights int8, their inputs quantised at each call
-
-
 # How far the compiled copy may be from the module it was compiled from. Under bf16 autocast, freezing folds
 # BatchNorm into bf16 weights, which moves logits by a few bf16 steps.
 _COMPILE_TOLERANCE = {Precision.FP32: 1e-3, Precision.BF16: 2e-2, Precision.INT8: 1e-3}
@@ -83,18 +74,6 @@ def checked_precision(value: Precision | str) -> Precision:
             "it, slower than fp32. Use fp32, or int8 (dynamic quantisation of the Linear layers)."
         )
     return precision
-
-
-def add_precision_option(parser: argparse.ArgumentParser, whose: str) -> None:
-    """--prediction-precision, the same on every command line that predicts; `whose` names the predictions it sets."""
-    parser.add_argument(
-        "--prediction-precision",
-        choices=list(Precision),
-        default=Precision.FP32,
-        help=f"what {whose} compute in: bf16 (CPUs with AVX512-BF16 or AMX) and int8 (dynamic quantisation of Linear "
-        "layers) make ViTs faster and agree with fp32 less, which is yours to check with python -m "
-        "bench.serving_variants (default %(default)s)",
-    )
 
 
 def precision_notice(precision: Precision) -> str:

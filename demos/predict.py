@@ -20,15 +20,16 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import torch
-from PIL import Image
-from tqdm.auto import tqdm
+from demos.options import add_precision_option
 
-from demos.images import ImageDecodeError, give_back_freed_memory, load_image
-from demos.inference import add_precision_option, checked_precision, model_inputs, serve, uncompiled_predictor
-from hub import Checkpoint, CheckpointError, load_checkpoint
+# torch, PIL and the model code import in the functions that use them, so that `--help` answers at once.
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from hub import Checkpoint
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
 DEFAULT_TOP_K = 5
@@ -81,12 +82,16 @@ def predict_images(
     progress: bool = True,
 ) -> Iterator[dict]:
     """One row per (name, file): the prediction, or the reason the file could not be read in `error`."""
+    from tqdm.auto import tqdm
+
     named_files = list(named_files)
     for start in tqdm(range(0, len(named_files), batch_size), desc="predicting", unit="batch", disable=not progress):
         yield from _predict_batch(checkpoint, named_files[start : start + batch_size], top_k)
 
 
 def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], top_k: int) -> list[dict]:
+    from demos.images import give_back_freed_memory
+
     rows: list[dict] = []
     logits = batch_logits(checkpoint, _decoded(named_files, rows))
     give_back_freed_memory()  # what the processor's copies of the decoded images freed: up to ~50 MB an image
@@ -101,6 +106,8 @@ def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], 
 
 def _decoded(named_files: list[tuple[str, Path]], rows: list[dict]) -> Iterator[Image.Image]:
     """Each file's image, decoded when asked for; appends each file's row to `rows`, with its error if it has one."""
+    from demos.images import ImageDecodeError, load_image
+
     for name, path in named_files:
         try:
             image = load_image(path)
@@ -121,7 +128,6 @@ def naming(message: str, path: Path, name: str) -> str:
     return re.sub(rf"(?<![\w/.-]){re.escape(path.name)}(?![\w.-])", lambda _: name, message)
 
 
-@torch.inference_mode()
 def batch_logits(checkpoint: Checkpoint, images: Iterable[Image.Image]) -> torch.Tensor:
     """Logits of a batch through the checkpoint's own processor, in the precision its predictions compute in
     (uncompiled: the compiled copy takes one image at a time).
@@ -129,10 +135,15 @@ def batch_logits(checkpoint: Checkpoint, images: Iterable[Image.Image]) -> torch
     Each image becomes the model's input as it comes: fed an iterator of decodes, a batch holds one decoded image
     at a time and the inputs of the others, not 32 decoded photos.
     """
-    inputs = [model_inputs(checkpoint, image) for image in images]
-    if not inputs:
-        return torch.empty(0)
-    return uncompiled_predictor(checkpoint)(torch.cat(inputs))
+    import torch
+
+    from demos.inference import model_inputs, uncompiled_predictor
+
+    with torch.inference_mode():
+        inputs = [model_inputs(checkpoint, image) for image in images]
+        if not inputs:
+            return torch.empty(0)
+        return uncompiled_predictor(checkpoint)(torch.cat(inputs))
 
 
 def _top_k_row(checkpoint: Checkpoint, logits: torch.Tensor, top_k: int) -> dict:
@@ -146,6 +157,13 @@ def _top_k_row(checkpoint: Checkpoint, logits: torch.Tensor, top_k: int) -> dict
 def _regression_row(checkpoint: Checkpoint, logits: torch.Tensor) -> dict:
     values = dict(zip(output_names(checkpoint), logits.tolist()))
     return {**{name: round(value, 4) for name, value in values.items()}, "unit": checkpoint.task.unit or ""}
+
+
+def serve(checkpoint: Checkpoint, precision: str) -> None:
+    """Make the checkpoint's predictions compute in `precision` (demos.inference.serve, imported when called)."""
+    from demos import inference
+
+    inference.serve(checkpoint, precision)
 
 
 def write_csv(file: TextIO, header: list[str], rows: Iterable[dict]) -> int:
@@ -170,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     add_precision_option(parser, "the predictions")
     args = parser.parse_args(argv)
+    from demos.inference import checked_precision
+    from hub import CheckpointError, load_checkpoint
+
     try:
         files = expand_paths(args.paths)
         precision = checked_precision(args.prediction_precision)  # bf16 on a CPU without it: say so before loading

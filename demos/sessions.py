@@ -18,10 +18,9 @@ from pathlib import Path
 
 from gradio.context import LocalContext
 
+from demos.options import MAX_LOADED_MODELS, MAX_MODEL_MB
 from hub import Checkpoint
 
-MAX_LOADED_MODELS = 2
-MAX_MODEL_MB = 1000
 LOAD_TIMEOUT_S = 180.0  # a 1000 MB download at 50 Mbit/s takes about as long; a slower hub must not hang the tab
 LOADS_AT_ONCE = 1  # a load that timed out keeps its slot until it ends, so abandoned loads cannot pile up
 

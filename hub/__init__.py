@@ -1,16 +1,11 @@
-"""Checkpoint I/O shared by training and the demos: load by hub id, folder or alias; the default backbone."""
+"""Checkpoint I/O shared by training and the demos: load by hub id, folder or alias; the default backbone.
 
-from hub.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    Task,
-    TaskKind,
-    builtin_aliases,
-    is_timm,
-    load_checkpoint,
-    parameter_counts,
-    task_from_config,
-)
+The names below import hub.checkpoint (torch, transformers) when first used, not with the package: the command
+lines (`python -m hub`, `python -m train`, `python -m demos`) parse their arguments, `--help` included, first.
+"""
+
+import importlib
+import logging
 
 __all__ = [
     "Checkpoint",
@@ -23,3 +18,22 @@ __all__ = [
     "parameter_counts",
     "task_from_config",
 ]
+
+
+class _NoCudaRuntimeNote(logging.Filter):
+    """Drops the one warning torch's extension builder logs at import on a machine with a CUDA toolkit and no GPU
+    ("No CUDA runtime is found, using CUDA_HOME=..."): torch.compile imports it, and a CPU user would read it as a
+    fault. Every other record of that logger still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No CUDA runtime is found")
+
+
+# Set on the logger by name, before torch creates it: the warning is logged once, when the module first imports.
+logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNote())
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("hub.checkpoint"), name)
+    raise AttributeError(f"module 'hub' has no attribute '{name}'")

@@ -13,18 +13,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from hub.checkpoint import ALLOW_PICKLE_HELP, CheckpointError, load_checkpoint
-from hub.default_backbone import BACKBONES, write_backbone
-from hub.preprocessing import image_spec
-from hub.push import PushError, pull_checkpoint, push_checkpoint, push_dataset
+from hub.constants import ALLOW_PICKLE_HELP, BACKBONES
+
+# Each command imports what it runs (torch, transformers, huggingface_hub) after the arguments are parsed, so that
+# `--help` and a usage error answer at once.
 
 
 def _default(args: argparse.Namespace) -> None:
+    from hub.default_backbone import write_backbone
+
     folder = write_backbone(Path(args.out), args.variant)
     print(f"Wrote {args.variant} (timm tf_efficientnet layout) to {folder}")
 
 
 def _show(args: argparse.Namespace) -> None:
+    from hub.checkpoint import load_checkpoint
+    from hub.preprocessing import image_spec
+
     checkpoint = load_checkpoint(args.ref, revision=args.revision, allow_pickle=args.allow_pickle)
     task = checkpoint.task
     print(f"source: {checkpoint.source}\nfolder: {checkpoint.folder}\narchitecture: {type(checkpoint.model).__name__}")
@@ -39,16 +44,22 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _push(args: argparse.Namespace) -> None:
+    from hub.push import push_checkpoint
+
     info = push_checkpoint(Path(args.run_dir), args.repo_id, private=args.private, revision=args.revision)
     print(f"Pushed {args.run_dir} to {args.repo_id} ({'private' if args.private else 'public'}): {info.commit_url}")
 
 
 def _pull(args: argparse.Namespace) -> None:
+    from hub.push import pull_checkpoint
+
     folder = pull_checkpoint(args.repo_id, revision=args.revision, out=Path(args.out))
     print(f"Pulled {args.repo_id} into {folder}")
 
 
 def _push_dataset(args: argparse.Namespace) -> None:
+    from hub.push import push_dataset
+
     info = push_dataset(Path(args.folder), args.dataset_id, private=not args.public)
     visibility = "public" if args.public else "private"
     print(f"Pushed {args.folder} to the dataset {args.dataset_id} ({visibility}): {info.commit_url}")
@@ -86,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
                          "images are uploads by the demo's users)")  # fmt: skip
     dataset.set_defaults(run=_push_dataset)
     args = parser.parse_args(argv)
+    from hub.checkpoint import CheckpointError
+    from hub.push import PushError
+
     try:
         args.run(args)
     except (CheckpointError, PushError, ImportError) as err:

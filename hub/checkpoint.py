@@ -27,9 +27,10 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
+from hub.constants import SAFE_CHECKPOINT_FILES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINTS = {"food10": REPO_ROOT / "checkpoints" / "food10", "boneage": REPO_ROOT / "checkpoints" / "boneage"}
-SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # what a checkpoint needs
 # Pickled weights are downloaded only so that the loader can refuse them by name.
 CHECKPOINT_FILES = [*SAFE_CHECKPOINT_FILES, "pytorch_model.bin"]
 HUB_PROBE_TIMEOUT_S = 4.0
@@ -283,9 +284,6 @@ def _refuse_if_too_large(repo_id: str, sizes: dict[str, int], max_mb: float | No
             f"'{repo_id}' is {total_mb:,.0f} MB of checkpoint files, over this server's limit of {max_mb:g} MB "
             "per model (--max-model-mb): choose a smaller model."
         )
-
-
-ALLOW_PICKLE_HELP = "also load pickled pytorch_model.bin weights (unpickling runs code: only from authors you trust)"
 
 
 def _check_weights_format(folder: Path, *, allow_pickle: bool) -> None:

@@ -20,7 +20,7 @@ import timm
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
-BACKBONES = {f"efficientnet-lite{n}": n for n in range(3)}
+from hub.constants import BACKBONES
 
 
 def cache_root() -> Path:

@@ -22,7 +22,7 @@ from timm.data import create_transform
 from torchvision.transforms import v2
 from transformers import TimmWrapperImageProcessor
 
-AUGMENTATIONS = ("none", "random-crop", "keep-whole", "radiograph")
+from hub.constants import AUGMENTATIONS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
+r"""Fine-tune an image checkpoint for classification or regression with the transformers Trainer.
 
     python -m train --model efficientnet-lite2 --dataset ../shared/data/food10 --output-dir runs/food10-192 \
         --mode full --epochs 20 --image-size 192 --eval-image-size 260 --augment random-crop \
@@ -33,19 +33,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from transformers import AutoConfig, HfArgumentParser
+from train.arguments import TrainArguments, arguments_from_json, build_parser
 
-from hub import task_from_config
-from train.arguments import TrainArguments
+# torch and transformers import after the arguments are parsed, so that `--help` and a usage error answer at once.
 
 
 def parse(argv: list[str]) -> TrainArguments:
-    parser = HfArgumentParser(TrainArguments)
+    summary, _, examples = __doc__.partition("\n\n")
+    parser = build_parser("python -m train", description=summary, epilog=f"examples:\n{examples}")
     if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(argv)
-    return args
+        return arguments_from_json(parser, argv[0])
+    return TrainArguments(**vars(parser.parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def publish_demo_space(space_id: str, model_id: str, run_dir: Path, *, private: bool) -> int:
     """Run `python -m demos.space` for the pushed model: a program of its own, as train never imports demos."""
+    from transformers import AutoConfig
+
+    from hub import task_from_config
+
     tab = "--boneage-model" if task_from_config(AutoConfig.from_pretrained(run_dir)).is_regression else "--food-model"
     # The Space folder goes next to the run folder: inside it, it would be uploaded with the model.
     command = [sys.executable, "-m", "demos.space", space_id, tab, model_id, "--out", f"{run_dir}-space"]

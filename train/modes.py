@@ -13,8 +13,6 @@ from torch import nn
 
 from hub.checkpoint import is_timm
 
-MODES = ("feature-extraction", "full", "two-stage")
-
 
 def head_layer(model: nn.Module) -> nn.Linear:
     """The final Linear layer that maps pooled features to logits (the layer the new head replaces)."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("mae", "mse", "huber")
+from train.arguments import LOSSES
 
 
 @dataclass(frozen=True)

