@@ -124,3 +124,15 @@ def test_bad_data_and_a_hub_card_get_clear_errors(tiny_checkpoints, tmp_path, ca
     assert "Unreadable image" in capsys.readouterr().err
     assert main(["alice/food10", "--dataset", str(data), "--update-card", *FAST]) == 2
     assert "python -m hub pull alice/food10" in capsys.readouterr().err
+
+
+def test_a_missing_default_split_says_it_is_the_default(tiny_checkpoints, tmp_path, capsys):
+    """../shared/data has train and validation only: `--split` left out asks for test, and the error says so."""
+    checkpoint = str(tiny_checkpoints[("vit", "classification")])
+    data = draw_fruit(draw_fruit(tmp_path / "fruit", "train", {"apple": 1}), "validation", {"apple": 2})
+    assert main([checkpoint, "--dataset", str(data), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert "no split 'test'; its splits are: train, validation." in error
+    assert "--split defaults to test: name the split to measure." in error
+    assert main([checkpoint, "--dataset", str(data), "--split", "test", *FAST]) == 2  # named: no word of a default
+    assert "defaults" not in capsys.readouterr().err

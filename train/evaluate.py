@@ -1,17 +1,18 @@
 """Measure any checkpoint on any split of a local imagefolder or a hub dataset (as timm's validate.py does).
 
     python -m train.evaluate checkpoints/food10 --dataset ../shared/data/food10 --split validation
-    python -m train.evaluate runs/boneage --dataset ../shared/data/boneage --split test --update-card
+    python -m train.evaluate runs/boneage --dataset your-name/boneage-test --update-card   # its test split
     python -m train.evaluate your-name/food10 --dataset your-name/food-photos --output-dir eval/food10
     python -m train.evaluate food10 --dataset corrections/food --split train   # the demo's corrections
 
-MODEL is a hub id, a checkpoint folder or a builtin alias. The split is read and checked as `python -m train`
-reads its data (same errors for a missing split or column, a bad target, an unreadable image). Class labels are
-matched to the checkpoint's own by name, and a conditioned regression picks each row's output from the
-checkpoint's `condition_outputs`. Writes eval_results_<split>.json and the split's confusion matrix or
-predicted-vs-true plot into --output-dir (default: the checkpoint's folder when it is a local one, else
-eval/<name>), and prints the headline metric last: `accuracy=0.xxxx` or `mae=x.xx`. --update-card adds the
-split's results to the model card's model-index, next to those of the other splits.
+MODEL is a hub id, a checkpoint folder or a builtin alias. --split defaults to test, a held-out split, which
+../shared/data does not have (its food10 and boneage have train and validation only). The split is read and
+checked as `python -m train` reads its data (same errors for a missing split or column, a bad target, an
+unreadable image). Class labels are matched to the checkpoint's own by name, and a conditioned regression picks
+each row's output from the checkpoint's `condition_outputs`. Writes eval_results_<split>.json and the split's
+confusion matrix or predicted-vs-true plot into --output-dir (default: the checkpoint's folder when it is a local
+one, else eval/<name>), and prints the headline metric last: `accuracy=0.xxxx` or `mae=x.xx`. --update-card adds
+the split's results to the model card's model-index, next to those of the other splits.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+# numpy, torch, datasets and transformers import in the functions that use them: `--help` answers at once.
+if TYPE_CHECKING:
+    from hub.checkpoint import Checkpoint
+    from train import data
 
-from hub.cards import rerunnable_command, rerunnable_path
-from hub.checkpoint import Checkpoint, CheckpointError, TaskKind, load_checkpoint, local_folder
-from train import data, evaluation, metrics
-from train.regression import own_outputs
-
-HEADLINE = {TaskKind.CLASSIFICATION: ("accuracy", "{:.4f}"), TaskKind.REGRESSION: ("mae", "{:.2f}")}
+HEADLINE = {"classification": ("accuracy", "{:.4f}"), "regression": ("mae", "{:.2f}")}  # by the task's kind
+DEFAULT_SPLIT = "test"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("model", help="checkpoint: hub id, folder or builtin alias")
     parser.add_argument("--dataset", required=True, help="a local imagefolder or a hub dataset id")
-    parser.add_argument("--split", default="test", help="the split to measure (default %(default)s)")
+    parser.add_argument(
+        "--split", help=f"the split to measure (default: {DEFAULT_SPLIT}; ../shared/data has train and validation)"
+    )
     parser.add_argument("--output-dir", help="default: the checkpoint folder if local, else eval/NAME")
     parser.add_argument("--update-card", action="store_true", help="add the split's results to the model card")
     parser.add_argument("--target-column", help="regression: the numeric column (default: the one it trained on)")
@@ -49,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def output_folder(ref: str, checkpoint: Checkpoint, wanted: str | None) -> Path:
+    from hub.checkpoint import local_folder
+
     if wanted:
         return Path(wanted)
     # a folder the user owns is written into; a hub download's cache is not
@@ -63,6 +68,8 @@ def trained_target_column(checkpoint: Checkpoint) -> str | None:
 
 def checkpoint_task(checkpoint: Checkpoint, rows, *, target_column: str | None, image_column: str | None):
     """(rows, task): the split's task as the checkpoint sees it (its label ids, its conditioned outputs)."""
+    from train import data
+
     config = checkpoint.model.config
     if checkpoint.task.is_regression:
         target_column = target_column or trained_target_column(checkpoint)
@@ -86,6 +93,9 @@ def checkpoint_task(checkpoint: Checkpoint, rows, *, target_column: str | None, 
 
 def aligned_labels(rows, task: data.TaskData, model_labels: tuple[str, ...]):
     """The split's class ids renumbered to the checkpoint's (matched by name); a class it lacks is an error."""
+    from hub.checkpoint import TaskKind
+    from train import data
+
     unknown = sorted({name.lower() for name in task.labels} - {name.lower() for name in model_labels})
     if unknown:
         raise data.DataError(
@@ -98,6 +108,11 @@ def aligned_labels(rows, task: data.TaskData, model_labels: tuple[str, ...]):
 
 def write_results(out: Path, payload: dict, task: data.TaskData, logits, labels, unit: str | None) -> Path:
     """eval_results_<split>.json and the split's plot, named after the split so that splits sit side by side."""
+    import numpy as np
+
+    from train import metrics
+    from train.regression import own_outputs
+
     out.mkdir(parents=True, exist_ok=True)
     split = payload["split"]
     path = out / f"eval_results_{split}.json"
@@ -116,9 +131,26 @@ def write_results(out: Path, payload: dict, task: data.TaskData, logits, labels,
     return path
 
 
+def load_split(dataset: str, split: str, *, defaulted: bool):
+    """The split; when it is missing and the user did not name it, the error says it was --split's default."""
+    from train import data
+
+    try:
+        return data.load_split(dataset, split)
+    except data.DataError as err:
+        if not defaulted or "has no split" not in str(err):
+            raise
+        raise data.DataError(f"{err} --split defaults to {split}: name the split to measure.") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    from hub.cards import rerunnable_command, rerunnable_path
+    from hub.checkpoint import CheckpointError, load_checkpoint, local_folder
+    from train import data, evaluation
+
+    split = args.split or DEFAULT_SPLIT
     try:
         if args.update_card and local_folder(args.model) is None:
             raise CheckpointError(
@@ -126,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"(python -m hub pull {args.model} --out DIR) and evaluate DIR."
             )
         checkpoint = load_checkpoint(args.model)
-        rows = data.load_split(args.dataset, args.split)
+        rows = load_split(args.dataset, split, defaulted=args.split is None)
         rows, task = checkpoint_task(checkpoint, rows, target_column=args.target_column, image_column=args.image_column)
-        data.check_targets(rows, task, args.split)
-        data.check_images(rows, task.image_column, args.split)
+        data.check_targets(rows, task, split)
+        data.check_images(rows, task.image_column, split)
     except (data.DataError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -140,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         task,
         batch_size=args.batch_size,
         workers=args.workers,
-        desc=f"evaluating on {args.split}",
+        desc=f"evaluating on {split}",
     )
     results = evaluation.task_metrics(task, logits, labels)
     payload = {
         "task": task.kind,
         "model": rerunnable_path(args.model),
         "dataset": data.dataset_name(args.dataset),
-        "split": args.split,
+        "split": split,
         "num_examples": int(len(labels)),
         "metrics": results,
         "command": rerunnable_command("python -m train.evaluate", argv),
