@@ -6,10 +6,11 @@
 It checks the models on the hub, writes the Space folder (default runs/space-NAME) and uploads it as one commit:
 
 - app.py: this project's app (demos.app.build_app) with the given model ids, and its public-demo defaults;
-- requirements.txt: the pins of this project's requirements.txt; the project's own code (hub/, demos/) is
-  copied next to app.py;
-- README.md: the Spaces header (sdk and sdk_version = the pinned gradio, models, preload_from_hub so the
-  Space starts without downloading them) and a body that links each model and states its data terms.
+- requirements.txt: the serving pins (requirements-serve.txt, or an installed TransferLab's own dependencies),
+  nothing of training; the project's own code (hub/, demos/) is copied next to app.py;
+- README.md: the Spaces header (sdk and sdk_version = the pinned gradio, the licence, models, preload_from_hub so
+  the Space starts without downloading its public models) and a body that links each model and states its data
+  terms. It names no path of this machine.
 
 A model left out is stood in for by the other one (the tab then says what it lacks). A failed upload keeps
 the folder and prints the command that retries it; the token (HF_TOKEN or `hf auth login`) is never shown.
@@ -23,6 +24,7 @@ import shlex
 import shutil
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import httpx2
@@ -30,12 +32,11 @@ from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, constant
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
-from demos.inference import Precision, add_precision_option
-from hub.checkpoint import SAFE_CHECKPOINT_FILES
-from hub.push import PushError, upload_with_retries
+from demos.options import Precision, add_precision_option
+from hub.constants import SAFE_CHECKPOINT_FILES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
+SERVE_REQUIREMENTS = PROJECT_ROOT / "requirements-serve.txt"  # a checkout's; a wheel's are in its metadata
 # What app.py imports. Copied rather than installed from a wheel: a Space installs requirements.txt before
 # the rest of its repo is in place, so a wheel file shipped in the repo could not be named there.
 SPACE_PACKAGES = ("hub", "demos")
@@ -91,6 +92,10 @@ adversarial examples). Every tab is also an API endpoint (`/classify`, `/bone_ag
 {% for model in models -%}
 | {{ model.tabs }} | [{{ model.repo_id }}]({{ model.url }}) |
 {% endfor %}
+{% for model in models if model.private -%}
+{{ model.repo_id }} is private: the Space's build cannot preload it, so the app downloads it when it starts, which
+needs an `HF_TOKEN` secret (Settings of the Space) that can read it.
+{% endfor %}
 ## Data terms
 
 {% for model in models -%}
@@ -122,7 +127,9 @@ class HubModel:
     repo_id: str
     files: tuple[str, ...]
     license: str | None
+    license_name: str | None  # the name of an "other" licence, e.g. research-only
     data_terms: str
+    private: bool = False  # a Space's build cannot preload it
 
     @property
     def url(self) -> str:
@@ -173,20 +180,36 @@ def describe_model(api: HfApi, repo_id: str) -> HubModel:
         repo_id=repo_id,
         files=tuple(filter_repo_objects(names, allow_patterns=SAFE_CHECKPOINT_FILES)),
         license=card.data.license if card else None,
+        license_name=card.data.get("license_name") if card else None,
         data_terms=card_data_terms(card, repo_id),
+        private=bool(info.private),
     )
 
 
-def pinned_requirements(path: Path = REQUIREMENTS) -> list[str]:
-    """The requirement lines of the project's requirements.txt, each an exact `name==version` pin."""
-    if not path.is_file():  # a wheel install carries no requirements.txt, and the Space's pins come from it
-        raise SpaceError(f"{path} is missing: build the Space from a TransferLab checkout (or `pip install -e .`).")
-    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    requirements = [line for line in lines if line]
+def serving_requirements(path: Path = SERVE_REQUIREMENTS) -> list[str]:
+    """What serving needs, as requirement lines: a checkout's requirements-serve.txt, else the base dependencies of
+    the installed TransferLab (a wheel carries no requirement files; its metadata holds the same pins, and the
+    [train] extra's are left out: the Space never trains)."""
+    if path.is_file():
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line]
+    try:
+        return [line for line in metadata.requires("transferlab") or [] if ";" not in line]
+    except metadata.PackageNotFoundError:
+        raise SpaceError(
+            f"{path} is missing and TransferLab is not installed: build the Space from a checkout, or install it "
+            "(pip install .)."
+        ) from None
+
+
+def pinned_requirements(path: Path = SERVE_REQUIREMENTS) -> list[str]:
+    """The serving requirements, each an exact `name==version` pin."""
+    requirements = serving_requirements(path)
     unpinned = [line for line in requirements if "==" not in line]
     if unpinned:
         raise SpaceError(
-            f"{path} must pin exact versions (name==version) for a reproducible Space: {', '.join(unpinned)}"
+            f"The Space's requirements must pin exact versions (name==version), to be reproducible: "
+            f"{', '.join(unpinned)}"
         )
     return requirements
 
@@ -194,7 +217,7 @@ def pinned_requirements(path: Path = REQUIREMENTS) -> list[str]:
 def pinned_version(requirements: list[str], package: str) -> str:
     pins = {line.split("==")[0].strip().lower(): line.split("==")[1].strip() for line in requirements}
     if package not in pins:
-        raise SpaceError(f"{REQUIREMENTS} does not pin {package}, which the Space's sdk_version needs.")
+        raise SpaceError(f"The serving requirements do not pin {package}, which the Space's sdk_version needs.")
     return pins[package]
 
 
@@ -207,10 +230,18 @@ def role_models(food_model: str | None, boneage_model: str | None) -> dict[str, 
     return {"food": food_model or boneage_model, "boneage": boneage_model or food_model}
 
 
-def space_license(models: list[HubModel]) -> str:
-    """The models' licence when they share one, else "other" (the README's data terms say which applies)."""
-    licenses = {model.license for model in models}
-    return licenses.pop() if len(licenses) == 1 and None not in licenses else "other"
+def space_license(models: list[HubModel]) -> dict[str, str]:
+    """The header's licence: the models' when they share one; else "other", with the name their cards give it (e.g.
+    research-only) and a link to the README's data terms, as the hub asks of an "other" licence."""
+    licenses = {(model.license, model.license_name) for model in models}
+    (license, name), shared = next(iter(licenses)), len(licenses) == 1
+    if shared and license not in (None, "other"):
+        return {"license": license}
+    return {
+        "license": "other",
+        "license_name": name if shared and name else "mixed",
+        "license_link": "README.md#data-terms",
+    }
 
 
 def space_card(
@@ -223,7 +254,7 @@ def space_card(
         sdk_version=gradio_version,
         python_version=PYTHON_VERSION,
         app_file="app.py",
-        license=space_license(models),
+        **space_license(models),
         models=[model.repo_id for model in models],
         tags=["transferlab", "image-classification", "computer-vision", "gradio"],
         emoji="🔬",
@@ -231,13 +262,20 @@ def space_card(
         colorTo="blue",
         short_description="Fine-tuned vision models in the TransferLab app",
         # Downloaded when the Space is built, into the cache the app loads from: it starts without fetching them.
-        preload_from_hub=[f"{model.repo_id} {','.join(model.files)}" for model in models],
+        # The build has no token: a private model is left out (the app downloads it at start, with HF_TOKEN).
+        preload_from_hub=[f"{model.repo_id} {','.join(model.files)}" for model in models if not model.private],
     )
     tabs = {
         model.repo_id: ", ".join(ROLES[role] for role, ref in roles.items() if ref == model.repo_id) for model in models
     }
     rows = [
-        {"repo_id": model.repo_id, "url": model.url, "tabs": tabs[model.repo_id], "data_terms": model.data_terms}
+        {
+            "repo_id": model.repo_id,
+            "url": model.url,
+            "tabs": tabs[model.repo_id],
+            "data_terms": model.data_terms,
+            "private": model.private,
+        }
         for model in models
     ]
     return SpaceCard.from_template(
@@ -245,14 +283,15 @@ def space_card(
     )
 
 
-def space_command(space_id: str, *, given: dict[str, str | None], private: bool, precision: str, out: Path) -> str:
-    """The exact command that builds and uploads this Space again (also its update command)."""
+def space_command(space_id: str, *, given: dict[str, str | None], private: bool, precision: str) -> str:
+    """The command that builds and uploads this Space again (also its update command), as the Space's README and
+    app.py state it: without --out, which is a folder of the publisher's machine."""
     args = ["python", "-m", "demos.space", space_id]
     args += ["--food-model", given["food"]] if given["food"] else []
     args += ["--boneage-model", given["boneage"]] if given["boneage"] else []
     args += ["--private"] if private else []
     args += ["--prediction-precision", precision] if precision != Precision.FP32 else []
-    return shlex.join([*args, "--out", str(out)])
+    return shlex.join(args)
 
 
 def build_space_folder(
@@ -264,7 +303,7 @@ def build_space_folder(
     out.mkdir(parents=True)
     app = APP_TEMPLATE.format(command=command, food=roles["food"], boneage=roles["boneage"], precision=precision)
     (out / "app.py").write_text(app)
-    header = "# The pins of TransferLab's requirements.txt; its code (hub/, demos/) is next to app.py.\n"
+    header = "# What TransferLab needs to serve (no training); its code (hub/, demos/) is next to app.py.\n"
     (out / "requirements.txt").write_text(header + "\n".join(requirements) + "\n")
     card.save(out / "README.md")
     for package in SPACE_PACKAGES:
@@ -292,6 +331,8 @@ def publish_space(
     Raises SpaceError for a bad Space id or model, PushError (folder kept, retry command in the message) when the
     upload fails.
     """
+    from hub.push import upload_with_retries
+
     check_space_id(space_id)
     precision = Precision(prediction_precision).value  # bf16 is checked where the Space runs: it needs that CPU
     roles = role_models(food_model, boneage_model)
@@ -300,13 +341,19 @@ def publish_space(
     api = HfApi(token=token)
     models = [describe_model(api, repo_id) for repo_id in dict.fromkeys(roles.values())]
     given = {"food": food_model, "boneage": boneage_model}
-    command = space_command(space_id, given=given, private=private, precision=precision, out=out)
+    command = space_command(space_id, given=given, private=private, precision=precision)
     card = space_card(space_id, roles, models, gradio_version=pinned_version(requirements, "gradio"), command=command)
     build_space_folder(out, roles=roles, precision=precision, card=card, requirements=requirements, command=command)
+    for model in models:
+        if model.private:
+            print(
+                f"note: {model.repo_id} is private: left out of preload_from_hub (a Space's build cannot read it); "
+                "the app downloads it at start with an HF_TOKEN secret of the Space that can read it."
+            )
     return upload_with_retries(
         out,
         space_id,
-        retry=command,
+        retry=shlex.join([*shlex.split(command), "--out", str(out)]),  # the retry writes the same folder again
         what="Space folder",
         repo_type="space",
         private=private,
@@ -321,7 +368,9 @@ def space_url(space_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m demos.space", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m demos.space", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("space_id", help="the Space to create or update: your-name/space-name")
     parser.add_argument("--food-model", help="hub id of the classifier the Food tab serves")
     parser.add_argument("--boneage-model", help="hub id of the regression model the Bone age tab serves")
@@ -329,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="where to write the Space folder (default runs/space-NAME)")
     add_precision_option(parser, "the Space's predictions")
     args = parser.parse_args(argv)
+    from hub.push import PushError  # after parsing: it imports torch and transformers
+
     try:
         commit = publish_space(
             args.space_id,

@@ -30,7 +30,16 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from hub.constants import SAFE_CHECKPOINT_FILES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_CHECKPOINTS = {"food10": REPO_ROOT / "checkpoints" / "food10", "boneage": REPO_ROOT / "checkpoints" / "boneage"}
+
+
+def shipped_checkpoints_folder() -> Path:
+    """The transferlab_checkpoints/ that `pip install .` puts next to hub/, else a checkout's checkpoints/ (checked
+    in this order: another package may install a folder named checkpoints/ into site-packages)."""
+    installed = REPO_ROOT / "transferlab_checkpoints"
+    return installed if installed.is_dir() else REPO_ROOT / "checkpoints"
+
+
+SHIPPED_CHECKPOINTS = {name: shipped_checkpoints_folder() / name for name in ("food10", "boneage")}
 # Pickled weights are downloaded only so that the loader can refuse them by name.
 CHECKPOINT_FILES = [*SAFE_CHECKPOINT_FILES, "pytorch_model.bin"]
 HUB_PROBE_TIMEOUT_S = 4.0

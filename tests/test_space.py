@@ -84,7 +84,13 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
         meta["app_file"] == "app.py" and meta["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
     )
     assert meta["models"] == ["alice/food-vit", "alice/bone-resnet"]
-    assert meta["license"] == "other"  # research-only data terms: the cards say license other
+    # research-only data terms: the cards say license other, named and linked, and so does the Space
+    assert (meta["license"], meta["license_name"], meta["license_link"]) == (
+        "other",
+        "research-only",
+        "README.md#data-terms",
+    )
+    assert "## Data terms" in readme
     assert {"title", "emoji", "colorFrom", "colorTo", "tags", "short_description"} <= set(meta)
     preload = dict(entry.split(" ") for entry in meta["preload_from_hub"])
     assert set(preload) == {"alice/food-vit", "alice/bone-resnet"}
@@ -93,15 +99,18 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
         assert set(files.split(",")) <= set(hub.repos[repo_id].commit("main").files)
     assert f"[alice/food-vit]({hub.url}/alice/food-vit)" in readme
     assert FOOD_TERMS in readme and RSNA_TERMS in readme
-    assert (
-        f"python -m demos.space alice/demo --food-model alice/food-vit --boneage-model alice/bone-resnet --out {out}"
-        in readme
-    )
-
-    pins = [line for line in (REPO / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
-    shipped = hub.file("alice/demo", "requirements.txt", kind="spaces").decode().splitlines()
-    assert [line for line in shipped if not line.startswith("#")] == [pin.split("#")[0].strip() for pin in pins]
+    command = "python -m demos.space alice/demo --food-model alice/food-vit --boneage-model alice/bone-resnet"
+    assert f"{command}\n" in readme
     app = hub.file("alice/demo", "app.py", kind="spaces").decode()
+    # The publisher's folders are theirs: neither file names one (the --out given above is under tmp_path).
+    assert "--out" not in readme + app and str(tmp_path) not in readme + app and str(REPO) not in readme + app
+
+    # Serving's pins, none of training's (datasets and tensorboard alone were ~226 MB the Space never imports).
+    serve = (REPO / "requirements-serve.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in serve if line and not line.startswith("#")]
+    shipped = hub.file("alice/demo", "requirements.txt", kind="spaces").decode().splitlines()
+    assert [line for line in shipped if not line.startswith("#")] == pins
+    assert not {line.split("==")[0] for line in pins} & {"accelerate", "datasets", "tensorboard"}
     assert "food_model='alice/food-vit'" in app and "boneage_model='alice/bone-resnet'" in app
     assert "allow_local_dirs=()" in app and "prediction_precision='fp32'" in app
 
@@ -115,8 +124,21 @@ def test_a_model_left_out_is_stood_in_for_by_the_other(hub, tmp_path):
     assert "prediction_precision='int8'" in app
     readme = hub.file("alice/food-only", "README.md", kind="spaces").decode()
     command = "python -m demos.space alice/food-only --food-model alice/food-vit --private --prediction-precision int8"
-    assert f"{command} --out {out}" in readme
+    assert f"{command}\n" in readme and "--out" not in readme
     assert header(hub.file("alice/food-only", "README.md", kind="spaces").decode())["models"] == ["alice/food-vit"]
+
+
+def test_a_private_model_is_not_preloaded_and_the_space_says_so(hub, tmp_path, capsys):
+    push_checkpoint(make_run_folder(tmp_path / "secret", "resnet", "regression"), "alice/secret-bone", private=True)
+    publish_space("alice/demo", food_model="alice/food-vit", boneage_model="alice/secret-bone", out=tmp_path / "s")
+
+    readme = hub.file("alice/demo", "README.md", kind="spaces").decode()
+    meta = header(readme)
+    assert meta["models"] == ["alice/food-vit", "alice/secret-bone"]
+    assert [entry.split(" ")[0] for entry in meta["preload_from_hub"]] == ["alice/food-vit"]
+    assert "alice/secret-bone is private" in readme and "HF_TOKEN" in readme
+    assert "alice/food-vit is private" not in readme
+    assert "note: alice/secret-bone is private: left out of preload_from_hub" in capsys.readouterr().out
 
 
 def test_a_missing_model_stops_before_anything_is_written_or_created(hub, tmp_path, capsys):
