@@ -1,5 +1,6 @@
 """The README's first two commands are the project's entry points; CI must run the second verbatim."""
 
+import json
 import re
 from pathlib import Path
 
@@ -16,3 +17,20 @@ def test_ci_runs_exactly_the_readme_test_command():
     # the linter and the formatter gate the tests
     assert install_and_test.endswith("ruff check . && ruff format --check . && python -m pytest")
     assert install_and_test in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def readme_training_commands() -> list[str]:
+    """The Training section's `python -m train` commands, each on one line."""
+    section = (REPO / "README.md").read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.+?)\n```", section, re.DOTALL).group(1)
+    lines = re.sub(r"\\\n\s*", "", block).splitlines()
+    return [line for line in lines if line.startswith("python -m train --model")]
+
+
+def test_the_shipped_food10_card_gives_the_readmes_commands():
+    first, second = [command for command in readme_training_commands() if "food10" in command]
+    training = json.loads((REPO / "checkpoints" / "food10" / "training_config.json").read_text())
+    assert (training["earlier_commands"], training["command"]) == ([first], second)
+    card = (REPO / "checkpoints" / "food10" / "README.md").read_text()
+    assert re.findall(r"```bash\n(python -m train .+?)\n```", card) == [first, second]
+    assert "fixres" not in card and 'model="checkpoints/food10"' in card
