@@ -225,6 +225,15 @@ def limit_expensive_endpoints(demo: gr.Blocks) -> None:
         events[api_name].fn = at_low_priority(events[api_name].fn)
 
 
+def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT) -> dict:
+    """`demo.launch`'s arguments that every server of this app passes (`launch`, a Space's app.py): the size of one
+    upload, and the megabytes a client address may upload in an hour (demos/upload_budget.py)."""
+    return {
+        "max_file_size": MAX_FILE_SIZE,
+        "app_kwargs": {"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},
+    }
+
+
 def launch(
     demo: gr.Blocks,
     *,
@@ -233,14 +242,13 @@ def launch(
     prevent_thread_lock: bool = False,
     upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT,
 ):
-    """Serve on 127.0.0.1 with the upload caps (a file's size, a client's megabytes an hour: demos/upload_budget.py);
-    when a share link cannot be made, say why and keep serving locally."""
+    """Serve on 127.0.0.1 with the upload caps (`upload_caps`); when a share link cannot be made, say why and keep
+    serving locally."""
     _, local_url, share_url = demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         share=share,
-        max_file_size=MAX_FILE_SIZE,
-        app_kwargs={"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},
+        **upload_caps(upload_mb_per_client),
         prevent_thread_lock=True,
         quiet=not share,  # without --share Gradio's banner says "set `share=True` in `launch()`": ours names the flag
     )

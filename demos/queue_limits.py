@@ -19,6 +19,8 @@ take the address from X-Forwarded-For only when the peer is a trusted proxy (FOR
 loopback), and then the last address before the trusted hops, the one a forger cannot choose. So a visitor
 through a share link (whose tunnel client connects from the loopback and forwards the visitor's address) is
 counted by their own address, and a client connecting directly cannot pose as someone else with the header.
+In a Hugging Face Space every request comes from the Space's proxies, on private networks: its app.py trusts those
+(`SPACE_PROXIES`) in the same way, so that visitors there are counted apart too.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ MAX_EXPENSIVE_JOBS_PER_CLIENT = 2
 # longer than anyone keeps the page open; many clients (or forged sessions) cannot queue more than this.
 MAX_WAITING_PER_EXPENSIVE_GROUP = 8
 RETRY_AFTER_S = 60
+# uvicorn's FORWARDED_ALLOW_IPS for a Space: the loopback and the private networks its proxies connect from. The
+# client is then the last address in X-Forwarded-For that is none of these: the one the outermost proxy saw.
+SPACE_PROXIES = "127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
 
 class GradioVersionError(RuntimeError):

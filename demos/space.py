@@ -54,9 +54,13 @@ import os
 
 import torch
 
-from demos.app import CONCURRENCY_LIMIT, MAX_FILE_SIZE, build_app
+from demos.app import CONCURRENCY_LIMIT, build_app, upload_caps
+from demos.queue_limits import SPACE_PROXIES
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 
+# Visitors reach a Space through its proxies, so each request's peer is a proxy: trust them (and only them) to name
+# the visitor in X-Forwarded-For, or every visitor would count as one client in the per-client limits.
+os.environ.setdefault("FORWARDED_ALLOW_IPS", SPACE_PROXIES)
 # As `python -m demos` does: split the cores between concurrent requests, before the models compile.
 torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
 # The public-demo limits: visitors load hub ids and aliases only, never a folder of this machine, and a
@@ -72,7 +76,7 @@ demo = build_app(
 
 if __name__ == "__main__":
     # No server_name/port here: Spaces sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
-    demo.launch(max_file_size=MAX_FILE_SIZE)
+    demo.launch(**upload_caps())
 '''
 
 CARD_TEMPLATE = """---
