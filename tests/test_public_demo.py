@@ -232,7 +232,7 @@ def test_a_load_that_outlasts_the_timeout_answers_and_holds_its_slot_until_it_en
     began = time.perf_counter()
     with pytest.raises(ValueError, match="did not finish within 0.3 s"):
         store.load("alice", "slow/model", stalled_hub)
-    assert time.perf_counter() - began < 5
+    assert time.perf_counter() - began < 25, "it answered without waiting for the stalled load (30 s)"
     with pytest.raises(ValueError, match="still loading another model"):  # abandoned loads cannot pile up
         store.load("bob", "other/model", fake_loader([]))
     release.set()
@@ -295,9 +295,8 @@ def test_classify_answers_while_four_clients_keep_dream_busy(default_app, monkey
         deadline = time.monotonic() + 30
         while running[0] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        began = time.perf_counter()
         label = Client(url, verbose=False).predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/classify")
-        assert label["label"] and time.perf_counter() - began < 20 and not any(job.done() for job in jobs)
+        assert label["label"] and not any(job.done() for job in jobs), "it answered while every dream still ran"
     finally:
         release.set()
     assert [job.result(timeout=60)[-1] for job in jobs] == ["dreamt"] * 4

@@ -407,12 +407,12 @@ def test_precision_sets_autocast_and_cnns_train_channels_last(tiny_checkpoints, 
     assert uses_bf16(precision) == (precision == "bf16")
 
 
-def test_after_bf16_training_the_model_computes_in_fp32_again(tiny_checkpoints):
+def test_after_bf16_training_the_model_computes_in_fp32_again(tiny_checkpoints, tmp_path):
     """What a run measures after training (serving size, calibration) must be the fp32 model it saves."""
     model = load_checkpoint(str(tiny_checkpoints[("timm", "classification")])).model
     rows = [{"pixel_values": torch.rand(3, 32, 32), "labels": torch.tensor(k % 2)} for k in range(4)]
     arguments = TrainingArguments(
-        output_dir="unused",
+        output_dir=str(tmp_path / "unused"),  # the Trainer makes this folder: not in the checkout
         max_steps=1,
         bf16=True,
         use_cpu=True,
