@@ -20,7 +20,6 @@ Hugging Face Space (SPACE_ID set), where they are collected only when --correcti
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 
 from demos.options import MAX_LOADED_MODELS, MAX_MODEL_MB, add_precision_option
@@ -81,27 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def launch(demo, *, port: int, share: bool) -> None:
-    """Serve the app (demos.app.launch, imported when called: it imports gradio)."""
-    from demos.app import launch as serve
-
-    serve(demo, port=port, share=share)
-
-
-def __getattr__(name: str):
-    """`torch` as this module's attribute, imported when first asked for (callers set its threads through it); the
-    module does not import it itself, so that --help answers at once."""
-    if name == "torch":
-        return importlib.import_module("torch")
-    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # torch and gradio import after the arguments are parsed: `--help` answers at once.
     import torch
 
-    from demos.app import CONCURRENCY_LIMIT, build_app
+    from demos.app import CONCURRENCY_LIMIT, build_app, launch
     from hub import CheckpointError
 
     # Split the cores between the concurrent requests: oversubscribed torch threads spin against each

@@ -159,13 +159,6 @@ def _regression_row(checkpoint: Checkpoint, logits: torch.Tensor) -> dict:
     return {**{name: round(value, 4) for name, value in values.items()}, "unit": checkpoint.task.unit or ""}
 
 
-def serve(checkpoint: Checkpoint, precision: str) -> None:
-    """Make the checkpoint's predictions compute in `precision` (demos.inference.serve, imported when called)."""
-    from demos import inference
-
-    inference.serve(checkpoint, precision)
-
-
 def write_csv(file: TextIO, header: list[str], rows: Iterable[dict]) -> int:
     """Write the rows under `header` to an open text file; returns how many rows had an error."""
     writer = csv.DictWriter(file, fieldnames=header)
@@ -188,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     add_precision_option(parser, "the predictions")
     args = parser.parse_args(argv)
-    from demos.inference import checked_precision
+    from demos.inference import checked_precision, serve
     from hub import CheckpointError, load_checkpoint
 
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demos import predict
+from demos import inference
 from demos.images import load_image
 from demos.inference import regress, top_k
 from demos.predict import main
@@ -67,8 +67,13 @@ def test_regression_rows_give_the_value_and_unit_and_globs_work(tiny_checkpoints
 
 
 def test_the_prediction_precision_option_is_what_the_model_computes_in(tiny_checkpoints, tmp_path, monkeypatch):
-    served = []
-    monkeypatch.setattr(predict, "serve", lambda checkpoint, precision: served.append(precision))
+    served, serve = [], inference.serve
+
+    def recording_serve(checkpoint, precision=inference.Precision.FP32, **options):
+        served.append(precision)
+        serve(checkpoint, precision, **options)
+
+    monkeypatch.setattr(inference, "serve", recording_serve)
     folder = photo_folder(tmp_path / "photos")
     ref = str(tiny_checkpoints[("vit", "regression")])
     assert main([ref, str(folder), "--out", str(tmp_path / "a.csv"), "--prediction-precision", "int8"]) == 0

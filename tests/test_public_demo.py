@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from huggingface_hub import HfApi, constants
@@ -114,8 +115,8 @@ def test_the_command_line_still_loads_any_folder(tiny_checkpoints, tmp_path, mon
     """The operator's --food-model/--boneage-model are not the visitor's: no --allow-local-dir is needed for them."""
     food = shutil.copytree(tiny_checkpoints[("timm", "classification")], tmp_path / "operator" / "food")
     built = []
-    monkeypatch.setattr(demos_main, "launch", lambda demo, **_: built.append(demo))
-    monkeypatch.setattr(demos_main.torch, "set_num_threads", lambda _: None)  # keep this process's threads
+    monkeypatch.setattr(demo_app, "launch", lambda demo, **_: built.append(demo))
+    monkeypatch.setattr(torch, "set_num_threads", lambda _: None)  # keep this process's threads
     demos_main.main(["--food-model", str(food), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])])
     assert len(built) == 1
     built[0].close()
@@ -311,7 +312,7 @@ def test_the_flags_and_their_defaults(tmp_path, monkeypatch):
     assert (args.allow_local_dir, args.max_loaded_models, args.max_model_mb) == ([], 2, 1000)
     args = demos_main.parse_args(["--allow-local-dir", "a", "--allow-local-dir", "b", "--max-loaded-models", "0"])
     assert args.allow_local_dir == ["a", "b"] and args.max_loaded_models == 0
-    monkeypatch.setattr(demos_main, "launch", lambda demo, **_: pytest.fail("bad flags must stop before serving"))
+    monkeypatch.setattr(demo_app, "launch", lambda demo, **_: pytest.fail("bad flags must stop before serving"))
     with pytest.raises(SystemExit, match="--allow-local-dir .*missing: no such folder"):
         demos_main.main(["--allow-local-dir", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="--max-loaded-models must be 0 or more"):

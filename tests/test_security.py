@@ -25,6 +25,7 @@ from gradio_client.exceptions import AppError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import demos.__main__ as demos_main
+from demos import app as demo_app
 from demos.tabs import common
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
@@ -199,8 +200,8 @@ def test_the_flag_the_refusal_names_exists_on_the_commands_that_load_checkpoints
     hub_cli(["show", str(pickled_checkpoint), "--allow-pickle"])
     assert "classification into 3 classes" in capsys.readouterr().out
 
-    monkeypatch.setattr(demos_main, "launch", lambda demo, **_: None)  # build the app, do not serve it
-    monkeypatch.setattr(demos_main.torch, "set_num_threads", lambda _: None)  # keep this process's threads
+    monkeypatch.setattr(demo_app, "launch", lambda demo, **_: None)  # build the app, do not serve it
+    monkeypatch.setattr(torch, "set_num_threads", lambda _: None)  # keep this process's threads
     argv = ["--food-model", str(pickled_checkpoint), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])]
     with pytest.raises(SystemExit, match="pickled weights.*--allow-pickle"):
         demos_main.main(argv)
