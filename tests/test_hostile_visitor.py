@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ from PIL import Image
 from pytorch_grad_cam.base_cam import BaseCAM
 
 from demos.tabs import network_sees
-from demos.uploads import NOT_AN_UPLOAD
+from demos.uploads import FILE_INPUTS, NOT_AN_UPLOAD
 from tests.serving import raw_call, serving
 from tests.test_demos_images import cat_photo
 
@@ -28,10 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def app(tiny_checkpoints, tmp_path_factory):
-    """(url, models, corrections folder): the app on tiny checkpoints, collecting corrections."""
+    """(url, models, corrections folder, the Blocks): the app on tiny checkpoints, collecting corrections."""
     corrections = tmp_path_factory.mktemp("corrections")
-    with serving(tiny_checkpoints, corrections_dir=corrections) as (url, models, _):
-        yield url, models, corrections
+    with serving(tiny_checkpoints, corrections_dir=corrections) as (url, models, demo):
+        yield url, models, corrections, demo
 
 
 def file_endpoints(models) -> dict[str, callable]:
@@ -64,7 +65,7 @@ def server_files(tmp_path) -> dict[str, str]:
 
 def test_no_endpoint_reads_a_server_file_named_without_meta(app, server_files):
     """The payload of the probe: FileData without `meta`, which Gradio 6.31 does not check."""
-    url, models, corrections = app
+    url, models, corrections, _ = app
     answers = {}
     for api_name, arguments in file_endpoints(models).items():
         for what, path in server_files.items():
@@ -78,7 +79,7 @@ def test_no_endpoint_reads_a_server_file_named_without_meta(app, server_files):
     ["plain string", "url beside the path", "meta", "upload folder and ..", "symlink in the upload folder"],
 )
 def test_no_payload_shape_reaches_a_server_file(app, server_files, shape, tmp_path):
-    url, models, _ = app
+    url, models, _, _ = app
     image = server_files["image"]
     upload_folder = Path(os.environ["GRADIO_TEMP_DIR"])
     if shape == "symlink in the upload folder":
@@ -95,8 +96,20 @@ def test_no_payload_shape_reaches_a_server_file(app, server_files, shape, tmp_pa
         assert refusal(*raw_call(url, api_name, arguments(payload))) == NOT_AN_UPLOAD, api_name
 
 
+def test_the_pages_own_events_refuse_a_server_file_too(app, server_files):
+    """Events without an api_name (an upload classifying at once, an example) are still callable by their index."""
+    url, _, _, demo = app
+    taking_files = [fn for fn in demo.fns.values() if any(isinstance(c, FILE_INPUTS) for c in fn.inputs)]
+    assert any(fn.api_name is None or fn.api_visibility == "private" for fn in taking_files)
+    for fn in taking_files:
+        data = [{"path": server_files["passwd"]} if isinstance(c, FILE_INPUTS) else None for c in fn.inputs]
+        body = {"data": data, "fn_index": fn._id, "session_hash": "a-visitor", "trigger_id": None}
+        joined = httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=30)
+        assert (joined.status_code, joined.json()["detail"]) == (400, NOT_AN_UPLOAD), fn.api_name
+
+
 def test_uploads_still_work_on_every_endpoint(app, tmp_path):
-    url, models, corrections = app
+    url, models, corrections, _ = app
     client = Client(url, verbose=False)
     photo = handle_file(cat_photo(tmp_path / "cat.png"))
     for api_name, arguments in file_endpoints(models).items():
@@ -117,7 +130,7 @@ def test_other_visitors_requests_never_reach_an_explanations_hooks(app, tmp_path
 
     The explanation must be exactly what it is when it runs alone.
     """
-    url, models, _ = app
+    url, models, _, _ = app
     mine = cat_photo(tmp_path / "mine.png")
     theirs = tmp_path / "theirs.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(theirs)
@@ -169,7 +182,7 @@ def test_every_endpoint_answers_while_a_compile_traces_a_model(app, tmp_path):
 
     Here a trace is held open in another thread for as long as the test calls every endpoint.
     """
-    url, models, _ = app
+    url, models, _, _ = app
     entered, release = threading.Event(), threading.Event()
     traced = {}
     tracer = threading.Thread(
