@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,10 +29,11 @@ def readme_training_commands() -> list[str]:
     return [line for line in lines if line.startswith("python -m train --model")]
 
 
-def test_the_shipped_food10_card_gives_the_readmes_commands():
-    first, second = [command for command in readme_training_commands() if "food10" in command]
-    training = json.loads((REPO / "checkpoints" / "food10" / "training_config.json").read_text())
+@pytest.mark.parametrize("name", ["food10", "boneage"])
+def test_a_shipped_card_gives_the_readmes_commands(name):
+    first, second = [command for command in readme_training_commands() if f"/{name} " in command]
+    training = json.loads((REPO / "checkpoints" / name / "training_config.json").read_text())
     assert (training["earlier_commands"], training["command"]) == ([first], second)
-    card = (REPO / "checkpoints" / "food10" / "README.md").read_text()
+    card = (REPO / "checkpoints" / name / "README.md").read_text()
     assert re.findall(r"```bash\n(python -m train .+?)\n```", card) == [first, second]
-    assert "fixres" not in card and 'model="checkpoints/food10"' in card
+    assert "fixres" not in card and f'"checkpoints/{name}"' in card

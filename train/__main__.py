@@ -14,6 +14,11 @@ r"""Fine-tune an image checkpoint for classification or regression with the tran
         --condition-labels false=female,true=male --output-dir runs/boneage --mode full --epochs 10 --image-size 128 \
         --resize squash --crop-pct 1.0 --augment radiograph --loss mae --learning-rate 2e-3 \
         --backbone-learning-rate 1e-3 --no-freeze-batchnorm --ema-decay 0.998 --robustness-check
+    python -m train --model runs/boneage --dataset ../shared/data/boneage --target-column boneage \
+        --target-name "bone age" --target-unit months --condition-column male \
+        --condition-labels false=female,true=male --output-dir runs/boneage-160 --mode full --epochs 10 \
+        --image-size 160 --resize squash --crop-pct 1.0 --augment radiograph --loss mae --learning-rate 1e-3 \
+        --backbone-learning-rate 5e-4 --no-freeze-batchnorm --ema-decay 0.998 --robustness-check   # at 160 px
 
     python -m train ... --push-to-hub --hub-model-id your-name/food10 [--private]   # then publish it
     python -m train ... --push-to-hub --hub-model-id your-name/food10 --demo-space your-name/food10-demo  # and a Space
