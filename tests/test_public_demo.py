@@ -117,6 +117,7 @@ def test_the_command_line_still_loads_any_folder(tiny_checkpoints, tmp_path, mon
     built = []
     monkeypatch.setattr(demo_app, "launch", lambda demo, **_: built.append(demo))
     monkeypatch.setattr(torch, "set_num_threads", lambda _: None)  # keep this process's threads
+    monkeypatch.chdir(tmp_path)  # the default corrections/ folder lands here, not in the checkout
     demos_main.main(["--food-model", str(food), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])])
     assert len(built) == 1
     built[0].close()

@@ -192,7 +192,7 @@ def pickled_checkpoint(tiny_checkpoints, tmp_path) -> Path:
 
 
 def test_the_flag_the_refusal_names_exists_on_the_commands_that_load_checkpoints(
-    pickled_checkpoint, tiny_checkpoints, monkeypatch, capsys
+    pickled_checkpoint, tiny_checkpoints, monkeypatch, capsys, tmp_path
 ):
     with pytest.raises(SystemExit) as refused:
         hub_cli(["show", str(pickled_checkpoint)])
@@ -202,6 +202,7 @@ def test_the_flag_the_refusal_names_exists_on_the_commands_that_load_checkpoints
 
     monkeypatch.setattr(demo_app, "launch", lambda demo, **_: None)  # build the app, do not serve it
     monkeypatch.setattr(torch, "set_num_threads", lambda _: None)  # keep this process's threads
+    monkeypatch.chdir(tmp_path)  # the default corrections/ folder lands here, not in the checkout
     argv = ["--food-model", str(pickled_checkpoint), "--boneage-model", str(tiny_checkpoints[("vit", "regression")])]
     with pytest.raises(SystemExit, match="pickled weights.*--allow-pickle"):
         demos_main.main(argv)
