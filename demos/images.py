@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # A decompression bomb declares a huge canvas in a small file. 50 megapixels is above any camera
 # photo or hand radiograph a user would upload, and far below what would exhaust the server's memory.
@@ -37,6 +37,7 @@ MAX_SIDE = 2048
 # MAX_PIXELS (the most a 2-core server decodes at a useful speed) take at most ~400 MB before they are shrunk.
 DECODE_BUDGET_PIXELS = 2 * MAX_PIXELS
 DICOM_SUFFIXES = (".dcm", ".dicom")
+SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations shown turned by 90 degrees: width and height swap
 DICOM_MAGIC_OFFSET = 128  # DICOM Part 10 files hold "DICM" after a 128-byte preamble
 
 
@@ -118,6 +119,18 @@ def load_image(path: str | Path) -> Image.Image:
     if _is_dicom(path):
         return _grayscale_to_rgb(_dicom_pixels(path))
     return _decode_with_pil(path)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an uploaded image as its header declares it, without decoding its pixels where PIL reads
+    the header (DICOM and anything else is decoded: `load_image`'s size)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(ExifTags.Base.Orientation) in SIDEWAYS_ORIENTATIONS
+    except (UnidentifiedImageError, OSError):
+        return load_image(path).size
+    return (height, width) if turned else (width, height)
 
 
 def _is_dicom(path: Path) -> bool:

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage import data
 
-from demos.images import MAX_PIXELS, ImageDecodeError, load_image
+from demos.images import MAX_PIXELS, ImageDecodeError, image_size, load_image
 
 
 def cat_photo(path: Path) -> Path:
@@ -204,3 +204,15 @@ def test_bomb_limit_is_checked_before_decoding(tmp_path):
     side = int(MAX_PIXELS**0.5) + 10
     with pytest.raises(ImageDecodeError, match=f"{side}x{side}"):
         load_image(png_bomb(tmp_path / "big.png", side=side))
+
+
+def test_image_size_is_the_decoded_size_without_decoding(tmp_path):
+    """From the header: a phone photo stored sideways (EXIF orientation 6) is as wide as it is shown."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to show
+    sideways = tmp_path / "sideways.jpg"
+    Image.new("RGB", (40, 20), "red").save(sideways, exif=exif)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (30, 10), "blue").save(plain)
+    assert image_size(sideways) == load_image(sideways).size == (20, 40)
+    assert image_size(plain) == load_image(plain).size == (30, 10)

@@ -59,8 +59,8 @@ def describe_prediction(checkpoint, value: float, sex: str | None = None, image=
             "\n\n**This is a colour image, not an X-ray.** The model learnt from grey hand radiographs only; "
             "its number for anything else means nothing."
         )
-    if image is not None and too_small(image):
-        text += "\n\n" + too_small(image)
+    if image is not None and too_small(image.size):
+        text += "\n\n" + too_small(image.size)
     return text
 
 

@@ -12,11 +12,12 @@ import re
 import gradio as gr
 
 from demos.examples import made_up_pictures
-from demos.images import ImageDecodeError
+from demos.images import ImageDecodeError, image_size
 from demos.inference import TOP_K, ood_threshold, top_k
 from demos.summary import human_label, known_classes
 from demos.tabs.common import model_header, read_upload, user_errors
 from demos.tabs.correction_controls import food_correction
+from demos.uploads import upload_path
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -57,12 +58,13 @@ def verdict(checkpoint, scores: dict[str, float]) -> tuple[str, str]:
     return NO_FIT_TITLE, notice
 
 
-def too_small(image) -> str:
-    """A warning (markdown) when the picture is too small on a side to mean anything; else ""."""
-    if min(image.size) >= SMALLEST_SIDE_PX:
+def too_small(size: tuple[int, int]) -> str:
+    """Markdown warning when a picture of `size` (width, height) is too small on a side to mean anything, else ""."""
+    width, height = size
+    if min(size) >= SMALLEST_SIDE_PX:
         return ""
     return (
-        f"**This picture is only {image.width}x{image.height} pixels**: too small to show anything (at least "
+        f"**This picture is only {width}x{height} pixels**: too small to show anything (at least "
         f"{SMALLEST_SIDE_PX} on a side). The model enlarges it and still answers, but its answer means nothing."
     )
 
@@ -133,7 +135,7 @@ def render(models) -> None:
         if not scores:
             return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
         title, text = verdict(models.get("food"), scores)
-        warning = too_small(read_upload(payload)) if payload else ""
+        warning = too_small(image_size(upload_path(payload))) if payload else ""  # classify decoded it already
         notice = "\n\n".join(part for part in (warning, text) if part)
         return gr.Label(value={human_label(k): v for k, v in scores.items()}, label=title), notice
 

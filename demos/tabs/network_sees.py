@@ -18,7 +18,7 @@ from gradio.utils import get_upload_folder
 from demos.adversarial import METHODS, attack
 from demos.annotate import FONT_PX, label
 from demos.dream import dream
-from demos.images import load_image
+from demos.images import image_size
 from demos.pixel_space import MAX_STEPS
 from demos.refusals import checked_text, one_of, whole_number
 from demos.summary import human_label, model_choices
@@ -108,12 +108,12 @@ def run_attack(models, name: str, payload, budget: float, target: str | None, me
 def download_link(path: str, checkpoint) -> str:
     """HTML: the adversarial PNG as a link that carries the file itself (a data URL), so that it names no folder of
     the server, and one line on why the file is larger than the model's input."""
-    image = load_image(path)
+    width, height = image_size(path)
     spec = image_spec(checkpoint.processor)
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return (
         f'<a download="adversarial.png" href="data:image/png;base64,{data}">Download adversarial.png</a> '
-        f"({image.width}x{image.height} px: the size this model scales a photo to before cutting out its "
+        f"({width}x{height} px: the size this model scales a photo to before cutting out its "
         f"{spec.width}x{spec.height} input, so that the change reaches it unresampled)"
     )
 
@@ -212,7 +212,8 @@ def render(models) -> None:
 
     @user_errors
     def offer_png(payload, name):
-        return "" if upload_path(payload) is None else download_link(upload_path(payload), models.get(name))
+        path = upload_path(payload)
+        return "" if path is None else download_link(path, models.get(name))
 
     # Regression models are left out of the list: both views explain class scores.
     refresh_when_opened(
