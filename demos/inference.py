@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from demos.fx_tracing import confine_fx_patches_to_their_thread
-from demos.options import Precision, add_precision_option  # noqa: F401 (bench/options.py imports it from here)
+from demos.options import Precision
 from hub import Checkpoint
 from hub.checkpoint import computes_bf16_natively
 from hub.preprocessing import image_spec
