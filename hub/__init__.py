@@ -16,7 +16,6 @@ __all__ = [
     "is_timm",
     "load_checkpoint",
     "parameter_counts",
-    "task_from_config",
 ]
 
 
@@ -33,7 +32,10 @@ class _NoCudaRuntimeNote(logging.Filter):
 logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNote())
 
 
+_CONTRACT = {"Task", "TaskKind"}  # light: hub.contract imports no torch
+
+
 def __getattr__(name: str):
     if name in __all__:
-        return getattr(importlib.import_module("hub.checkpoint"), name)
+        return getattr(importlib.import_module("hub.contract" if name in _CONTRACT else "hub.checkpoint"), name)
     raise AttributeError(f"module 'hub' has no attribute '{name}'")

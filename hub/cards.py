@@ -17,7 +17,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub.checkpoint import TaskKind, is_timm, local_folder
+from hub.checkpoint import is_timm, local_folder
+from hub.contract import TaskKind
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +27,7 @@ from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 from hub.constants import SAFE_CHECKPOINT_FILES
+from hub.contract import Task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,38 +49,6 @@ TIMM_MODEL_TYPE = "timm_wrapper"  # transformers' TimmWrapperConfig
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be resolved or loaded; the message says what to do."""
-
-
-class TaskKind(StrEnum):
-    """The one task vocabulary of hub, train and the demos; the values are what JSON files and configs say."""
-
-    CLASSIFICATION = "classification"
-    REGRESSION = "regression"
-
-
-class KindOfTask:
-    """The `kind` field of a frozen task dataclass (hub's Task, train's TaskData): checked, and asked by name."""
-
-    def __post_init__(self):
-        object.__setattr__(self, "kind", TaskKind(self.kind))  # a kind outside the vocabulary fails here
-
-    @property
-    def is_classification(self) -> bool:
-        return self.kind is TaskKind.CLASSIFICATION
-
-    @property
-    def is_regression(self) -> bool:
-        return self.kind is TaskKind.REGRESSION
-
-
-@dataclass(frozen=True)
-class Task(KindOfTask):
-    """What a checkpoint predicts: class labels, or one number in a stated unit."""
-
-    kind: TaskKind  # a plain "classification" or "regression" is turned into its TaskKind
-    labels: tuple[str, ...] = ()
-    target: str | None = None  # regression: the predicted quantity, e.g. "bone age"
-    unit: str | None = None  # regression: the unit of logits[:, 0], e.g. "months"
 
 
 @dataclass
@@ -139,18 +107,6 @@ def computes_bf16_natively(device: torch.device | str) -> bool:
     if torch.device(device).type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def task_from_config(config: PretrainedConfig) -> Task:
-    """Read the task facts the checkpoint contract stores in config.json."""
-    if config.problem_type == "regression" or config.num_labels == 1:
-        return Task(
-            kind=TaskKind.REGRESSION,
-            target=getattr(config, "target_name", None),
-            unit=getattr(config, "target_unit", None),
-        )
-    labels = tuple(config.id2label[i] for i in range(config.num_labels))
-    return Task(kind=TaskKind.CLASSIFICATION, labels=labels)
 
 
 def builtin_aliases() -> list[str]:
@@ -353,7 +309,7 @@ def load_checkpoint(
     return Checkpoint(
         model=model,
         processor=processor,
-        task=task_from_config(model.config),
+        task=Task.from_config(model.config),
         source=ref,
         folder=folder,
         metrics={} if config_overrides else card_metrics(folder),

@@ -95,9 +95,9 @@ def publish_demo_space(space_id: str, model_id: str, run_dir: Path, *, private: 
     """Run `python -m demos.space` for the pushed model: a program of its own, as train never imports demos."""
     from transformers import AutoConfig
 
-    from hub import task_from_config
+    from hub.contract import Task
 
-    tab = "--boneage-model" if task_from_config(AutoConfig.from_pretrained(run_dir)).is_regression else "--food-model"
+    tab = "--boneage-model" if Task.from_config(AutoConfig.from_pretrained(run_dir)).is_regression else "--food-model"
     # The Space folder goes next to the run folder: inside it, it would be uploaded with the model.
     command = [sys.executable, "-m", "demos.space", space_id, tab, model_id, "--out", f"{run_dir}-space"]
     return 0 if subprocess.run(command + (["--private"] if private else [])).returncode == 0 else 4

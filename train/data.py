@@ -17,7 +17,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from tqdm.auto import tqdm
 
-from hub.checkpoint import KindOfTask, TaskKind
+from hub.contract import KindOfTask, TaskKind
 
 
 class DataError(ValueError):

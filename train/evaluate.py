@@ -93,7 +93,7 @@ def checkpoint_task(checkpoint: Checkpoint, rows, *, target_column: str | None, 
 
 def aligned_labels(rows, task: data.TaskData, model_labels: tuple[str, ...]):
     """The split's class ids renumbered to the checkpoint's (matched by name); a class it lacks is an error."""
-    from hub.checkpoint import TaskKind
+    from hub.contract import TaskKind
     from train import data
 
     unknown = sorted({name.lower() for name in task.labels} - {name.lower() for name in model_labels})

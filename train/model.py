@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig
 
-from hub.checkpoint import is_timm, load_checkpoint, task_from_config
+from hub.checkpoint import is_timm, load_checkpoint
+from hub.contract import Task
 from train import data, modes
 from train.arguments import TrainError
 from train.regression import TargetScaler, unfold_from_head
@@ -33,13 +34,13 @@ def build_model(
 def head_config(
     task: data.TaskData, *, target_name: str | None, target_unit: str | None, condition_labels: str | None
 ) -> dict:
-    """The config keys of a new head for `task`: one name per output, the problem type, and the regression facts."""
+    """The config keys of a new head for `task`: one name per output, the problem type, the target column, and the
+    regression facts (all read back by hub.contract.Task.from_config)."""
     if task.is_classification:
         names, facts = list(task.labels), {"problem_type": "single_label_classification"}
     else:
         target_name = target_name or task.target_column.replace("_", " ")
         names = output_names(task, target_name, condition_labels)
-        # read by hub.checkpoint.task_from_config
         facts = {"problem_type": "regression", "target_name": target_name, "target_unit": target_unit}
         if task.condition_column:  # any program picks the row's output from these (DESIGN.md, the checkpoint contract)
             facts.update(condition_column=task.condition_column, condition_outputs=dict(task.condition_outputs))
@@ -47,13 +48,14 @@ def head_config(
         "num_labels": len(names),  # with id2label: a timm config otherwise keeps the base's number of classes
         "id2label": dict(enumerate(names)),
         "label2id": {name: i for i, name in enumerate(names)},
+        "target_column": task.target_column,  # the dataset column it learnt: evaluation and corrections read it
         **facts,
     }
 
 
 def keeps_head(base: PretrainedConfig, head: dict) -> bool:
     """Whether the base's head already predicts `head`'s outputs: the same classes, or as many regression outputs."""
-    base_task = task_from_config(base)
+    base_task = Task.from_config(base)
     if head["problem_type"] == "regression":
         return base_task.is_regression and base.num_labels == head["num_labels"]
     return base_task.labels == tuple(head["id2label"].values())
