@@ -83,15 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # torch and gradio import after the arguments are parsed: `--help` answers at once.
-    import torch
-
-    from demos.app import CONCURRENCY_LIMIT, build_app, launch
+    from demos.app import build_app, launch, share_cores_between_requests
     from hub import CheckpointError
 
-    # Split the cores between the concurrent requests: oversubscribed torch threads spin against each
-    # other (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2). Set before
-    # the models load: their compiled copies are built for the number of threads set when they compile.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
+    share_cores_between_requests()
     try:
         demo = build_app(
             food_model=args.food_model,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from demos.corrections import CorrectionStore
 from demos.gradio_cache import apply_atomic_image_cache
 from demos.inference import Precision, checked_precision, precision_notice, serve
 from demos.priority import at_low_priority
-from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, QueueLimits, limit_queue
+from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, SPACE_PROXIES, QueueLimits, limit_queue
 from demos.refusals import checked_text
 from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
@@ -265,6 +266,35 @@ def launch(
     if not prevent_thread_lock:
         demo.block_thread()
     return local_url, share_url
+
+
+def share_cores_between_requests() -> None:
+    """Split the cores between the concurrent requests: oversubscribed torch threads spin against each other
+    (measured on this busy 2-core machine: Grad-CAM 0.2 s on 1 thread, 1.2-8 s on 2). Called before the models load:
+    their compiled copies are built for the number of threads set when they compile."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
+
+
+def build_space_app(food_model: str | None, boneage_model: str | None, prediction_precision: str) -> gr.Blocks:
+    """The app as a Hugging Face Space serves it (its app.py calls this, then `demo.launch(**upload_caps())`).
+
+    The public-demo limits: visitors load hub ids and aliases only, never a folder of the Space's disk, and a
+    bounded number and size of models. Visitors reach a Space through its proxies, so each request's peer is a
+    proxy: they (and only they) are trusted to name the visitor in X-Forwarded-For, or every visitor would count as
+    one client in the per-client limits.
+    """
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", SPACE_PROXIES)
+    share_cores_between_requests()
+    return build_app(
+        food_model=food_model,
+        boneage_model=boneage_model,
+        allow_local_dirs=(),
+        max_loaded_models=MAX_LOADED_MODELS,
+        max_model_mb=MAX_MODEL_MB,
+        prediction_precision=prediction_precision,
+    )
 
 
 @functools.cache

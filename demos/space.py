@@ -50,29 +50,9 @@ APP_TEMPLATE = '''"""The TransferLab demo, served by this Space (Spaces runs `py
 Written by `{command}`.
 """
 
-import os
+from demos.app import build_space_app, upload_caps
 
-import torch
-
-from demos.app import CONCURRENCY_LIMIT, build_app, upload_caps
-from demos.queue_limits import SPACE_PROXIES
-from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
-
-# Visitors reach a Space through its proxies, so each request's peer is a proxy: trust them (and only them) to name
-# the visitor in X-Forwarded-For, or every visitor would count as one client in the per-client limits.
-os.environ.setdefault("FORWARDED_ALLOW_IPS", SPACE_PROXIES)
-# As `python -m demos` does: split the cores between concurrent requests, before the models compile.
-torch.set_num_threads(max(1, (os.cpu_count() or 1) // CONCURRENCY_LIMIT))
-# The public-demo limits: visitors load hub ids and aliases only, never a folder of this machine, and a
-# bounded number and size of models.
-demo = build_app(
-    food_model={food!r},
-    boneage_model={boneage!r},
-    allow_local_dirs=(),
-    max_loaded_models=MAX_LOADED_MODELS,
-    max_model_mb=MAX_MODEL_MB,
-    prediction_precision={precision!r},
-)
+demo = build_space_app(food_model={food!r}, boneage_model={boneage!r}, prediction_precision={precision!r})
 
 if __name__ == "__main__":
     # No server_name/port here: Spaces sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.

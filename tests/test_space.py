@@ -112,7 +112,28 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
     assert [line for line in shipped if not line.startswith("#")] == pins
     assert not {line.split("==")[0] for line in pins} & {"accelerate", "datasets", "tensorboard"}
     assert "food_model='alice/food-vit'" in app and "boneage_model='alice/bone-resnet'" in app
-    assert "allow_local_dirs=()" in app and "prediction_precision='fp32'" in app
+    assert "build_space_app(" in app and "prediction_precision='fp32'" in app
+
+
+def test_a_space_serves_with_the_public_limits_and_trusts_only_its_proxies(monkeypatch):
+    import demos.app
+    from demos.queue_limits import SPACE_PROXIES
+    from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
+
+    built = {}
+    monkeypatch.setattr(demos.app, "build_app", lambda **kwargs: built.update(kwargs))
+    monkeypatch.setattr(demos.app, "share_cores_between_requests", lambda: None)  # keep this process's threads
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    demos.app.build_space_app(food_model="alice/food-vit", boneage_model=None, prediction_precision="int8")
+    assert built == {
+        "food_model": "alice/food-vit",
+        "boneage_model": None,
+        "allow_local_dirs": (),
+        "max_loaded_models": MAX_LOADED_MODELS,
+        "max_model_mb": MAX_MODEL_MB,
+        "prediction_precision": "int8",
+    }
+    assert os.environ["FORWARDED_ALLOW_IPS"] == SPACE_PROXIES
 
 
 def test_a_model_left_out_is_stood_in_for_by_the_other(hub, tmp_path):
