@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from demos.options import add_precision_option
+from hub.serving_options import add_precision_option
 
 
 def at_least_one(text: str) -> int:

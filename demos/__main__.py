@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from demos.options import MAX_LOADED_MODELS, MAX_MODEL_MB, add_precision_option
 from hub.constants import ALLOW_PICKLE_HELP
+from hub.serving_options import MAX_LOADED_MODELS, MAX_MODEL_MB, add_precision_option
 
 DEFAULT_PORT = 7860
 

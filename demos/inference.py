@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 
 from demos.fx_tracing import confine_fx_patches_to_their_thread
-from demos.options import Precision
 from hub import Checkpoint
 from hub.checkpoint import computes_bf16_natively
 from hub.preprocessing import image_spec
+from hub.serving_options import Precision
 
 TOP_K = 5
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from demos.options import add_precision_option
+from hub.serving_options import add_precision_option
 
 # torch, PIL and the model code import in the functions that use them, so that `--help` answers at once.
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from gradio.context import LocalContext
 
-from demos.options import MAX_LOADED_MODELS, MAX_MODEL_MB
 from hub import Checkpoint
+from hub.serving_options import MAX_LOADED_MODELS, MAX_MODEL_MB
 
 LOAD_TIMEOUT_S = 180.0  # a 1000 MB download at 50 Mbit/s takes about as long; a slower hub must not hang the tab
 LOADS_AT_ONCE = 1  # a load that timed out keeps its slot until it ends, so abandoned loads cannot pile up

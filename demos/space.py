@@ -32,8 +32,8 @@ from huggingface_hub import HfApi, ModelCard, SpaceCard, SpaceCardData, constant
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
-from demos.options import Precision, add_precision_option
 from hub.constants import SAFE_CHECKPOINT_FILES
+from hub.serving_options import Precision, add_precision_option
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVE_REQUIREMENTS = PROJECT_ROOT / "requirements-serve.txt"  # a checkout's; a wheel's are in its metadata

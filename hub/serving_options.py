@@ -1,5 +1,7 @@
-"""What the demos' command lines offer, without importing torch or gradio (so that `--help` answers at once):
-the prediction precisions and the defaults of what web visitors may load."""
+"""What serving offers on the command line (the demos', a Space's, the benches'), without importing torch or gradio
+(so that `--help` answers at once): the prediction precisions and the defaults of what web visitors may load.
+
+It lives in hub/ because publishing a Space (hub work) writes these options into the Space's app."""
 
 from __future__ import annotations
 
