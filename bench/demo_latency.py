@@ -6,7 +6,7 @@
 For each checkpoint (the shipped food10 and boneage, and a ViT-B/16-sized classifier with random weights),
 loaded as the app loads it (`demos.app.load_model`, predicting in --prediction-precision), it times image by
 image, interleaved so that load on the machine hits both alike:
-- ours: `demos.inference.top_k` (what /classify runs) or `regress` (what /bone_age's number is);
+- ours: `demos.serving.inference.top_k` (what /classify runs) or `regress` (what /bone_age's number is);
 - baseline: `transformers.pipeline("image-classification")` on the same folder (for a regression checkpoint
   it returns the raw outputs as scores, the same work).
 This is repeated --runs times on the same loaded models; each run prints its ratios (pipeline / ours, medians
@@ -89,7 +89,7 @@ def contender(ref: str, image: Image.Image, precision: str) -> Contender:
     from transformers import pipeline
 
     from demos.app import load_model
-    from demos.inference import regress, top_k, wait_until_compiled
+    from demos.serving.inference import regress, top_k, wait_until_compiled
 
     checkpoint = load_model(ref, precision=precision, compile=True)  # as the app loads its start-up models
     wait_until_compiled(checkpoint)  # what it says when a model stays uncompiled is printed
@@ -134,7 +134,7 @@ def gflop_per_image(checkpoint, image: Image.Image) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from demos.inference import model_inputs
+    from demos.serving.inference import model_inputs
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         checkpoint.model(pixel_values=model_inputs(checkpoint, image))
@@ -196,7 +196,7 @@ def time_endpoints(url: str, photos: list[Path]) -> dict[str, float]:
     return results
 
 
-COMPILE_ENDED = re.compile(r"^\* .*: predictions (compiled in|run uncompiled)", re.M)  # demos.inference.compiled_copy
+COMPILE_ENDED = re.compile(r"^\* .*: predictions (compiled in|run uncompiled)", re.M)  # serving.inference.compiled_copy
 
 
 @dataclass

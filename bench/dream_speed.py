@@ -1,4 +1,4 @@
-"""Time the default class visualisation (demos.dream.dream) on a checkpoint at its input size.
+"""Time the default class visualisation (demos.explaining.dream.dream) on a checkpoint at its input size.
 
     OMP_WAIT_POLICY=PASSIVE python -m bench.dream_speed --model efficientnet-lite0 --runs 3
 
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from demos.dream import dream
+from demos.explaining.dream import dream
 from hub import load_checkpoint
 
 

@@ -19,8 +19,8 @@ from PIL import Image
 from skimage import data
 
 from demos.examples import PICTURES, made_up_picture
-from demos.images import load_image
-from demos.inference import ood_threshold, predicted_logits
+from demos.serving.images import load_image
+from demos.serving.inference import ood_threshold, predicted_logits
 from hub import load_checkpoint
 from train.calibration import OOD_PASS_RATE
 from train.calibration import ood_threshold as calibrated_threshold

@@ -8,8 +8,8 @@ one, write the module and append it to `TABS`.
 the default models, built on first access so that importing this module loads no model.
 
 The app is safe to share by default: what web visitors may load, and how many of their models stay in
-memory, is demos/sessions.py; expensive endpoints queue in groups of their own (`EXPENSIVE_ENDPOINTS`), and what
-each client and each expensive group may queue is bounded (demos/queue_limits.py).
+memory, is demos/serving/sessions.py; expensive endpoints queue in groups of their own (`EXPENSIVE_ENDPOINTS`), and what
+each client and each expensive group may queue is bounded (demos/guards/queue_limits.py).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from demos.corrections import CorrectionStore
-from demos.gradio_cache import apply_atomic_image_cache
-from demos.inference import Precision, checked_precision, precision_notice, serve
-from demos.priority import at_low_priority
-from demos.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, SPACE_PROXIES, QueueLimits, limit_queue
-from demos.refusals import checked_text
-from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
+from demos.guards.priority import at_low_priority
+from demos.guards.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, SPACE_PROXIES, QueueLimits, limit_queue
+from demos.guards.refusals import checked_text
+from demos.guards.upload_budget import UPLOAD_MB_PER_CLIENT, UploadBudget
+from demos.serving.corrections import CorrectionStore
+from demos.serving.gradio_cache import apply_atomic_image_cache
+from demos.serving.inference import Precision, checked_precision, precision_notice, serve
+from demos.serving.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
-from demos.upload_budget import UPLOAD_MB_PER_CLIENT, UploadBudget
 from hub import Checkpoint, load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
 
@@ -42,7 +42,7 @@ SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the check
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
 # class visualisations or model loads waits behind itself instead of taking the cores /classify needs. What they
-# queue is bounded per group and per client (demos/queue_limits.py), so that they cannot fill the queue.
+# queue is bounded per group and per client (demos/guards/queue_limits.py), so that they cannot fill the queue.
 EXPENSIVE_ENDPOINTS = {
     "dream": "pixel-optimisation",
     "adversarial": "pixel-optimisation",
@@ -114,7 +114,7 @@ def load_model(
     """`hub.load_checkpoint`, its predictions computing in `precision`, compiled in the background with `compile`.
 
     The model keeps transformers' default attention (SDPA for ViTs): predictions are compiled from it; the attention
-    rollout and Grad-CAM run a twin of it with eager attention (`demos.explain.explanation_twin`).
+    rollout and Grad-CAM run a twin of it with eager attention (`demos.explaining.explain.explanation_twin`).
     """
     checkpoint = load_checkpoint(
         ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
@@ -146,8 +146,8 @@ def load_models(
     """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback.
 
     `allow_pickle` lets these two (chosen by whoever starts the app) be pickled; the Model tab never unpickles.
-    `precision`: what their predictions, and those of the models visitors load, compute in (`demos.inference`).
-    Their predictions are compiled in the background (visitors' models are not: `demos.inference` says why).
+    `precision`: what their predictions, and those of the models visitors load, compute in (`demos.serving.inference`).
+    Their predictions are compiled in the background (visitors' models are not: `demos.serving.inference` says why).
     """
     precision = checked_precision(precision)  # before loading: a bad value fails at once
     examples = Path(examples_dir) if examples_dir else None
@@ -186,7 +186,7 @@ def build_app(
     What web visitors may load: hub ids and aliases, plus checkpoint folders under `allow_local_dirs`; hub models
     up to `max_model_mb` MB; at most `max_loaded_models` of their models in memory at once, each seen only by the
     session that loaded it. The start-up models (`food_model`, `boneage_model`) are the operator's and unlimited.
-    `corrections_dir`: where users' corrections are saved (demos/corrections.py); None collects none.
+    `corrections_dir`: where users' corrections are saved (demos/serving/corrections.py); None collects none.
     `prediction_precision`: fp32, bf16 or int8 for the models it loads (`models` given carry their own).
     """
     limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
@@ -196,7 +196,7 @@ def build_app(
     )
     print(f"* {precision_notice(models.precision)}", flush=True)
     models.visitors = SessionModels(limits)
-    if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (demos/corrections.py)
+    if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (serving/corrections.py)
         models.corrections = CorrectionStore(corrections_dir)
     with gr.Blocks(title="TransferLab demo", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
@@ -218,7 +218,7 @@ def build_app(
 
 def limit_expensive_endpoints(demo: gr.Blocks) -> None:
     """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group, its work at a low CPU priority
-    (demos/priority.py); one missing is a KeyError: rename both."""
+    (demos/guards/priority.py); one missing is a KeyError: rename both."""
     events = {event.api_name: event for event in demo.fns.values() if event.api_name}
     for api_name, group in EXPENSIVE_ENDPOINTS.items():
         events[api_name].concurrency_id = group
@@ -228,7 +228,7 @@ def limit_expensive_endpoints(demo: gr.Blocks) -> None:
 
 def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT) -> dict:
     """`demo.launch`'s arguments that every server of this app passes (`launch`, a Space's app.py): the size of one
-    upload, and the megabytes a client address may upload in an hour (demos/upload_budget.py)."""
+    upload, and the megabytes a client address may upload in an hour (demos/guards/upload_budget.py)."""
     return {
         "max_file_size": MAX_FILE_SIZE,
         "app_kwargs": {"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},

@@ -90,7 +90,7 @@ def predict_images(
 
 
 def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], top_k: int) -> list[dict]:
-    from demos.images import give_back_freed_memory
+    from demos.serving.images import give_back_freed_memory
 
     rows: list[dict] = []
     logits = batch_logits(checkpoint, _decoded(named_files, rows))
@@ -106,7 +106,7 @@ def _predict_batch(checkpoint: Checkpoint, named_files: list[tuple[str, Path]], 
 
 def _decoded(named_files: list[tuple[str, Path]], rows: list[dict]) -> Iterator[Image.Image]:
     """Each file's image, decoded when asked for; appends each file's row to `rows`, with its error if it has one."""
-    from demos.images import ImageDecodeError, load_image
+    from demos.serving.images import ImageDecodeError, load_image
 
     for name, path in named_files:
         try:
@@ -137,7 +137,7 @@ def batch_logits(checkpoint: Checkpoint, images: Iterable[Image.Image]) -> torch
     """
     import torch
 
-    from demos.inference import model_inputs, uncompiled_predictor
+    from demos.serving.inference import model_inputs, uncompiled_predictor
 
     with torch.inference_mode():
         inputs = [model_inputs(checkpoint, image) for image in images]
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     add_precision_option(parser, "the predictions")
     args = parser.parse_args(argv)
-    from demos.inference import checked_precision, serve
+    from demos.serving.inference import checked_precision, serve
     from hub import CheckpointError, load_checkpoint
 
     try:

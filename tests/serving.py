@@ -57,7 +57,7 @@ def free_port() -> int:
 def raw_call(url: str, api_name: str, data: list) -> tuple[str, object]:
     """(event, decoded data) of a hand-made `/gradio_api/call/<api_name>` request, without the client library.
 
-    A job the queue refuses at the door (demos/queue_limits.py: HTTP 400 or 429) answers as an error event would:
+    A job the queue refuses at the door (demos/guards/queue_limits.py: HTTP 400 or 429) answers as an error event would:
     ("error", {"error": its message}).
     """
     posted = httpx.post(f"{url}gradio_api/call/{api_name}", json={"data": data}, timeout=30)

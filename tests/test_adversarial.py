@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from demos.adversarial import attack
+from demos.explaining.adversarial import attack
 from hub import load_checkpoint
 from hub.preprocessing import image_spec, to_pixels
 from tests.tiny_checkpoints import ARCHITECTURES

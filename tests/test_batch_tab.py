@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from demos.images import load_image
-from demos.inference import predicted_logits, top_k
-from demos.summary import human_label
+from demos.explaining.summary import human_label
+from demos.serving.images import load_image
+from demos.serving.inference import predicted_logits, top_k
 from demos.tabs import batch
 from tests.serving import serving
 from tests.test_predict import photo_folder

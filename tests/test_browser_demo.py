@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from demos.adversarial import attack
-from demos.images import load_image
-from demos.inference import regress, top_k
-from demos.summary import human_label
+from demos.explaining.adversarial import attack
+from demos.explaining.summary import human_label
+from demos.serving.images import load_image
+from demos.serving.inference import regress, top_k
 from tests.serving import serving
 from tests.test_demos_images import cat_photo, not_an_image, xray_16bit
 

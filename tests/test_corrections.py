@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification
 
 from demos import app as demo_app
-from demos.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
+from demos.serving.corrections import BONE_AGE, FOOD, CorrectionError, CorrectionStore
 from tests.serving import serving
 from tests.test_train import last_training_evaluation, read_json, train_argv
 from tests.tiny_checkpoints import LABELS
@@ -51,7 +51,7 @@ def test_eight_clients_correcting_at_once_lose_none(served, tmp_path):
         picture(i).save(tmp_path / f"{i}.png")
         uploads.append(tmp_path / f"{i}.png")
     # Each client from an address of its own (as a share link's tunnel names visitors): one address may hold
-    # only demos.queue_limits.MAX_JOBS_PER_CLIENT jobs at once.
+    # only demos.guards.queue_limits.MAX_JOBS_PER_CLIENT jobs at once.
     clients = [Client(url, verbose=False, headers={"X-Forwarded-For": f"10.0.7.{i}"}) for i in range(CLIENTS)]
     start = threading.Barrier(CLIENTS)
 

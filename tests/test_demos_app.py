@@ -8,12 +8,12 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
-from demos import explain
 from demos.examples import made_up_pictures
-from demos.explain import prepare
-from demos.images import load_image
-from demos.inference import regress, top_k
-from demos.sessions import MAX_MODEL_MB, VisitorLimits
+from demos.explaining import explain
+from demos.explaining.explain import prepare
+from demos.serving.images import load_image
+from demos.serving.inference import regress, top_k
+from demos.serving.sessions import MAX_MODEL_MB, VisitorLimits
 from demos.tabs import food, model_info
 from hub.checkpoint import builtin_aliases
 from tests.serving import free_port, serving
@@ -206,7 +206,7 @@ def test_choosing_another_model_offers_its_layers_and_target(served):
 def test_concurrent_feature_map_requests_each_get_their_own_layer(served, cat_file):
     client, _ = served
     # Four visitors, each from an address of its own (as a share link's tunnel names them): one client may hold only
-    # demos.queue_limits.MAX_EXPENSIVE_JOBS_PER_CLIENT feature maps at once.
+    # demos.guards.queue_limits.MAX_EXPENSIVE_JOBS_PER_CLIENT feature maps at once.
     visitors = [Client(client.src, verbose=False, headers={"X-Forwarded-For": f"10.0.9.{i}"}) for i in range(4)]
     jobs = [
         visitor.submit(handle_file(cat_file), "boneage", layer, "", api_name="/feature_maps")

@@ -8,10 +8,10 @@ from gradio_client.exceptions import AppError
 from transformers import AutoModelForImageClassification
 
 from demos.app import load_model
-from demos.images import load_image
-from demos.inference import top_k
-from demos.pixel_space import MAX_STEPS
-from demos.summary import human_label
+from demos.explaining.pixel_space import MAX_STEPS
+from demos.explaining.summary import human_label
+from demos.serving.images import load_image
+from demos.serving.inference import top_k
 from tests.test_demos_images import cat_photo
 from tests.test_dream_and_adversarial_app import client  # noqa: F401 (the same served app, a fixture)
 from tests.tiny_checkpoints import LABELS

@@ -9,9 +9,9 @@ import timm
 import torch
 from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
-from demos import explain, layers
 from demos.app import load_model
-from demos.inference import top_k
+from demos.explaining import explain, layers
+from demos.serving.inference import top_k
 from tests.tiny_checkpoints import ARCHITECTURES
 
 

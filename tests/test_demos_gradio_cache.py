@@ -1,12 +1,12 @@
-"""The atomic image cache (demos/gradio_cache.py): applied by build_app on the gradio versions it was written for."""
+"""The atomic image cache (demos/serving/gradio_cache.py): applied by build_app on the gradio versions it fits."""
 
 import gradio as gr
 import pytest
 from gradio import processing_utils
 from PIL import Image
 
-from demos import gradio_cache
 from demos.app import build_app, load_models
+from demos.serving import gradio_cache
 
 # Read while pytest collects, after demos.app is imported (above) and before any test builds an app.
 GRADIOS_OWN_SAVER = processing_utils.save_pil_to_cache

@@ -1,4 +1,4 @@
-"""The demo's one upload decoder (demos/images.py), and the upload files every demo test sends.
+"""The demo's one upload decoder (demos/serving/images.py), and the upload files every demo test sends.
 
 The files are made here (a scikit-image photo, drawn 16-bit X-rays, DICOM, broken files), never taken
 from the data sets. Other demo tests import the makers from this module.
@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from skimage import data
 
-from demos.images import MAX_PIXELS, ImageDecodeError, image_size, load_image
+from demos.serving.images import MAX_PIXELS, ImageDecodeError, image_size, load_image
 
 
 def cat_photo(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Predictions (demos/inference.py) on tiny random ViT, ResNet and timm checkpoints, and the Model tab's summary."""
+"""Predictions (demos/serving/inference.py) on tiny random ViT, ResNet and timm checkpoints; the Model tab's summary."""
 
 import gc
 from types import SimpleNamespace
@@ -8,8 +8,9 @@ import torch
 import torch._dynamo
 from transformers import AutoModelForImageClassification
 
-from demos import inference, summary
 from demos.app import load_model
+from demos.explaining import summary
+from demos.serving import inference
 from hub import load_checkpoint
 from tests.tiny_checkpoints import ARCHITECTURES
 

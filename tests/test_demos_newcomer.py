@@ -14,10 +14,10 @@ from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
 
 from demos import app as demo_app
-from demos.explain import grad_cam
-from demos.images import load_image
-from demos.inference import predicted_logits, top_k
-from demos.summary import card_text, human_label, label_names
+from demos.explaining.explain import grad_cam
+from demos.explaining.summary import card_text, human_label, label_names
+from demos.serving.images import load_image
+from demos.serving.inference import predicted_logits, top_k
 from demos.tabs import food
 from tests.serving import serving
 from tests.test_demos_images import cat_photo, xray_16bit

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from demos.dream import dream
+from demos.explaining.dream import dream
 from hub import load_checkpoint
 from hub.preprocessing import image_spec, normalize, to_pixels
 

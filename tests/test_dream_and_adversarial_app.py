@@ -6,7 +6,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demos.summary import human_label
+from demos.explaining.summary import human_label
 from tests.serving import serving
 from tests.tiny_checkpoints import LABELS
 

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demos.corrections import FOOD, PER_SESSION
+from demos.serving.corrections import FOOD, PER_SESSION
 from demos.tabs import network_sees
 from demos.tabs.common import user_errors
 from tests.serving import raw_call, serving

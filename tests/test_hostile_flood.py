@@ -23,9 +23,13 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from demos import app as demo_app
-from demos import queue_limits
-from demos.priority import SLOW_WORK_NICENESS
-from demos.queue_limits import MAX_EXPENSIVE_JOBS_PER_CLIENT, MAX_JOBS_PER_CLIENT, MAX_WAITING_PER_EXPENSIVE_GROUP
+from demos.guards import queue_limits
+from demos.guards.priority import SLOW_WORK_NICENESS
+from demos.guards.queue_limits import (
+    MAX_EXPENSIVE_JOBS_PER_CLIENT,
+    MAX_JOBS_PER_CLIENT,
+    MAX_WAITING_PER_EXPENSIVE_GROUP,
+)
 from demos.tabs import network_sees
 from tests.serving import free_port, serving
 from tests.test_demos_images import cat_photo
@@ -139,7 +143,7 @@ def test_no_endpoint_runs_outside_the_queue(app, held):
 
 
 def test_the_queue_hook_fits_the_installed_gradio_and_refuses_another():
-    assert gr.__version__ in queue_limits.PATCHED_GRADIO, "demos/queue_limits.py hooks gradio internals: check them"
+    assert gr.__version__ in queue_limits.PATCHED_GRADIO, "demos/guards/queue_limits.py hooks gradio internals"
     with pytest.raises(queue_limits.GradioVersionError, match="PATCHED_GRADIO"):
         queue_limits.limit_queue(gr.Blocks(), queue_limits.QueueLimits(frozenset()), gradio_version="7.0.0")
 

@@ -17,8 +17,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from demos import images
-from demos.images import load_image
+from demos.serving import images
+from demos.serving.images import load_image
 from tests.serving import serving
 from tests.test_demos_images import cat_photo, xray_16bit
 

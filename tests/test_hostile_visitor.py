@@ -19,8 +19,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from pytorch_grad_cam.base_cam import BaseCAM
 
+from demos.guards.uploads import FILE_INPUTS, NOT_AN_UPLOAD
 from demos.tabs import network_sees
-from demos.uploads import FILE_INPUTS, NOT_AN_UPLOAD
 from tests.serving import raw_call, serving
 from tests.test_demos_images import cat_photo
 

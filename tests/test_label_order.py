@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 from demos.app import load_model
-from demos.inference import top_k
+from demos.serving.inference import top_k
 from tests.test_train import read_json, train_argv
 from tests.tiny_checkpoints import build_tiny_checkpoint
 from train import modes

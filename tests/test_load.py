@@ -69,7 +69,7 @@ def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpo
     process = psutil.Process()
     with serving(tiny_checkpoints) as (url, *_):
         # Each client from an address of its own (as a share link's tunnel names visitors): one address may hold
-        # only demos.queue_limits.MAX_JOBS_PER_CLIENT jobs at once.
+        # only demos.guards.queue_limits.MAX_JOBS_PER_CLIENT jobs at once.
         clients = [Client(url, verbose=False, headers={"X-Forwarded-For": f"10.0.6.{i}"}) for i in range(CLIENTS)]
         with ThreadPoolExecutor(CLIENTS) as pool:  # one thread per client, each sending its share in turn
             warm = [r for lane in pool.map(run_lane, clients, lanes(kinds, WARM_UP)) for r in lane]
@@ -105,7 +105,7 @@ def test_identical_output_images_saved_concurrently_are_never_read_half_written(
     """
     from gradio import processing_utils
 
-    from demos.gradio_cache import apply_atomic_image_cache
+    from demos.serving.gradio_cache import apply_atomic_image_cache
 
     assert apply_atomic_image_cache()  # as demos.app.build_app does: importing a module installs nothing
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))

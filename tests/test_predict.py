@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demos import inference
-from demos.images import load_image
-from demos.inference import regress, top_k
 from demos.predict import main
+from demos.serving import inference
+from demos.serving.images import load_image
+from demos.serving.inference import regress, top_k
 from hub import load_checkpoint
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 import demos.__main__ as demos_main
 from demos import app as demo_app
-from demos.sessions import SessionModels, VisitorLimits
+from demos.serving.sessions import SessionModels, VisitorLimits
 from demos.tabs import network_sees
 from hub import CheckpointError, load_checkpoint
 from tests.serving import serving
@@ -290,7 +290,7 @@ def test_classify_answers_while_four_clients_keep_dream_busy(default_app, monkey
 
     monkeypatch.setattr(network_sees, "run_dream", busy_dream)
     # Four visitors, each from an address of its own (as a share link's tunnel names them): one client may hold only
-    # demos.queue_limits.MAX_EXPENSIVE_JOBS_PER_CLIENT dreams at once.
+    # demos.guards.queue_limits.MAX_EXPENSIVE_JOBS_PER_CLIENT dreams at once.
     dreamers = [Client(url, verbose=False, headers={"X-Forwarded-For": f"10.0.8.{i}"}) for i in range(4)]
     jobs = [c.submit("food", "banana", None, 4, 0, api_name="/dream") for c in dreamers]
     try:

@@ -10,7 +10,7 @@ import pytest
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
-from demos.corrections import BONE_AGE, FOOD, CorrectionStore
+from demos.serving.corrections import BONE_AGE, FOOD, CorrectionStore
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_dataset
 from tests.test_corrections import picture

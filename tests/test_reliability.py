@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from demos import app as demo_app
-from demos.images import load_image
+from demos.serving.images import load_image
 from hub.cards import write_model_card
 from hub.push import PushError, push_checkpoint
 from tests.bad_inputs import write_upload_zoo

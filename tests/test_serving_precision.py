@@ -10,8 +10,8 @@ import torch
 
 import demos.__main__ as demos_main
 from demos import app as demo_app
-from demos import inference
 from demos.predict import batch_logits
+from demos.serving import inference
 
 REDUCED = ("bf16", "int8")
 

@@ -21,8 +21,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from huggingface_hub import constants, snapshot_download
 
-from demos.images import load_image
-from demos.inference import top_k
+from demos.serving.images import load_image
+from demos.serving.inference import top_k
 from demos.space import SpaceError, main, publish_space
 from hub import load_checkpoint
 from hub.push import PushError, push_checkpoint
@@ -117,8 +117,8 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
 
 def test_a_space_serves_with_the_public_limits_and_trusts_only_its_proxies(monkeypatch):
     import demos.app
-    from demos.queue_limits import SPACE_PROXIES
-    from demos.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
+    from demos.guards.queue_limits import SPACE_PROXIES
+    from demos.serving.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB
 
     built = {}
     monkeypatch.setattr(demos.app, "build_app", lambda **kwargs: built.update(kwargs))

@@ -17,11 +17,11 @@ import pandas as pd
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
+from demos.explaining.summary import human_label, model_choices
+from demos.guards.refusals import whole_number
+from demos.guards.uploads import upload_path
 from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
-from demos.refusals import whole_number
-from demos.summary import human_label, model_choices
 from demos.tabs.common import refresh_when_opened, user_errors
-from demos.uploads import upload_path
 
 TITLE = "Batch"
 MAX_TOP_K = 10

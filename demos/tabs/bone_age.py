@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.explain import grad_cam
-from demos.images import is_colour
-from demos.inference import condition_outputs, regress, top_k
-from demos.refusals import one_of
-from demos.summary import human_label
+from demos.explaining.explain import grad_cam
+from demos.explaining.summary import human_label
+from demos.guards.refusals import one_of
+from demos.serving.images import is_colour
+from demos.serving.inference import condition_outputs, regress, top_k
 from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
 from demos.tabs.correction_controls import bone_age_correction
 from demos.tabs.food import too_small  # the same limit for photos and X-rays

@@ -6,7 +6,7 @@ Every tab wires its events the same way, after its components:
 - an event is an endpoint with an `api_name`, or marked `api_visibility="private"` when only the page needs it;
 - events that take an upload are registered with `preprocess=False`, so Gradio hands over the uploaded file
   untouched (gr.Image would otherwise decode it to 8-bit RGB itself and fail on DICOM or with an opaque error),
-  demos/uploads.py checks that it is an upload and demos/images.py is the one decoder;
+  demos/guards/uploads.py checks that it is an upload and demos/serving/images.py is the one decoder;
 - a model list refreshes itself when opened (`refresh_when_opened`).
 """
 
@@ -18,10 +18,10 @@ from collections.abc import Callable
 import gradio as gr
 from PIL import Image
 
-from demos.images import ImageDecodeError, load_image
-from demos.refusals import refusal
-from demos.summary import card_link, card_text
-from demos.uploads import upload_path
+from demos.explaining.summary import card_link, card_text
+from demos.guards.refusals import refusal
+from demos.guards.uploads import upload_path
+from demos.serving.images import ImageDecodeError, load_image
 from hub import Checkpoint, CheckpointError
 
 
@@ -70,7 +70,7 @@ def model_card_update(checkpoint: Checkpoint) -> tuple[gr.Accordion, str]:
 def user_errors(fn):
     """Turn the errors that describe bad input into gr.Error: the user sees the message, the app keeps serving.
 
-    A refusal (demos/refusals.py) names no server path and prints one line on the console, not a traceback; any
+    A refusal (demos/guards/refusals.py) names no server path and prints one line on the console, not a traceback; any
     other exception is a bug, and Gradio logs its traceback and shows the visitor a bare "Error".
     """
 

@@ -1,5 +1,5 @@
 """The "Wrong? Correct it" controls of the Food and Bone age tabs, and their endpoints /correct_food and
-/correct_bone_age. The saving is demos/corrections.py; a tab calls one function here with its upload component.
+/correct_bone_age. The saving is demos/serving/corrections.py; a tab calls one function here with its upload component.
 
 Nothing is rendered, and no endpoint exists, when the app collects no corrections (`models.corrections` is None:
 `python -m demos --no-corrections`, or a Space that did not ask for them).
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.corrections import PER_SESSION, CorrectionStore, checked_months, target_column
-from demos.sessions import current_session
-from demos.summary import human_label
+from demos.explaining.summary import human_label
+from demos.serving.corrections import PER_SESSION, CorrectionStore, checked_months, target_column
+from demos.serving.sessions import current_session
 from demos.tabs.common import read_upload, upload_path, user_errors
 
 ACCORDION = "Wrong? Correct it"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.explain import GRID_CHANNELS, feature_views
-from demos.images import is_colour
-from demos.inference import condition_outputs, output_indices
-from demos.layers import feature_layers, has_attention_rollout
-from demos.pixel_space import class_index
-from demos.refusals import checked_text
-from demos.summary import human_label, model_choices
+from demos.explaining.explain import GRID_CHANNELS, feature_views
+from demos.explaining.layers import feature_layers, has_attention_rollout
+from demos.explaining.pixel_space import class_index
+from demos.explaining.summary import human_label, model_choices
+from demos.guards.refusals import checked_text
+from demos.serving.images import is_colour
+from demos.serving.inference import condition_outputs, output_indices
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 
 TITLE = "Feature maps"

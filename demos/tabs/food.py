@@ -12,12 +12,12 @@ import re
 import gradio as gr
 
 from demos.examples import made_up_pictures
-from demos.images import ImageDecodeError, image_size
-from demos.inference import TOP_K, ood_threshold, top_k
-from demos.summary import human_label, known_classes
+from demos.explaining.summary import human_label, known_classes
+from demos.guards.uploads import upload_path
+from demos.serving.images import ImageDecodeError, image_size
+from demos.serving.inference import TOP_K, ood_threshold, top_k
 from demos.tabs.common import model_header, read_upload, user_errors
 from demos.tabs.correction_controls import food_correction
-from demos.uploads import upload_path
 
 TITLE = "Food"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -128,7 +128,7 @@ def render(models) -> None:
         return None, ""
 
     @user_errors
-    def present(raw_scores, payload):  # unprocessed: the photo's file is read by demos/images.py, not by gr.Image
+    def present(raw_scores, payload):  # unprocessed: its file is read by demos/serving/images.py, not by gr.Image
         """The scores with human labels, titled (and noticed) as fitting the known classes or none of them; a
         picture too small to mean anything is said to be so."""
         scores = label_scores(raw_scores)

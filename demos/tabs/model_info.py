@@ -1,14 +1,14 @@
 """Model tab: what a loaded checkpoint is (layer table, labels, preprocessing, card metrics); load another by ref.
 
-What a visitor may load, and for how long it stays, is set by the operator (demos/sessions.py); the tab says so.
+What a visitor may load, and for how long it stays, is set by the operator (demos/serving/sessions.py); the tab says so.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from demos.refusals import checked_text
-from demos.summary import describe, model_choices, readable_layer_table
+from demos.explaining.summary import describe, model_choices, readable_layer_table
+from demos.guards.refusals import checked_text
 from demos.tabs.common import model_card, model_card_update, refresh_when_opened, user_errors
 from hub import CheckpointError
 from hub.checkpoint import builtin_aliases, hub_offline

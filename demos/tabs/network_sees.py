@@ -1,7 +1,7 @@
 """What-the-network-sees tab: class visualisation (endpoint /dream) and adversarial examples (/adversarial).
 
-Both work on any loaded classification checkpoint, in pixel space at its input size (demos/dream.py,
-demos/adversarial.py). The adversarial PNG offered for download classifies as the attack did when
+Both work on any loaded classification checkpoint, in pixel space at its input size (demos/explaining/dream.py,
+demos/explaining/adversarial.py). The adversarial PNG offered for download classifies as the attack did when
 uploaded to the Food tab (/classify) with the same model.
 """
 
@@ -15,15 +15,15 @@ import gradio as gr
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
-from demos.adversarial import METHODS, attack
-from demos.annotate import FONT_PX, label
-from demos.dream import dream
-from demos.images import image_size
-from demos.pixel_space import MAX_STEPS
-from demos.refusals import checked_text, one_of, whole_number
-from demos.summary import human_label, model_choices
+from demos.explaining.adversarial import METHODS, attack
+from demos.explaining.annotate import FONT_PX, label
+from demos.explaining.dream import dream
+from demos.explaining.pixel_space import MAX_STEPS
+from demos.explaining.summary import human_label, model_choices
+from demos.guards.refusals import checked_text, one_of, whole_number
+from demos.guards.uploads import upload_path
+from demos.serving.images import image_size
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
-from demos.uploads import upload_path
 from hub.preprocessing import image_spec
 
 TITLE = "What the network sees"

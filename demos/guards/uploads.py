@@ -6,7 +6,7 @@ path is checked here, after resolving symlinks and `..`: it must name a file in 
 uploads, the example pictures and the app's outputs live). Anything else, existing or not, is refused with one
 message that names no path, so that the server's disk can be neither read nor probed.
 
-The queue checks a request's files before it takes the job (`demos.queue_limits`), so that a payload Gradio's own
+The queue checks a request's files before it takes the job (`demos.guards.queue_limits`), so that a payload Gradio's own
 models would refuse with a traceback on the console gets this one message too; the tabs check again as they read.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 
-from demos.images import ImageDecodeError
+from demos.serving.images import ImageDecodeError
 
 NOT_AN_UPLOAD = "That is not a file uploaded to this demo: upload the image (or, by API, send it with handle_file)."
 FILE_INPUTS = (gr.Image, gr.File)  # the components whose payloads name files

@@ -8,7 +8,7 @@ attacked pixels, so uploading the PNG to any classifier using the checkpoint's p
 
     from PIL import Image
     from hub import load_checkpoint
-    from demos.adversarial import attack
+    from demos.explaining.adversarial import attack
     result = attack(load_checkpoint("efficientnet-lite0"), Image.open("cat.jpg"), budget=4)
     result.upload.save("adversarial.png"); print(result.original_label, "->", result.adversarial_label)
 """
@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from demos.pixel_space import MAX_STEPS, class_index, class_labels, input_gradient, logits, quantise, to_image
+from demos.explaining.pixel_space import (
+    MAX_STEPS,
+    class_index,
+    class_labels,
+    input_gradient,
+    logits,
+    quantise,
+    to_image,
+)
 from hub import Checkpoint
 from hub.preprocessing import ImageSpec, image_spec, resize_steps, to_pixels
 

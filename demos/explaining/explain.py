@@ -1,5 +1,6 @@
 """Explaining a prediction, free of Gradio: a layer's strongest channels, a PCA view of its features, Grad-CAM and
-ViT attention rollout. Predictions themselves are demos/inference.py; which layers a model has is demos/layers.py.
+ViT attention rollout. Predictions themselves are demos/serving/inference.py; which layers a model has is
+demos/explaining/layers.py.
 
 Every function takes a `hub.Checkpoint` and a PIL image (or its `ModelInput`). Preprocessing is the checkpoint's own
 image processor; pixel-space views (overlays) come from `hub.preprocessing.denormalize` of that same input, so an
@@ -25,9 +26,8 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchvision.utils import make_grid
 
-from demos.annotate import label, label_height
-from demos.inference import LogitsOnly, model_inputs, output_indices
-from demos.layers import (
+from demos.explaining.annotate import label, label_height
+from demos.explaining.layers import (
     as_feature_map,
     cam_target_layer,
     has_attention_rollout,
@@ -35,6 +35,7 @@ from demos.layers import (
     token_grid,
     tokens_to_map,
 )
+from demos.serving.inference import LogitsOnly, model_inputs, output_indices
 from hub import Checkpoint
 from hub.preprocessing import denormalize, image_spec
 

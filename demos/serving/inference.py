@@ -3,7 +3,7 @@
 Every function takes a `hub.Checkpoint` and a PIL image, preprocessed by the checkpoint's own image processor.
 Predictions run the model in fp32 or, opted into, bf16 or int8 (`Precision`, `serve`), through a compiled copy
 for the start-up models (`predictor`). Explaining them (feature maps, Grad-CAM, attention rollout) is
-demos/explain.py, in fp32.
+demos/explaining/explain.py, in fp32.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from demos.fx_tracing import confine_fx_patches_to_their_thread
+from demos.serving.fx_tracing import confine_fx_patches_to_their_thread
 from hub import Checkpoint
 from hub.checkpoint import computes_bf16_natively
 from hub.preprocessing import image_spec

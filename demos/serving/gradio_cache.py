@@ -50,7 +50,7 @@ def apply_atomic_image_cache(gradio_version: str = gr.__version__) -> bool:
         return True
     if Version(gradio_version) not in PATCHED_GRADIO:
         warnings.warn(
-            f"gradio {gradio_version}: the atomic image cache (demos/gradio_cache.py) was written for gradio "
+            f"gradio {gradio_version}: the atomic image cache (demos/serving/gradio_cache.py) was written for gradio "
             f"{PATCHED_GRADIO} and is not applied; concurrent requests producing the same image may read it "
             "half-written.",
             stacklevel=2,

@@ -7,7 +7,7 @@ these the ascent finds high-frequency noise that the model scores highly but no 
 Optimised in pixel space before the processor's normalisation (hub.preprocessing), at the input size.
 
     from hub import load_checkpoint
-    from demos.dream import dream
+    from demos.explaining.dream import dream
     result = dream(load_checkpoint("efficientnet-lite0"), "goldfish, Carassius auratus")
     result.image.save("goldfish.png"); result.strip.save("steps.png"); print(result.probability)
 """
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from demos.pixel_space import MAX_STEPS, class_index, filmstrip, logits, quantise, to_image
+from demos.explaining.pixel_space import MAX_STEPS, class_index, filmstrip, logits, quantise, to_image
 from hub import Checkpoint
 from hub.preprocessing import image_spec, to_pixels
 

@@ -42,7 +42,7 @@ import pydicom
 from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
-from demos.images import load_image
+from demos.serving.images import load_image
 
 FOOD = "food"
 BONE_AGE = "bone_age"
@@ -183,7 +183,7 @@ def stored_bytes(upload: Upload) -> tuple[bytes, str]:
     try:
         with Image.open(path) as image:
             suffix = KEPT_FORMATS.get(image.format)
-    except (UnidentifiedImageError, OSError):  # DICOM, or something only demos/images.py decodes
+    except (UnidentifiedImageError, OSError):  # DICOM, or something only demos/serving/images.py decodes
         suffix = None
     if suffix is not None:
         return path.read_bytes(), suffix

@@ -1,8 +1,9 @@
 """A classifier as a differentiable function of its input pixels, for the "what the network sees" views.
 
-The class visualisation (demos/dream.py) and the adversarial examples (demos/adversarial.py) optimise
-pixels in [0, 1] at the model's input size, after the processor's resize/crop and before its
-normalisation (hub.preprocessing), so what they show is an image anyone can save and classify again.
+The class visualisation (demos/explaining/dream.py) and the adversarial examples
+(demos/explaining/adversarial.py) optimise pixels in [0, 1] at the model's input size, after the processor's
+resize/crop and before its normalisation (hub.preprocessing), so what they show is an image anyone can save and
+classify again.
 """
 
 from __future__ import annotations

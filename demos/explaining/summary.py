@@ -13,7 +13,7 @@ import torchinfo
 from huggingface_hub import ModelCard
 from pandas.io.formats.style import Styler
 
-from demos.explain import hookable
+from demos.explaining.explain import hookable
 from hub import Checkpoint, builtin_aliases, parameter_counts
 from hub.preprocessing import image_spec
 

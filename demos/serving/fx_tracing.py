@@ -1,4 +1,5 @@
-"""A fix for torch.fx's process-wide patching while it traces, applied by demos.inference before it compiles a model.
+"""A fix for torch.fx's process-wide patching while it traces, applied before a model compiles
+(demos/serving/inference.py).
 
 torch.compile traces the model with torch.fx (AOTAutograd's make_fx), whose tracer replaces `torch.nn.Module.__call__`
 and `__getattr__` on the class itself for as long as it traces, so for every thread of the process. A request that runs
@@ -31,8 +32,8 @@ def confine_fx_patches_to_their_thread(torch_version: str = torch.__version__) -
         return True
     if Version(Version(torch_version).base_version) not in PATCHED_TORCH:
         warnings.warn(
-            f"torch {torch_version}: the thread-confined fx patching (demos/fx_tracing.py) was written for torch "
-            f"{PATCHED_TORCH} and is not applied; a request running while a model compiles may fail.",
+            f"torch {torch_version}: the thread-confined fx patching (demos/serving/fx_tracing.py) was written for "
+            f"torch {PATCHED_TORCH} and is not applied; a request running while a model compiles may fail.",
             stacklevel=2,
         )
         return False

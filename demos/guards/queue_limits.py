@@ -9,7 +9,7 @@ POSTs) fill it and every endpoint answers "Queue is full". `limit_queue` puts a 
 - or `waiting_per_expensive_group` jobs already wait in its expensive concurrency group, whoever sent them.
 The refusal is an HTTP 429 whose `detail` says what to do (the web page shows it; a raw API client reads it) with
 a Retry-After header, and one line on the operator's console. A job whose file payloads name anything but an upload
-(demos/uploads.py) is refused there too, with HTTP 400 and the one message of demos/uploads.py.
+(demos/guards/uploads.py) is refused there too, with HTTP 400 and the one message of demos/guards/uploads.py.
 
 The jobs held are read from gradio's own records (`Queue.event_ids_to_events`: queued and running jobs, until
 they end), so nothing here has to notice when a job ends, fails or is cancelled.
@@ -35,8 +35,8 @@ from gradio.queueing import Event, Queue
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from demos.refusals import tell_operator
-from demos.uploads import NOT_AN_UPLOAD, names_only_uploads
+from demos.guards.refusals import tell_operator
+from demos.guards.uploads import NOT_AN_UPLOAD, names_only_uploads
 
 # The versions whose Queue.push, Event and event_ids_to_events were read. Another version may have changed them:
 # `limit_queue` then refuses to start (tests/test_hostile_flood.py says so too); check, then widen this.
@@ -110,8 +110,8 @@ def limit_queue(demo: gr.Blocks, limits: QueueLimits, gradio_version: str = gr._
     """Check `limits` before gradio's `Queue.push` on `demo`'s queue (made by `demo.queue()`, called before this)."""
     if Version(gradio_version) not in PATCHED_GRADIO:
         raise GradioVersionError(
-            f"gradio {gradio_version}: demos/queue_limits.py hooks the queue of gradio {PATCHED_GRADIO} and would "
-            "leave the demo open to queue floods on this one: check Queue.push there, then widen PATCHED_GRADIO."
+            f"gradio {gradio_version}: demos/guards/queue_limits.py hooks the queue of gradio {PATCHED_GRADIO} and "
+            "would leave the demo open to queue floods on this one: check Queue.push there, then widen PATCHED_GRADIO."
         )
     queue = demo._queue
     gradio_push = queue.push

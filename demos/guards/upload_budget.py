@@ -4,8 +4,9 @@ Gradio's upload route (`/gradio_api/upload`) runs outside the queue and caps the
 not how many a client sends: a script could store gigabytes a minute in Gradio's cache, which is swept of day-old
 files only. `UploadBudget` is an ASGI middleware (given to the app at launch) that lets each client address upload
 at most `UPLOAD_MB_PER_CLIENT` megabytes in any `WINDOW_S` seconds, judged from the request's Content-Length before
-anything is read, and refuses the rest with HTTP 429. The address is the one uvicorn resolves (demos/queue_limits.py
-says which); a request without a Content-Length is refused (411), since its size could not be judged up front.
+anything is read, and refuses the rest with HTTP 429. The address is the one uvicorn resolves
+(demos/guards/queue_limits.py says which); a request without a Content-Length is refused (411), since its size could
+not be judged up front.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import defaultdict, deque
 
 from starlette.responses import JSONResponse
 
-from demos.refusals import tell_operator
+from demos.guards.refusals import tell_operator
 
 # A Batch run of 200 phone photos (3 MB each) is 600 MB: a thousand leaves room for it and a few more uploads an hour.
 UPLOAD_MB_PER_CLIENT = 1000

@@ -1,0 +1,1 @@
+"""Serving predictions: the served-model object, decoding uploads, visitors' models, users' corrections."""
