@@ -290,7 +290,7 @@ def _extra_rows(evaluation: dict) -> list[dict]:
 def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: str | None = None) -> ModelCard:
     """The model card of the run in `run_dir`; `repo_id` (else the folder) is what the usage snippet loads.
 
-    `demo_space`: the id of a Space that runs the model (python -m demos.space), linked under the summary.
+    `demo_space`: the id of a Space that runs the model (python -m hub.space), linked under the summary.
     """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")

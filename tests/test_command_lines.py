@@ -11,7 +11,7 @@ import pytest
 from train.__main__ import parse
 from train.arguments import TrainArguments
 
-COMMANDS = ["train", "train.evaluate", "demos", "demos.predict", "demos.space", "hub"]
+COMMANDS = ["train", "train.evaluate", "demos", "demos.predict", "hub.space", "hub"]
 HEAVY = ("torch", "transformers", "gradio", "datasets", "timm")
 # Runs a command's `--help` as `python -m` does, then prints which heavy packages that imported.
 HELP_THEN_HEAVY_MODULES = """

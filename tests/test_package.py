@@ -77,9 +77,9 @@ def test_the_shipped_checkpoints_come_with_the_install(installed):
 
 def test_the_install_carries_its_card_templates_and_serving_pins(installed):
     code = (
-        "import json, hub.cards, hub.push, demos.space\n"
+        "import json, hub.cards, hub.push, hub.space\n"
         "print(json.dumps({'files': [str(hub.cards.TEMPLATE), str(hub.push.DATASET_CARD_TEMPLATE)],"
-        " 'space': demos.space.pinned_requirements()}))"
+        " 'space': hub.space.pinned_requirements()}))"
     )
     found = json.loads(installed["run"](sys.executable, "-c", code).stdout)
     for path in found["files"]:

@@ -1,4 +1,4 @@
-"""python -m demos.space: the Space folder, its upload to the hub stand-in, its failures, and the pushed Space alone.
+"""python -m hub.space: the Space folder, its upload to the hub stand-in, its failures, and the pushed Space alone.
 
 The end-to-end test downloads the pushed Space into an empty folder and serves its app.py in a fresh process
 pointed at the stand-in, with no TransferLab checkout importable, then classifies a photo through gradio_client.
@@ -23,9 +23,9 @@ from huggingface_hub import constants, snapshot_download
 
 from demos.serving.images import load_image
 from demos.serving.inference import top_k
-from demos.space import SpaceError, main, publish_space
 from hub import load_checkpoint
 from hub.push import PushError, push_checkpoint
+from hub.space import SpaceError, main, publish_space
 from tests.hub_server import HubStandIn
 from tests.serving import free_port
 from tests.test_cards import FOOD_TERMS, RSNA_TERMS, make_run_folder
@@ -99,7 +99,7 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
         assert set(files.split(",")) <= set(hub.repos[repo_id].commit("main").files)
     assert f"[alice/food-vit]({hub.url}/alice/food-vit)" in readme
     assert FOOD_TERMS in readme and RSNA_TERMS in readme
-    command = "python -m demos.space alice/demo --food-model alice/food-vit --boneage-model alice/bone-resnet"
+    command = "python -m hub.space alice/demo --food-model alice/food-vit --boneage-model alice/bone-resnet"
     assert f"{command}\n" in readme
     app = hub.file("alice/demo", "app.py", kind="spaces").decode()
     # The publisher's folders are theirs: neither file names one (the --out given above is under tmp_path).
@@ -144,7 +144,7 @@ def test_a_model_left_out_is_stood_in_for_by_the_other(hub, tmp_path):
     assert "food_model='alice/food-vit'" in app and "boneage_model='alice/food-vit'" in app
     assert "prediction_precision='int8'" in app
     readme = hub.file("alice/food-only", "README.md", kind="spaces").decode()
-    command = "python -m demos.space alice/food-only --food-model alice/food-vit --private --prediction-precision int8"
+    command = "python -m hub.space alice/food-only --food-model alice/food-vit --private --prediction-precision int8"
     assert f"{command}\n" in readme and "--out" not in readme
     assert header(hub.file("alice/food-only", "README.md", kind="spaces").decode())["models"] == ["alice/food-vit"]
 
@@ -196,7 +196,7 @@ def test_a_failing_upload_keeps_the_folder_prints_the_retry_and_never_the_token(
     message = str(failure.value.code)
     assert "HTTP 503" in message and "after 4 tries" in message
     assert f"The local Space folder {out} is intact" in message
-    assert f"python -m demos.space alice/demo --food-model alice/food-vit --private --out {out}" in message
+    assert f"python -m hub.space alice/demo --food-model alice/food-vit --private --out {out}" in message
     assert (out / "app.py").is_file() and (out / "README.md").is_file()
     captured = capsys.readouterr()
     assert FAKE_TOKEN not in message + captured.out + captured.err + caplog.text

@@ -12,7 +12,7 @@ from train.__main__ import main
 
 @pytest.fixture
 def online_for_children(hub, monkeypatch):  # noqa: F811 (fixture)
-    """The stand-in for this process and for the `python -m demos.space` that train starts."""
+    """The stand-in, for this process (where train pushes the run and publishes its Space) and any it starts."""
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     with online_in_this_process(hub):

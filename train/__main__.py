@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -92,15 +91,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def publish_demo_space(space_id: str, model_id: str, run_dir: Path, *, private: bool) -> int:
-    """Run `python -m demos.space` for the pushed model: a program of its own, as train never imports demos."""
+    """Publish a Space that serves the pushed model: hub.space, the code behind `python -m hub.space`."""
     from transformers import AutoConfig
 
     from hub.contract import Task
+    from hub.push import PushError
+    from hub.space import SpaceError, publish_space, published_message
 
-    tab = "--boneage-model" if Task.from_config(AutoConfig.from_pretrained(run_dir)).is_regression else "--food-model"
-    # The Space folder goes next to the run folder: inside it, it would be uploaded with the model.
-    command = [sys.executable, "-m", "demos.space", space_id, tab, model_id, "--out", f"{run_dir}-space"]
-    return 0 if subprocess.run(command + (["--private"] if private else [])).returncode == 0 else 4
+    regression = Task.from_config(AutoConfig.from_pretrained(run_dir)).is_regression
+    served = {"boneage_model" if regression else "food_model": model_id}
+    try:
+        # The Space folder goes next to the run folder: inside it, it would be uploaded with the model.
+        commit = publish_space(space_id, **served, private=private, out=Path(f"{run_dir}-space"))
+    except (SpaceError, PushError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 4
+    print(published_message(space_id, private=private, commit=commit))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Publish the TransferLab app as a Hugging Face Space: a lasting public demo of your fine-tuned models.
 
-    python -m demos.space your-name/food10-demo --food-model your-name/food10 [--boneage-model your-name/boneage] \
+    python -m hub.space your-name/food10-demo --food-model your-name/food10 [--boneage-model your-name/boneage] \
         [--private] [--prediction-precision fp32] [--out DIR]
 
 It checks the models on the hub, writes the Space folder (default runs/space-NAME) and uploads it as one commit:
 
-- app.py: this project's app (demos.app.build_app) with the given model ids, and its public-demo defaults;
+- app.py: one call of this project's app (demos.app.build_space_app) with the given model ids, and its public-demo
+  defaults;
 - requirements.txt: the serving pins (requirements-serve.txt, or an installed TransferLab's own dependencies),
   nothing of training; the project's own code (hub/, demos/) is copied next to app.py;
 - README.md: the Spaces header (sdk and sdk_version = the pinned gradio, the licence, models, preload_from_hub so
@@ -270,7 +271,7 @@ def space_card(
 def space_command(space_id: str, *, given: dict[str, str | None], private: bool, precision: str) -> str:
     """The command that builds and uploads this Space again (also its update command), as the Space's README and
     app.py state it: without --out, which is a folder of the publisher's machine."""
-    args = ["python", "-m", "demos.space", space_id]
+    args = ["python", "-m", "hub.space", space_id]
     args += ["--food-model", given["food"]] if given["food"] else []
     args += ["--boneage-model", given["boneage"]] if given["boneage"] else []
     args += ["--private"] if private else []
@@ -351,9 +352,15 @@ def space_url(space_id: str) -> str:
     return f"{constants.ENDPOINT}/spaces/{space_id}"
 
 
+def published_message(space_id: str, *, private: bool, commit) -> str:
+    """What a command that published a Space prints: the Space's address, then the commit's."""
+    visibility = "private" if private else "public"
+    return f"Published {space_id} ({visibility}): {space_url(space_id)}\nCommit: {commit.commit_url}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m demos.space", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m hub.space", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("space_id", help="the Space to create or update: your-name/space-name")
     parser.add_argument("--food-model", help="hub id of the classifier the Food tab serves")
@@ -375,8 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except (SpaceError, PushError) as err:
         sys.exit(f"error: {err}")
-    print(f"Published {args.space_id} ({'private' if args.private else 'public'}): {space_url(args.space_id)}")
-    print(f"Commit: {commit.commit_url}")
+    print(published_message(args.space_id, private=args.private, commit=commit))
 
 
 if __name__ == "__main__":
