@@ -4,7 +4,7 @@
         [--vit-model FOLDER] [--images 20] [--runs 5] [--skip-endpoints] [--prediction-precision fp32]
 
 For each checkpoint (the shipped food10 and boneage, and a ViT-B/16-sized classifier with random weights),
-loaded as the app loads it (`demos.app.load_model`, predicting in --prediction-precision), it times image by
+loaded as the app loads it (`demos.models.load_model`, predicting in --prediction-precision), it times image by
 image, interleaved so that load on the machine hits both alike:
 - ours: `demos.serving.inference.top_k` (what /classify runs) or `regress` (what /bone_age's number is);
 - baseline: `transformers.pipeline("image-classification")` on the same folder (for a regression checkpoint
@@ -88,11 +88,11 @@ class Contender:
 def contender(ref: str, image: Image.Image, precision: str) -> Contender:
     from transformers import pipeline
 
-    from demos.app import load_model
-    from demos.serving.inference import regress, top_k, wait_until_compiled
+    from demos.models import load_model
+    from demos.serving.inference import regress, top_k
 
     checkpoint = load_model(ref, precision=precision, compile=True)  # as the app loads its start-up models
-    wait_until_compiled(checkpoint)  # what it says when a model stays uncompiled is printed
+    checkpoint.wait_until_compiled()  # what it says when a model stays uncompiled is printed
     predict = regress if checkpoint.task.is_regression else top_k
     pair = Contender(
         ours=lambda photo: predict(checkpoint, photo),

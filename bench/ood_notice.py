@@ -20,8 +20,9 @@ from skimage import data
 
 from demos.examples import PICTURES, made_up_picture
 from demos.serving.images import load_image
-from demos.serving.inference import ood_threshold, predicted_logits
+from demos.serving.inference import predicted_logits
 from hub import load_checkpoint
+from hub.constants import IMAGE_SUFFIXES
 from train.calibration import OOD_PASS_RATE
 from train.calibration import ood_threshold as calibrated_threshold
 
@@ -30,7 +31,6 @@ SKIMAGE_PHOTOS = [
     "hubble_deep_field", "immunohistochemistry", "logo", "moon", "page", "retina", "rocket", "text",
 ]  # fmt: skip
 NOISE_SEEDS = range(10)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 def skimage_photos() -> dict[str, Image.Image]:
@@ -70,8 +70,8 @@ def main() -> None:
     checkpoint = load_checkpoint(args.model)
     validation = folder_images(args.validation) if args.validation else {}
     threshold, source = args.threshold, "--threshold"
-    if threshold is None and ood_threshold(checkpoint) is not None:
-        threshold, source = ood_threshold(checkpoint), "stored in the checkpoint's config"
+    if threshold is None and checkpoint.task.ood_threshold is not None:
+        threshold, source = checkpoint.task.ood_threshold, "stored in the checkpoint's config"
     if threshold is None:
         if not validation:
             raise SystemExit(f"{args.model} stores no ood_threshold: pass --validation (or --threshold).")

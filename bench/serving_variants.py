@@ -12,9 +12,9 @@ from its config). Each variant is a pixel_values -> logits callable built from t
 - eager-attention: the transformers model with eager attention (what the demo needs for attention rollout);
 - fp32: the model as `from_pretrained` loads it (SDPA attention where the architecture has it);
 - bf16, int8: that model under bf16 autocast, or with its Linear layers quantised to int8 dynamically
-  (`demos.serving.inference.uncompiled`: what `python -m demos --prediction-precision bf16/int8` computes);
+  (`demos.serving.precision.uncompiled`: what `python -m demos --prediction-precision bf16/int8` computes);
 - compiled-fp32, compiled-bf16, compiled-int8: those compiled by `torch.compile` with inductor's freezing, checked
-  against them (`demos.serving.inference.compiled_copy`): what the demo's start-up models predict with once compiled;
+  against them (`demos.serving.compiling.compiled_copy`): what the demo's start-up models predict with once compiled;
 - export: `torch.export` of the fp32 model, run as the exported module;
 - onnxruntime: `torch.onnx.export` of it, run by ONNX Runtime on the same number of threads as torch
   (`pip install onnxruntime onnx onnxscript` first: they are not dependencies of the project).
@@ -43,13 +43,16 @@ import torch
 from PIL import Image
 
 from bench.demo_latency import synthetic_photos, time_call, vit_base_folder
+from demos.serving.compiling import compiled_copy
 from demos.serving.images import load_image
-from demos.serving.inference import LogitsOnly, Precision, compiled_copy, model_inputs, uncompiled
+from demos.serving.inference import model_inputs
+from demos.serving.precision import LogitsOnly, uncompiled
 from hub import Checkpoint, load_checkpoint
+from hub.constants import IMAGE_SUFFIXES
 from hub.preprocessing import image_spec
+from hub.serving_options import Precision
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # pixel_values (1, 3, H, W) -> logits (1, labels)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 def logits_of(model: torch.nn.Module) -> torch.nn.Module:
@@ -64,7 +67,7 @@ def eager_attention(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
 
 
 def served_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
-    """The model computing in `precision`, uncompiled (demos.serving.inference's one implementation)."""
+    """The model computing in `precision`, uncompiled (demos.serving.precision's one implementation)."""
 
     def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict:
         return uncompiled(checkpoint.model, precision)
@@ -73,7 +76,7 @@ def served_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Pred
 
 
 def compiled_in(precision: Precision) -> Callable[[Checkpoint, torch.Tensor], Predict]:
-    """What the demo's start-up models predict with in `precision` once compiled (demos.serving.inference's one way)."""
+    """What the demo's start-up models predict with in `precision` once compiled (demos.serving.compiling's one way)."""
 
     def build(checkpoint: Checkpoint, example: torch.Tensor) -> Predict | None:
         spec = image_spec(checkpoint.processor)

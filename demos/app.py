@@ -1,7 +1,7 @@
 """The Gradio app: loads the two models once and composes the tabs listed in `TABS`.
 
-A tab is a module in demos/tabs/ with `TITLE: str` and `render(models: DemoModels) -> None`, which
-builds its components and events (each with an `api_name`) inside the enclosing `gr.Tab`. To add
+A tab is a module in demos/tabs/ with `TITLE: str` and `render(models: DemoModels) -> None` (the app's model set,
+demos/models.py), which builds its components and events (each with an `api_name`) inside the enclosing `gr.Tab`. To add
 one, write the module and append it to `TABS`.
 
 `python -m demos` serves the app (see demos/__main__.py); `from demos.app import demo` gives it with
@@ -18,7 +18,6 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -26,19 +25,16 @@ from starlette.middleware import Middleware
 
 from demos.guards.priority import at_low_priority
 from demos.guards.queue_limits import MAX_WAITING_PER_EXPENSIVE_GROUP, SPACE_PROXIES, QueueLimits, limit_queue
-from demos.guards.refusals import checked_text
 from demos.guards.upload_budget import UPLOAD_MB_PER_CLIENT, UploadBudget
+from demos.models import DemoModels, load_models
 from demos.serving.corrections import CorrectionStore
 from demos.serving.gradio_cache import apply_atomic_image_cache
-from demos.serving.inference import Precision, checked_precision, precision_notice, serve
+from demos.serving.precision import precision_notice
 from demos.serving.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
-from hub import Checkpoint, load_checkpoint
-from hub.checkpoint import SHIPPED_CHECKPOINTS
+from hub.serving_options import Precision
 
 TABS = [food, bone_age, feature_maps, model_info, network_sees, batch]
-FALLBACK_MODEL = "efficientnet-lite0"  # the offline default backbone, ImageNet labels
-SHIPPED = {"food": "food10", "boneage": "boneage"}  # role -> alias of the checkpoint shipped in checkpoints/
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
 # class visualisations or model loads waits behind itself instead of taking the cores /classify needs. What they
@@ -65,107 +61,6 @@ MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; pho
 logging.getLogger("transformers.models.auto.image_processing_auto").addFilter(
     lambda record: "Requested torchvision backend is not available" not in record.getMessage()
 )
-
-
-@dataclass
-class DemoModels:
-    """The checkpoints the tabs use: "food" and "boneage" for everyone, plus those the current session loaded.
-
-    `names`, `get` and `load` answer for the session of the Gradio request being served.
-    """
-
-    checkpoints: dict[str, Checkpoint]  # chosen by the operator, seen by every visitor
-    notes: dict[str, str] = field(default_factory=dict)  # role -> why a fallback model stands in
-    examples_dir: Path | None = None
-    visitors: SessionModels = field(default_factory=SessionModels)
-    corrections: CorrectionStore | None = None  # where users' corrections are saved; None: not collected
-    precision: Precision = Precision.FP32  # what predictions compute in, visitors' models included
-
-    def names(self) -> list[str]:
-        return [*self.checkpoints, *self.visitors.names(current_session())]
-
-    def get(self, name: str) -> Checkpoint:
-        checked_text(name, "The model")  # a name from any API caller: a list or a number must not reach the dicts
-        checkpoint = self.checkpoints.get(name) or self.visitors.get(current_session(), name)
-        if checkpoint is None:
-            raise ValueError(
-                f"No model '{name}' is loaded in this session; choose one of: {', '.join(self.names())}. "
-                f"(The server keeps at most {self.visitors.limits.max_loaded_models} models loaded by visitors, the "
-                "least recently used goes first: load it again in the Model tab.)"
-            )
-        return checkpoint
-
-    def load(self, ref: str) -> Checkpoint:
-        """Load a checkpoint (hub id, alias, or folder under an allowed root) for the current session, as `ref`."""
-        if ref in self.checkpoints:
-            raise ValueError(f"'{ref}' is already loaded: choose it in the list.")
-        return self.visitors.load(current_session(), ref, functools.partial(load_model, precision=self.precision))
-
-
-def load_model(
-    ref: str,
-    *,
-    allow_pickle: bool = False,
-    local_roots: Sequence[str | Path] | None = None,
-    max_download_mb: float | None = None,
-    precision: Precision | str = Precision.FP32,
-    compile: bool = False,
-) -> Checkpoint:
-    """`hub.load_checkpoint`, its predictions computing in `precision`, compiled in the background with `compile`.
-
-    The model keeps transformers' default attention (SDPA for ViTs): predictions are compiled from it; the attention
-    rollout and Grad-CAM run a twin of it with eager attention (`demos.explaining.explain.explanation_twin`).
-    """
-    checkpoint = load_checkpoint(
-        ref, allow_pickle=allow_pickle, local_roots=local_roots, max_download_mb=max_download_mb
-    )
-    serve(checkpoint, precision, compile=compile)
-    return checkpoint
-
-
-def default_ref(role: str) -> tuple[str, str | None]:
-    """(ref, note): the shipped checkpoint for `role`, or the offline default backbone with a note saying why."""
-    alias = SHIPPED[role]
-    if (SHIPPED_CHECKPOINTS[alias] / "config.json").is_file():
-        return alias, None
-    note = (
-        f"{SHIPPED_CHECKPOINTS[alias]} does not exist yet (train it with `python -m train`), so the {role} model is "
-        f"the offline default backbone {FALLBACK_MODEL}: a real ImageNet classifier, with ImageNet labels."
-    )
-    return FALLBACK_MODEL, note
-
-
-def load_models(
-    food_model: str | None = None,
-    boneage_model: str | None = None,
-    examples_dir: str | Path | None = None,
-    *,
-    allow_pickle: bool = False,
-    precision: Precision | str = Precision.FP32,
-) -> DemoModels:
-    """Load both models (each ref: hub id, folder or alias; None = the shipped default), printing any fallback.
-
-    `allow_pickle` lets these two (chosen by whoever starts the app) be pickled; the Model tab never unpickles.
-    `precision`: what their predictions, and those of the models visitors load, compute in (`demos.serving.inference`).
-    Their predictions are compiled in the background (visitors' models are not: `demos.serving.inference` says why).
-    """
-    precision = checked_precision(precision)  # before loading: a bad value fails at once
-    examples = Path(examples_dir) if examples_dir else None
-    if examples is not None and not examples.is_dir():
-        raise FileNotFoundError(f"--examples {examples}: no such folder.")
-    refs, notes = {}, {}
-    for role, ref in (("food", food_model), ("boneage", boneage_model)):
-        if ref is None:
-            ref, note = default_ref(role)
-            if note:
-                notes[role] = note
-                print(f"* {note}", flush=True)
-        refs[role] = ref
-    loaded: dict[str, Checkpoint] = {}
-    for ref in set(refs.values()):
-        loaded[ref] = load_model(ref, allow_pickle=allow_pickle, precision=precision, compile=True)
-    checkpoints = {role: loaded[ref] for role, ref in refs.items()}
-    return DemoModels(checkpoints=checkpoints, notes=notes, examples_dir=examples, precision=precision)
 
 
 def build_app(

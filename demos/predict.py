@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from hub import Checkpoint
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
 DEFAULT_TOP_K = 5
 DEFAULT_BATCH_SIZE = 32
 
@@ -42,11 +41,13 @@ class PredictError(ValueError):
 
 def expand_paths(patterns: Sequence[str]) -> list[Path]:
     """Files as given, folders' images (recursively, sorted), glob matches; a pattern that finds nothing is an error."""
+    from demos.serving.images import DECODED_SUFFIXES
+
     files: list[Path] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DECODED_SUFFIXES)
         elif path.is_file():
             found = [path]
         else:
@@ -67,10 +68,8 @@ def columns(checkpoint: Checkpoint, top_k: int) -> list[str]:
 
 def output_names(checkpoint: Checkpoint) -> list[str]:
     """`value` for a one-output regressor; the id2label name of each output of a conditioned one."""
-    config = checkpoint.model.config
-    if config.num_labels == 1:
-        return ["value"]
-    return [config.id2label[i] for i in range(config.num_labels)]
+    names = checkpoint.task.output_names
+    return ["value"] if len(names) <= 1 else list(names)
 
 
 def predict_images(
@@ -137,13 +136,13 @@ def batch_logits(checkpoint: Checkpoint, images: Iterable[Image.Image]) -> torch
     """
     import torch
 
-    from demos.serving.inference import model_inputs, uncompiled_predictor
+    from demos.serving.inference import model_inputs, served
 
     with torch.inference_mode():
         inputs = [model_inputs(checkpoint, image) for image in images]
         if not inputs:
             return torch.empty(0)
-        return uncompiled_predictor(checkpoint)(torch.cat(inputs))
+        return served(checkpoint).uncompiled_predictor()(torch.cat(inputs))
 
 
 def _top_k_row(checkpoint: Checkpoint, logits: torch.Tensor, top_k: int) -> dict:
@@ -181,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     add_precision_option(parser, "the predictions")
     args = parser.parse_args(argv)
-    from demos.serving.inference import checked_precision, serve
+    from demos.serving.inference import serve
+    from demos.serving.precision import checked_precision
     from hub import CheckpointError, load_checkpoint
 
     try:
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PredictError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    serve(checkpoint, precision)
+    checkpoint = serve(checkpoint, precision)
     rows = predict_images(checkpoint, ((str(f), f) for f in files), top_k=args.top_k, batch_size=args.batch_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as file:

@@ -67,6 +67,6 @@ def cat():
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoints):
     """{(architecture, task): the demo's loaded model} for every tiny checkpoint, once per test module."""
-    from demos.app import load_model  # imported here: the tests that load no demo model need not import Gradio
+    from demos.models import load_model  # imported here: the tests that load no demo model need not import Gradio
 
     return {key: load_model(str(folder)) for key, folder in tiny_checkpoints.items()}

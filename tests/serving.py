@@ -13,7 +13,7 @@ import gradio as gr
 import httpx
 
 from demos import app as demo_app
-from demos.app import DemoModels
+from demos.models import DemoModels
 
 
 class ServedApp(NamedTuple):

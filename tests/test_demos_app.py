@@ -8,6 +8,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demos import app as demo_app
+from demos import models as demo_models
 from demos.examples import made_up_pictures
 from demos.explaining import explain
 from demos.explaining.explain import prepare
@@ -153,8 +154,8 @@ def test_the_model_lists_show_the_checkpoints_names_and_take_their_roles(served)
 
 
 def test_missing_shipped_checkpoint_falls_back_to_the_default_backbone_and_says_so(monkeypatch, tmp_path):
-    monkeypatch.setitem(demo_app.SHIPPED_CHECKPOINTS, "food10", tmp_path / "food10")
-    ref, note = demo_app.default_ref("food")
+    monkeypatch.setitem(demo_models.SHIPPED_CHECKPOINTS, "food10", tmp_path / "food10")
+    ref, note = demo_models.default_ref("food")
     assert ref == "efficientnet-lite0" and "ImageNet" in note and str(tmp_path / "food10") in note
 
 
@@ -231,7 +232,7 @@ def test_bone_age_states_the_cards_validation_mae_as_uncertainty(tiny_checkpoint
     )  # fmt: skip
     card_data = ModelCardData(model_name="boneage", eval_results=[mae])
     ModelCard(f"---\n{card_data.to_yaml()}\n---\n# boneage\n").save(folder / "README.md")
-    text = describe_prediction(demo_app.load_model(str(folder)), 150.0)
+    text = describe_prediction(demo_models.load_model(str(folder)), 150.0)
     assert "150.0 months" in text and "12.5 years" in text
     assert "± 9.4 months, the validation MAE stated in the model card" in text
 

@@ -7,9 +7,9 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from transformers import AutoModelForImageClassification
 
-from demos.app import load_model
 from demos.explaining.pixel_space import MAX_STEPS
 from demos.explaining.summary import human_label
+from demos.models import load_model
 from demos.serving.images import load_image
 from demos.serving.inference import top_k
 from tests.test_demos_images import cat_photo

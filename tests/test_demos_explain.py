@@ -9,8 +9,8 @@ import timm
 import torch
 from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
-from demos.app import load_model
 from demos.explaining import explain, layers
+from demos.models import load_model
 from demos.serving.inference import top_k
 from tests.tiny_checkpoints import ARCHITECTURES
 
@@ -80,9 +80,9 @@ def test_channel_grid_shows_the_strongest_channels_first():
 
 
 def test_explanations_read_an_eager_twin_that_shares_the_models_weights(loaded):
-    model = loaded[("vit", "classification")].model
-    twin = explain.explanation_twin(model)
-    assert explain.explanation_twin(model) is twin, "built once per model"
+    served = loaded[("vit", "classification")]
+    model, twin = served.model, served.explanation_model()
+    assert served.explanation_model() is twin, "built once per model"
     assert all(a is not b for a, b in zip(twin.modules(), model.modules(), strict=True)), "hooks on it stay its own"
     assert twin.config._attn_implementation == "eager" and model.config._attn_implementation == "sdpa"
     assert all(a is b for a, b in zip(twin.parameters(), model.parameters(), strict=True)), "no second copy"

@@ -1,6 +1,8 @@
 """Predictions (demos/serving/inference.py) on tiny random ViT, ResNet and timm checkpoints; the Model tab's summary."""
 
 import gc
+import weakref
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -8,10 +10,10 @@ import torch
 import torch._dynamo
 from transformers import AutoModelForImageClassification
 
-from demos.app import load_model
 from demos.explaining import summary
+from demos.models import load_model
 from demos.serving import inference
-from hub import load_checkpoint
+from hub import Checkpoint, load_checkpoint
 from tests.tiny_checkpoints import ARCHITECTURES
 
 
@@ -47,10 +49,10 @@ def compiling():
 @pytest.mark.parametrize("arch", ["vit", "timm"])
 def test_start_up_models_predict_through_a_compiled_copy_equal_to_the_model(tiny_checkpoints, cat, compiling, arch):
     checkpoint = load_model(str(tiny_checkpoints[(arch, "classification")]), compile=True)
-    assert inference.wait_until_compiled(checkpoint, timeout=300)
-    served = inference.predictor(checkpoint)
+    assert checkpoint.wait_until_compiled(timeout=300)
+    served = checkpoint.predictor()
     assert isinstance(served, torch._dynamo.eval_frame.OptimizedModule)
-    assert inference.predictor(checkpoint) is served, "compiled once per model"
+    assert checkpoint.predictor() is served, "compiled once per model"
     with torch.inference_mode():
         expected = checkpoint.model(pixel_values=inference.model_inputs(checkpoint, cat)).logits[0]
     torch.testing.assert_close(inference.predicted_logits(checkpoint, cat), expected, rtol=1e-4, atol=1e-5)
@@ -58,10 +60,10 @@ def test_start_up_models_predict_through_a_compiled_copy_equal_to_the_model(tiny
 
 def test_hooks_on_the_model_while_it_compiles_stay_out_of_the_compiled_copy(tiny_checkpoints, cat, compiling):
     checkpoint = load_checkpoint(str(tiny_checkpoints[("timm", "classification")]))
-    inference.serve(checkpoint, compile=True)
+    checkpoint = inference.serve(checkpoint, compile=True)
     hooked = []  # a Grad-CAM or feature-map request while the model compiles: they hook into the model itself
     checkpoint.model.register_forward_hook(lambda module, args, output: hooked.append(module))
-    assert inference.wait_until_compiled(checkpoint, timeout=300)
+    assert checkpoint.wait_until_compiled(timeout=300)
     hooked.clear()
     inference.predicted_logits(checkpoint, cat)
     assert hooked == [], "the hook was compiled into the predictions"
@@ -69,8 +71,8 @@ def test_hooks_on_the_model_while_it_compiles_stay_out_of_the_compiled_copy(tiny
 
 def test_models_loaded_without_compile_predict_with_the_model_itself(tiny_checkpoints):
     checkpoint = load_model(str(tiny_checkpoints[("resnet", "classification")]))
-    assert not inference.wait_until_compiled(checkpoint, timeout=0), "nothing is compiling"
-    assert inference.predictor(checkpoint).model is checkpoint.model
+    assert not checkpoint.wait_until_compiled(timeout=0), "nothing is compiling"
+    assert checkpoint.predictor().model is checkpoint.model
 
 
 def test_vit_predictions_run_on_sdpa_attention_and_equal_eager_attentions(loaded, tiny_checkpoints, cat):
@@ -89,13 +91,19 @@ class _Mean(torch.nn.Module):
         return SimpleNamespace(logits=pixel_values.mean((2, 3)))
 
 
-def compiled_with(monkeypatch, compile_as) -> tuple[SimpleNamespace, bool]:
+def mean_checkpoint() -> Checkpoint:
+    """A checkpoint whose model predicts each channel's mean: nothing to load, nothing but the model to serve."""
+    return Checkpoint(model=_Mean(), processor=None, task=None, source="a model", folder=Path())
+
+
+def compiled_with(monkeypatch, compile_as) -> tuple[inference.ServedModel, bool]:
     """A model served with compile, torch.compile replaced by `compile_as`: (its checkpoint, whether it compiled)."""
     monkeypatch.setattr(torch, "compile", lambda module, **options: compile_as(module))
     monkeypatch.setattr(inference, "image_spec", lambda processor: SimpleNamespace(height=8, width=8))
-    checkpoint = SimpleNamespace(model=_Mean(), processor=None, source="a model")
-    inference.serve(checkpoint, compile=True)
-    return checkpoint, inference.wait_until_compiled(checkpoint, timeout=60)
+    checkpoint = inference.serve(
+        Checkpoint(model=_Mean(), processor=None, task=None, source="a model", folder=Path()), compile=True
+    )
+    return checkpoint, checkpoint.wait_until_compiled(timeout=60)
 
 
 def test_a_model_that_cannot_be_compiled_is_served_as_it_is(monkeypatch, compiling, capsys):
@@ -112,7 +120,7 @@ def test_a_model_that_cannot_be_compiled_is_served_as_it_is(monkeypatch, compili
         in capsys.readouterr().out
     )
     pixels = torch.rand(1, 3, 8, 8)
-    assert torch.equal(inference.predictor(checkpoint)(pixels), pixels.mean((2, 3)))
+    assert torch.equal(checkpoint.predictor()(pixels), pixels.mean((2, 3)))
 
 
 def test_a_compiled_copy_that_gives_other_logits_is_not_served(monkeypatch, compiling, capsys):
@@ -122,11 +130,11 @@ def test_a_compiled_copy_that_gives_other_logits_is_not_served(monkeypatch, comp
 
 
 def test_a_model_not_compiled_is_not_kept_alive_by_its_serving():
-    model = _Mean()
-    inference.serve(SimpleNamespace(model=model, processor=None, source="a model"))
-    del model
+    served = inference.serve(mean_checkpoint())
+    model = weakref.ref(served.model)
+    del served
     gc.collect()
-    assert not any(isinstance(m, _Mean) for m in inference._SERVED), "a visitor's evicted model must be freed"
+    assert model() is None, "a visitor's evicted model must be freed"
 
 
 def test_task_mismatch_is_a_clear_error(loaded, cat):

@@ -14,6 +14,7 @@ from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
 
 from demos import app as demo_app
+from demos import models as demo_models
 from demos.explaining.explain import grad_cam
 from demos.explaining.summary import card_text, human_label, label_names
 from demos.serving.images import load_image
@@ -55,14 +56,14 @@ def test_class_names_are_shown_as_human_labels(label, shown):
 
 def test_out_of_distribution_notice_uses_the_stored_threshold(tiny_checkpoints, tmp_path):
     photo = load_image(cat_photo(tmp_path / "cat.png"))
-    plain = demo_app.load_model(str(tiny_checkpoints[("vit", "classification")]))
+    plain = demo_models.load_model(str(tiny_checkpoints[("vit", "classification")]))
     scores = top_k(plain, photo)
     best = next(iter(scores))
     assert food.verdict(plain, scores) == (food.SCORES_TITLE, "")  # no threshold stored: nothing is claimed
     assert "stores no threshold" in food.knowledge(plain)
 
     above_best = scores[best] + 0.01  # the photo's best score falls short of it: the notice
-    strict = demo_app.load_model(
+    strict = demo_models.load_model(
         str(with_config(tiny_checkpoints[("vit", "classification")], tmp_path / "strict", ood_threshold=above_best))
     )
     title, notice = food.verdict(strict, scores)
@@ -70,14 +71,14 @@ def test_out_of_distribution_notice_uses_the_stored_threshold(tiny_checkpoints, 
     assert f"{human_label(best)}, scores {scores[best]:.0%}, below the {above_best:.0%}" in notice
     assert f"below **{above_best:.0%}**" in food.knowledge(strict)
 
-    lenient = demo_app.load_model(
+    lenient = demo_models.load_model(
         str(with_config(tiny_checkpoints[("vit", "classification")], tmp_path / "lenient", ood_threshold=scores[best]))
     )
     assert food.verdict(lenient, scores) == (food.SCORES_TITLE, "")  # reaching the threshold passes
 
 
 def test_the_model_tab_quotes_each_class_name(tiny_checkpoints):
-    checkpoint = demo_app.load_model(str(tiny_checkpoints[("vit", "classification")]))
+    checkpoint = demo_models.load_model(str(tiny_checkpoints[("vit", "classification")]))
     assert label_names(checkpoint) == "`apple`, `banana`, `cherry`"
     assert label_names(checkpoint, limit=2) == "`apple`, `banana`, … (3 in all)"
 
@@ -86,10 +87,10 @@ def test_model_card_is_rendered_without_metadata_and_names_its_local_images(tiny
     folder = shutil.copytree(tiny_checkpoints[("resnet", "regression")], tmp_path / "carded")
     body = "# boneage\n\nMAE 12.3 months.\n\n![Predicted vs true](predicted_vs_true.png)\n"
     ModelCard(f"---\n{ModelCardData(license='other').to_yaml()}\n---\n{body}").save(folder / "README.md")
-    text = card_text(demo_app.load_model(str(folder)))
+    text = card_text(demo_models.load_model(str(folder)))
     assert text.startswith("# boneage") and "license" not in text
     assert "*(Predicted vs true: the image predicted_vs_true.png in the checkpoint folder)*" in text
-    assert card_text(demo_app.load_model(str(tiny_checkpoints[("resnet", "classification")]))) is None
+    assert card_text(demo_models.load_model(str(tiny_checkpoints[("resnet", "classification")]))) is None
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-from demos.app import load_model
+from demos.models import load_model
 from demos.serving.inference import top_k
 from tests.test_train import read_json, train_argv
 from tests.tiny_checkpoints import build_tiny_checkpoint

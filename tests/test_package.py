@@ -71,7 +71,7 @@ def test_the_shipped_checkpoints_come_with_the_install(installed):
     bone = installed["run"](hub, "show", "boneage").stdout
     assert "regression of bone age in months" in bone
     # The demo opens on them (it fell back to the ImageNet backbone on both tabs: "French loaf" for an apple pie).
-    code = "from demos.app import default_ref; print(default_ref('food'), default_ref('boneage'))"
+    code = "from demos.models import default_ref; print(default_ref('food'), default_ref('boneage'))"
     assert installed["run"](sys.executable, "-c", code).stdout.strip() == "('food10', None) ('boneage', None)"
 
 

@@ -71,7 +71,7 @@ def test_the_prediction_precision_option_is_what_the_model_computes_in(tiny_chec
 
     def recording_serve(checkpoint, precision=inference.Precision.FP32, **options):
         served.append(precision)
-        serve(checkpoint, precision, **options)
+        return serve(checkpoint, precision, **options)
 
     monkeypatch.setattr(inference, "serve", recording_serve)
     folder = photo_folder(tmp_path / "photos")

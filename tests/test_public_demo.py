@@ -21,6 +21,7 @@ from PIL import Image
 
 import demos.__main__ as demos_main
 from demos import app as demo_app
+from demos import models as demo_models
 from demos.serving.sessions import SessionModels, VisitorLimits
 from demos.tabs import network_sees
 from hub import CheckpointError, load_checkpoint
@@ -252,7 +253,7 @@ def test_a_stalled_load_does_not_hang_the_tab(app_allowing_tiny_root, monkeypatc
     url, models = app_allowing_tiny_root
     release = threading.Event()
     monkeypatch.setattr(models, "visitors", SessionModels(replace(models.visitors.limits, load_timeout_s=0.5)))
-    monkeypatch.setattr(demo_app, "load_model", lambda ref, **_: release.wait(30))
+    monkeypatch.setattr(demo_models, "load_model", lambda ref, **_: release.wait(30))
     client = Client(url, verbose=False)
     try:
         with pytest.raises(AppError, match="did not finish within 0.5 s"):

@@ -2,19 +2,14 @@
 ViT attention rollout. Predictions themselves are demos/serving/inference.py; which layers a model has is
 demos/explaining/layers.py.
 
-Every function takes a `hub.Checkpoint` and a PIL image (or its `ModelInput`). Preprocessing is the checkpoint's own
+Every function takes a `hub.Checkpoint` (the app's are served models: their hooks go on the explanation copy, which
+nothing else runs through) and a PIL image (or its `ModelInput`). Preprocessing is the checkpoint's own
 image processor; pixel-space views (overlays) come from `hub.preprocessing.denormalize` of that same input, so an
 overlay lines up with exactly what the model saw.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
-import threading
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,49 +30,14 @@ from demos.explaining.layers import (
     token_grid,
     tokens_to_map,
 )
-from demos.serving.inference import LogitsOnly, model_inputs, output_indices
+from demos.serving.inference import model_inputs, served
+from demos.serving.precision import LogitsOnly
 from hub import Checkpoint
 from hub.preprocessing import denormalize, image_spec
 
 GRID_CHANNELS = 16
 DISPLAY_PX = 224  # side of the square views shown in the app; a display choice, not a model input size
 GRID_PADDING_PX = 2
-
-
-# --- the explanation twin ----------------------------------------------------------------------------------------
-
-# Explanations hook into layers, and a hook sees every forward pass through its module, whoever runs it. On the served
-# model that would be every other visitor's request (predictions, batches, class visualisations, attacks), whose
-# activations would then be shown to this visitor. So explanations run on a twin of the model: new modules around the
-# same weights (no second copy of them), that nothing else runs through. The twin has eager attention, which returns
-# the attention weights the rollout needs (the model keeps SDPA, faster, for predictions).
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its explanation twin
-_TWINS_LOCK = threading.Lock()
-# Explanations' hooks on the one twin would still catch each other's activations: one explanation at a time.
-_HOOK_LOCK = threading.Lock()
-
-
-def explanation_twin(model: torch.nn.Module) -> torch.nn.Module:
-    """The model's explanation twin, built once: its own modules and config around the model's tensors.
-
-    A twin rather than `model.set_attn_implementation("eager")`: that setting lives in the shared config, so it would
-    switch the attention of every request running on the model at the same time.
-    """
-    with _TWINS_LOCK:
-        if model not in _TWINS:
-            shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
-            twin = copy.deepcopy(model, memo=shared)
-            if has_attention_rollout(model):
-                twin.set_attn_implementation("eager")
-            _TWINS[model] = twin
-        return _TWINS[model]
-
-
-@contextmanager
-def hookable(checkpoint: Checkpoint) -> Iterator[torch.nn.Module]:
-    """The explanation twin of the checkpoint's model, for as long as hooks are on it (no other explanation runs)."""
-    with _HOOK_LOCK:
-        yield explanation_twin(checkpoint.model)
 
 
 @dataclass
@@ -193,17 +153,18 @@ def grad_cam_pass(
     checkpoint explains its output for `condition` (the mean of its outputs when None).
     """
     if checkpoint.task.is_regression:
-        targets = [MeanOfOutputsTarget(output_indices(checkpoint, condition))]
+        targets = [MeanOfOutputsTarget(checkpoint.task.output_indices(condition))]
     else:
         targets = None if class_index is None else [ClassifierOutputTarget(class_index)]
     grid = token_grid(checkpoint.model)
     reshape = (lambda tokens: tokens_to_map(tokens, grid)) if grid is not None else None
     captured = []
-    with hookable(checkpoint) as twin:
-        _, layer = resolve_layer(twin, layer_name)
+    with served(checkpoint).hookable() as explanation_copy:
+        _, layer = resolve_layer(explanation_copy, layer_name)
+        logits_only = LogitsOnly(explanation_copy)
         with (
             torch.enable_grad(),
-            GradCAM(model=LogitsOnly(twin), target_layers=[cam_target_layer(layer)], reshape_transform=reshape) as cam,
+            GradCAM(model=logits_only, target_layers=[cam_target_layer(layer)], reshape_transform=reshape) as cam,
         ):
             handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
             try:
@@ -228,11 +189,11 @@ def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarra
     """
     if not has_attention_rollout(checkpoint.model):
         return None
-    twin = explanation_twin(checkpoint.model)  # no hooks: the lock is not needed
+    explanation_copy = served(checkpoint).explanation_model()  # no hooks: the hook lock is not needed
     with torch.inference_mode():
-        attentions = twin(pixel_values=prepared.inputs, output_attentions=True).attentions
+        attentions = explanation_copy(pixel_values=prepared.inputs, output_attentions=True).attentions
     if not attentions:  # a model whose grid says ViT but whose blocks report no weights: say so, do not hide the panel
-        raise ValueError(f"{type(twin).__name__} returns no attention weights, even with eager attention.")
+        raise ValueError(f"{type(explanation_copy).__name__} returns no attention weights, even with eager attention.")
     rollout = None
     for attention in attentions:  # (1, heads, N, N) per block
         mixed = attention[0].mean(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -13,9 +14,12 @@ import torchinfo
 from huggingface_hub import ModelCard
 from pandas.io.formats.style import Styler
 
-from demos.explaining.explain import hookable
+from demos.serving.inference import served
 from hub import Checkpoint, builtin_aliases, parameter_counts
 from hub.preprocessing import image_spec
+
+if TYPE_CHECKING:
+    from demos.models import DemoModels
 
 TABLE_DEPTH = 3  # nesting levels shown: deep enough for stages and blocks, short enough to read
 LABELS_SHOWN = 20
@@ -28,7 +32,7 @@ def human_label(label: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def model_choices(models, names: list[str] | None = None) -> list[tuple[str, str]]:
+def model_choices(models: DemoModels, names: list[str] | None = None) -> list[tuple[str, str]]:
     """(shown, value) of the loaded models (or of `names`) for the tabs' model lists.
 
     The operator's models are shown by their checkpoint's name ("food10", as the captions and model cards call it);
@@ -55,9 +59,9 @@ def known_classes(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
 def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFrame:
     """One row per module down to `depth`: name, type, output shape, parameters, trainable (like Keras' summary())."""
     spec = image_spec(checkpoint.processor)
-    with hookable(checkpoint) as twin:  # torchinfo hooks every module: not the one other requests run through
+    with served(checkpoint).hookable() as explanation_copy:  # torchinfo hooks every module: not the served one
         stats = torchinfo.summary(
-            twin,
+            explanation_copy,
             input_data={"pixel_values": torch.zeros(1, 3, *spec.size)},
             depth=depth,
             verbose=0,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import tempfile
@@ -43,6 +42,7 @@ from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
 from demos.serving.images import load_image
+from hub import Checkpoint
 
 FOOD = "food"
 BONE_AGE = "bone_age"
@@ -222,11 +222,7 @@ def checked_months(value) -> float:
     return months
 
 
-def target_column(checkpoint) -> str:
-    """The metadata column a regressor's corrections go in: the one it trained on, so `train` reads them alike."""
-    path = Path(checkpoint.folder) / "training_config.json"
-    if path.is_file():
-        column = json.loads(path.read_text()).get("target_column")
-        if column:
-            return column
-    return (checkpoint.task.target or "value").replace(" ", "_")
+def target_column(checkpoint: Checkpoint) -> str:
+    """The metadata column a regressor's corrections go in: the one it trained on (config.json's `target_column`), so
+    `train` reads them alike; for a checkpoint from elsewhere, its target's name."""
+    return checkpoint.task.target_column or (checkpoint.task.target or "value").replace(" ", "_")

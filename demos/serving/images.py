@@ -27,6 +27,8 @@ import numpy as np
 import pydicom
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from hub.constants import IMAGE_SUFFIXES
+
 # A decompression bomb declares a huge canvas in a small file. 50 megapixels is above any camera
 # photo or hand radiograph a user would upload, and far below what would exhaust the server's memory.
 MAX_PIXELS = 50_000_000
@@ -37,6 +39,7 @@ MAX_SIDE = 2048
 # MAX_PIXELS (the most a 2-core server decodes at a useful speed) take at most ~400 MB before they are shrunk.
 DECODE_BUDGET_PIXELS = 2 * MAX_PIXELS
 DICOM_SUFFIXES = (".dcm", ".dicom")
+DECODED_SUFFIXES = IMAGE_SUFFIXES | frozenset(DICOM_SUFFIXES)  # the files it is given: photos and X-rays
 SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations shown turned by 90 degrees: width and height swap
 DICOM_MAGIC_OFFSET = 128  # DICOM Part 10 files hold "DICM" after a 128-byte preamble
 

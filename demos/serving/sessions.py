@@ -15,11 +15,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, TimeoutError
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradio.context import LocalContext
 
-from hub import Checkpoint
 from hub.serving_options import MAX_LOADED_MODELS, MAX_MODEL_MB
+
+if TYPE_CHECKING:
+    from demos.serving.inference import ServedModel
 
 LOAD_TIMEOUT_S = 180.0  # a 1000 MB download at 50 Mbit/s takes about as long; a slower hub must not hang the tab
 LOADS_AT_ONCE = 1  # a load that timed out keeps its slot until it ends, so abandoned loads cannot pile up
@@ -57,11 +60,12 @@ def current_session() -> str | None:
 
 
 class SessionModels:
-    """Checkpoints loaded by visitors, kept per (session, ref); the least recently used is dropped first."""
+    """Served models of the checkpoints visitors loaded, kept per (session, ref); the least recently used is dropped
+    first, and with it its prediction and explanation copies."""
 
     def __init__(self, limits: VisitorLimits | None = None):
         self.limits = limits or VisitorLimits()
-        self._loaded: dict[tuple[str, str], Checkpoint] = {}
+        self._loaded: dict[tuple[str, str], ServedModel] = {}
         self._last_use: dict[tuple[str, str], int] = {}
         self._clock = itertools.count()
         self._lock = threading.Lock()
@@ -76,14 +80,14 @@ class SessionModels:
         with self._lock:
             return [ref for owner, ref in self._loaded if owner == session]
 
-    def get(self, session: str | None, ref: str) -> Checkpoint | None:
+    def get(self, session: str | None, ref: str) -> ServedModel | None:
         with self._lock:
             checkpoint = self._loaded.get((session, ref))
             if checkpoint is not None:
                 self._last_use[(session, ref)] = next(self._clock)
             return checkpoint
 
-    def load(self, session: str | None, ref: str, loader: Callable[..., Checkpoint]) -> Checkpoint:
+    def load(self, session: str | None, ref: str, loader: Callable[..., ServedModel]) -> ServedModel:
         """`loader(ref, local_roots=..., max_download_mb=...)` within the limits, kept for `session` only."""
         if session is None:
             raise ValueError("Models are loaded per session and this request has none: use the web page or a client.")
@@ -106,7 +110,7 @@ class SessionModels:
     def _drop(self, key: tuple[str, str]) -> None:
         del self._loaded[key], self._last_use[key]
 
-    def _load_in_time(self, ref: str, loader: Callable[..., Checkpoint]) -> Checkpoint:
+    def _load_in_time(self, ref: str, loader: Callable[..., ServedModel]) -> ServedModel:
         # A thread cannot be stopped: on timeout the visitor gets an answer and the load finishes unseen, holding
         # its slot, so a stalled hub costs at most LOADS_AT_ONCE threads. Daemon: it must not delay shutting down.
         if not self._load_slots.acquire(blocking=False):

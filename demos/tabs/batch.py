@@ -20,7 +20,9 @@ from gradio.utils import get_upload_folder
 from demos.explaining.summary import human_label, model_choices
 from demos.guards.refusals import whole_number
 from demos.guards.uploads import upload_path
-from demos.predict import DEFAULT_TOP_K, IMAGE_SUFFIXES, columns, predict_images, write_csv
+from demos.models import DemoModels
+from demos.predict import DEFAULT_TOP_K, columns, predict_images, write_csv
+from demos.serving.images import DECODED_SUFFIXES
 from demos.tabs.common import refresh_when_opened, user_errors
 
 TITLE = "Batch"
@@ -56,9 +58,9 @@ def zip_members(archive: Path, into: Path) -> list[tuple[str, Path]]:
 
 def checked_members(zipped: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
     """The zip's image members, refused when too many or too large by the sizes its directory declares."""
-    members = [m for m in zipped.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES]
+    members = [m for m in zipped.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in DECODED_SUFFIXES]
     if not members:
-        raise gr.Error(f"{name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+        raise gr.Error(f"{name} holds no images ({', '.join(sorted(DECODED_SUFFIXES))}).")
     if len(members) > MAX_IMAGES:
         raise too_many(len(members))
     largest, total = max(m.file_size for m in members), sum(m.file_size for m in members)
@@ -82,7 +84,7 @@ def named_uploads(payloads, into: Path) -> list[tuple[str, Path]]:
     return [(path.name, path) for path in paths]
 
 
-def predict_batch(models, payloads, model_name: str, top_k) -> tuple[pd.DataFrame, str]:
+def predict_batch(models: DemoModels, payloads, model_name: str, top_k) -> tuple[pd.DataFrame, str]:
     """(table of rows, path of the CSV) for the uploads through the chosen model."""
     checkpoint = models.get(model_name)
     k = DEFAULT_TOP_K if top_k is None else whole_number(top_k, "The number of labels per image", 1, MAX_TOP_K)
@@ -125,7 +127,7 @@ def shown_answers(checkpoint, header: list[str], row: dict) -> dict[str, str]:
     return answers
 
 
-def render(models) -> None:
+def render(models: DemoModels) -> None:
     gr.Markdown(
         f"Predict many images at once: upload up to {MAX_IMAGES} images, or one zip of them, and download the "
         "answers as a CSV (one row per image; a file that is not an image gets its error in its row). The table "
@@ -136,7 +138,7 @@ def render(models) -> None:
         with gr.Column():
             uploads = gr.File(
                 label="Images, or one zip of images", file_count="multiple",
-                file_types=[*sorted(IMAGE_SUFFIXES), ".zip"], elem_id="batch-files",
+                file_types=[*sorted(DECODED_SUFFIXES), ".zip"], elem_id="batch-files",
             )  # fmt: skip
             model_name = gr.Dropdown(model_choices(models), value=models.names()[0], label="Model")
             top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Labels per image (classifiers)")

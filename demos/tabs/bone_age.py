@@ -12,26 +12,27 @@ import gradio as gr
 from demos.explaining.explain import grad_cam
 from demos.explaining.summary import human_label
 from demos.guards.refusals import one_of
-from demos.serving.images import is_colour
-from demos.serving.inference import condition_outputs, regress, top_k
-from demos.tabs.common import decoded_upload, model_header, read_upload, user_errors
+from demos.models import DemoModels
+from demos.serving.images import DECODED_SUFFIXES, is_colour
+from demos.serving.inference import ServedModel, regress, top_k
+from demos.tabs.common import decoded_upload, model_header, read_upload, too_small, user_errors
 from demos.tabs.correction_controls import bone_age_correction
-from demos.tabs.food import too_small  # the same limit for photos and X-rays
 
 TITLE = "Bone age"
 MONTHS_PER_YEAR = 12
-UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"]
+UPLOAD_TYPES = sorted(DECODED_SUFFIXES)  # photos' suffixes and DICOM's
 UNKNOWN_SEX = "unknown"
 SEX_COLUMN = "male"  # the metadata column a sex-conditioned checkpoint names; its values are "true"/"false"
 SEX_VALUES = {"female": "false", "male": "true"}  # selector choice -> value of that column
 IMAGE_HEIGHT_PX = 360  # both images are shown at this height, whatever their pixel sizes
 
 
-def is_sex_conditioned(checkpoint) -> bool:
-    return bool(condition_outputs(checkpoint)) and checkpoint.model.config.condition_column == SEX_COLUMN
+def is_sex_conditioned(checkpoint: ServedModel) -> bool:
+    task = checkpoint.task
+    return bool(task.condition_outputs) and task.condition_column == SEX_COLUMN
 
 
-def condition_for(checkpoint, sex: str | None) -> str | None:
+def condition_for(checkpoint: ServedModel, sex: str | None) -> str | None:
     """The checkpoint's condition value for the selector's choice: None (mean of the outputs) when unknown."""
     if sex in (None, "") or one_of(sex, [*SEX_VALUES, UNKNOWN_SEX], "The sex") == UNKNOWN_SEX:
         return None
@@ -42,7 +43,7 @@ def years(value: float, unit: str | None) -> str:
     return f" ({value / MONTHS_PER_YEAR:.1f} years)" if unit == "months" else ""
 
 
-def describe_prediction(checkpoint, value: float, sex: str | None = None, image=None) -> str:
+def describe_prediction(checkpoint: ServedModel, value: float, sex: str | None = None, image=None) -> str:
     """The prediction with its unit, in years too when in months, the card's validation MAE as uncertainty, which
     output of a sex-conditioned model answered, and a warning when the upload is a colour image or a tiny one."""
     unit = checkpoint.task.unit or "(unit not stated in the config)"
@@ -64,7 +65,7 @@ def describe_prediction(checkpoint, value: float, sex: str | None = None, image=
     return text
 
 
-def _which_output(checkpoint, sex: str | None, image) -> str:
+def _which_output(checkpoint: ServedModel, sex: str | None, image) -> str:
     if condition_for(checkpoint, sex) is not None:
         return f"For a {'boy' if sex == 'male' else 'girl'}: the model's {sex} output."
     if image is None:
@@ -76,7 +77,7 @@ def _which_output(checkpoint, sex: str | None, image) -> str:
     return f"Sex unknown: the mean of the model's female and male outputs ({both} {checkpoint.task.unit or ''})."
 
 
-def predict(models, payload, sex: str | None = UNKNOWN_SEX):
+def predict(models: DemoModels, payload, sex: str | None = UNKNOWN_SEX):
     """(months or None, explanation markdown, Grad-CAM overlay, the decoded image)."""
     checkpoint = models.get("boneage")
     image = read_upload(payload)
@@ -93,7 +94,7 @@ def predict(models, payload, sex: str | None = UNKNOWN_SEX):
     return value, describe_prediction(checkpoint, value, sex, image), overlay, image
 
 
-def render(models) -> None:
+def render(models: DemoModels) -> None:
     model_header(models, "boneage")
     checkpoint = models.get("boneage")
     gr.Markdown(

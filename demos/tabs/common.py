@@ -21,8 +21,11 @@ from PIL import Image
 from demos.explaining.summary import card_link, card_text
 from demos.guards.refusals import refusal
 from demos.guards.uploads import upload_path
+from demos.models import DemoModels
 from demos.serving.images import ImageDecodeError, load_image
 from hub import Checkpoint, CheckpointError
+
+SMALLEST_SIDE_PX = 32  # below this on a side, a picture holds too little to classify (or to read an age from)
 
 
 def read_upload(payload) -> Image.Image:
@@ -44,7 +47,20 @@ def decoded_upload(payload) -> Image.Image | None:
         return None
 
 
-def model_header(models, role: str) -> None:
+def too_small(size: tuple[int, int]) -> str:
+    """Markdown warning when a picture of `size` (width, height) is too small on a side to mean anything, else "".
+
+    The same limit for photos (Food tab) and X-rays (Bone age tab)."""
+    width, height = size
+    if min(size) >= SMALLEST_SIDE_PX:
+        return ""
+    return (
+        f"**This picture is only {width}x{height} pixels**: too small to show anything (at least "
+        f"{SMALLEST_SIDE_PX} on a side). The model enlarges it and still answers, but its answer means nothing."
+    )
+
+
+def model_header(models: DemoModels, role: str) -> None:
     """The model's name above a tab, why a fallback stands in for it (if one does), and its model card."""
     checkpoint = models.get(role)
     gr.Markdown(f"Model: **{checkpoint.name}** ({card_link(checkpoint)})")

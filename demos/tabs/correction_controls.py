@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demos.explaining.summary import human_label
+from demos.models import DemoModels
 from demos.serving.corrections import PER_SESSION, CorrectionStore, checked_months, target_column
 from demos.serving.sessions import current_session
 from demos.tabs.common import read_upload, upload_path, user_errors
@@ -33,7 +34,7 @@ def saved_text(store: CorrectionStore, path) -> str:
     return f"Saved, thank you: `{path.relative_to(store.root)}` ({collected})."
 
 
-def food_correction(models, photo: gr.Image) -> None:
+def food_correction(models: DemoModels, photo: gr.Image) -> None:
     """The right label for the Food tab's photo, saved in the class folder of that label."""
     store = models.corrections
     if store is None:
@@ -54,7 +55,7 @@ def food_correction(models, photo: gr.Image) -> None:
     button.click(correct_food, inputs=[photo, right], outputs=result, api_name="correct_food", preprocess=False)
 
 
-def bone_age_correction(models, xray: gr.File, *, sex_column: str, sex_values: dict[str, str]) -> None:
+def bone_age_correction(models: DemoModels, xray: gr.File, *, sex_column: str, sex_values: dict[str, str]) -> None:
     """The right bone age in months and the sex for the Bone age tab's X-ray, saved with a metadata.csv row.
 
     `sex_values` maps the choices ("female", "male") to the values of `sex_column` the model was trained with.

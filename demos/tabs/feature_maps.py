@@ -14,8 +14,9 @@ from demos.explaining.layers import feature_layers, has_attention_rollout
 from demos.explaining.pixel_space import class_index
 from demos.explaining.summary import human_label, model_choices
 from demos.guards.refusals import checked_text
+from demos.models import DemoModels
 from demos.serving.images import is_colour
-from demos.serving.inference import condition_outputs, output_indices
+from demos.serving.inference import ServedModel
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 
 TITLE = "Feature maps"
@@ -25,42 +26,43 @@ XRAY_ROLE = "boneage"  # the model that learnt from grey X-rays only
 COARSE_CELLS = 16  # a map of this many cells or fewer (4x4) places its heat only roughly
 
 
-def class_choices(checkpoint) -> list[tuple[str, str]]:
+def class_choices(checkpoint: ServedModel) -> list[tuple[str, str]]:
     """(shown, value) Grad-CAM targets: classes by human label; a conditioned regression's outputs, or their mean."""
     if not checkpoint.task.is_regression:
         return [(TOP_CLASS, TOP_CLASS), *((human_label(label), label) for label in checkpoint.task.labels)]
-    outputs = condition_outputs(checkpoint)
-    if not outputs:
+    task = checkpoint.task
+    if not task.condition_outputs:
         return [(REGRESSION_OUTPUT, REGRESSION_OUTPUT)]
-    names = checkpoint.model.config.id2label
-    column = checkpoint.model.config.condition_column
-    each = [(f"{names[index]} ({column} = {value})", value) for value, index in outputs.items()]
+    each = [
+        (f"{task.output_names[index]} ({task.condition_column} = {value})", value)
+        for value, index in task.condition_outputs.items()
+    ]
     return [(f"{REGRESSION_OUTPUT}: mean of all (condition unknown)", REGRESSION_OUTPUT), *each]
 
 
-def cam_class_index(checkpoint, choice: str | None) -> int | None:
+def cam_class_index(checkpoint: ServedModel, choice: str | None) -> int | None:
     """The class Grad-CAM explains: None for the top prediction, and for a regression model (its output)."""
     if checkpoint.task.is_regression or not choice or choice == TOP_CLASS:
         return None
     return class_index(checkpoint, choice)
 
 
-def condition(checkpoint, choice: str | None) -> str | None:
+def condition(checkpoint: ServedModel, choice: str | None) -> str | None:
     """The regression output asked for: a condition value, or None for the mean (the only output if unconditioned)."""
     if (
         not checkpoint.task.is_regression
         or choice in (None, "", REGRESSION_OUTPUT)
-        or not condition_outputs(checkpoint)
+        or not checkpoint.task.condition_outputs
     ):
         return None
     return choice
 
 
-def explained(checkpoint, views, index: int | None, chosen: str | None) -> str:
+def explained(checkpoint: ServedModel, views, index: int | None, chosen: str | None) -> str:
     """What the Grad-CAM explains, in words: the class and its probability, or the regression output's value."""
     if checkpoint.task.is_regression:
-        value = views.logits[output_indices(checkpoint, chosen)].mean().item()
-        which = "the mean of its outputs" if condition_outputs(checkpoint) and chosen is None else "its output"
+        value = views.logits[checkpoint.task.output_indices(chosen)].mean().item()
+        which = "the mean of its outputs" if checkpoint.task.condition_outputs and chosen is None else "its output"
         return f"Grad-CAM explains {which}: {value:.1f} {checkpoint.task.unit or ''}".rstrip() + "."
     probabilities = views.logits.softmax(-1)
     top = int(probabilities.argmax())
@@ -82,7 +84,7 @@ def coarse_grid_note(rows: int, cols: int) -> str:
     )
 
 
-def explore(models, payload, model_name: str, layer: str | None, target: str | None):
+def explore(models: DemoModels, payload, model_name: str, layer: str | None, target: str | None):
     """(channel grid, PCA view, Grad-CAM overlay, attention rollout or None, caption markdown)."""
     checkpoint = models.get(checked_text(model_name, "The model"))
     layer = checked_text(layer, "The layer") if layer else None
@@ -116,18 +118,14 @@ def explore(models, payload, model_name: str, layer: str | None, target: str | N
     return views.channels, views.pca, views.cam, views.rollout, "\n\n".join(lines)
 
 
-def render(models) -> None:
+def render(models: DemoModels) -> None:
     first = models.get(models.names()[0])
     with gr.Row():
         with gr.Column():
             image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="features-image")
             model_name = gr.Dropdown(model_choices(models), value=models.names()[0], label="Model")
-            layer = gr.Dropdown(
-                list(feature_layers(first.model)),
-                value=list(feature_layers(first.model))[-1],
-                label="Layer / stage",
-                allow_custom_value=True,
-            )
+            layers = list(feature_layers(first.model))
+            layer = gr.Dropdown(layers, value=layers[-1], label="Layer / stage", allow_custom_value=True)
             target = gr.Dropdown(
                 class_choices(first), value=class_choices(first)[0][1], label="Grad-CAM target", allow_custom_value=True
             )

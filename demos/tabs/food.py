@@ -14,23 +14,24 @@ import gradio as gr
 from demos.examples import made_up_pictures
 from demos.explaining.summary import human_label, known_classes
 from demos.guards.uploads import upload_path
+from demos.models import DemoModels
 from demos.serving.images import ImageDecodeError, image_size
-from demos.serving.inference import TOP_K, ood_threshold, top_k
-from demos.tabs.common import model_header, read_upload, user_errors
+from demos.serving.inference import TOP_K, ServedModel, top_k
+from demos.tabs.common import model_header, read_upload, too_small, user_errors
 from demos.tabs.correction_controls import food_correction
+from hub.constants import IMAGE_SUFFIXES
 
 TITLE = "Food"
-EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+EXAMPLE_SUFFIXES = IMAGE_SUFFIXES
 SCORES_TITLE = "Top-5"
-SMALLEST_SIDE_PX = 32  # below this on a side, a picture holds too little to classify (or to read an age from)
 PHOTO_HEIGHT_PX = 360  # the upload box keeps this height, whatever the picture's size (a 1x1 one would flatten it)
 NO_FIT_TITLE = "Top-5 guesses (the photo fits none of the classes)"
 
 
-def knowledge(checkpoint) -> str:
+def knowledge(checkpoint: ServedModel) -> str:
     """What the model can answer, and whether it can tell a photo that fits none of its classes."""
     classes = len(checkpoint.task.labels)
-    threshold = ood_threshold(checkpoint)
+    threshold = checkpoint.task.ood_threshold
     if threshold is None:
         limit = (
             "It always answers with one of these, whatever the photo shows: its checkpoint stores no threshold "
@@ -44,10 +45,10 @@ def knowledge(checkpoint) -> str:
     return f"**The model knows {classes} classes:** {known_classes(checkpoint)}.\n\n{limit}"
 
 
-def verdict(checkpoint, scores: dict[str, float]) -> tuple[str, str]:
+def verdict(checkpoint: ServedModel, scores: dict[str, float]) -> tuple[str, str]:
     """(title of the score panel, notice markdown) for the model's scores of one photo."""
     best, probability = next(iter(scores.items()))
-    threshold = ood_threshold(checkpoint)
+    threshold = checkpoint.task.ood_threshold
     if threshold is None or probability >= threshold:
         return SCORES_TITLE, ""
     notice = (
@@ -56,17 +57,6 @@ def verdict(checkpoint, scores: dict[str, float]) -> tuple[str, str]:
         "reach. The scores are its guesses among the classes it knows."
     )
     return NO_FIT_TITLE, notice
-
-
-def too_small(size: tuple[int, int]) -> str:
-    """Markdown warning when a picture of `size` (width, height) is too small on a side to mean anything, else ""."""
-    width, height = size
-    if min(size) >= SMALLEST_SIDE_PX:
-        return ""
-    return (
-        f"**This picture is only {width}x{height} pixels**: too small to show anything (at least "
-        f"{SMALLEST_SIDE_PX} on a side). The model enlarges it and still answers, but its answer means nothing."
-    )
 
 
 def photo_refusal(message: str) -> str:
@@ -81,14 +71,26 @@ def label_scores(payload) -> dict[str, float]:
     return {item["label"]: item["confidence"] for item in payload.get("confidences") or []}
 
 
-def example_files(models) -> list[str]:
+def example_files(models: DemoModels) -> list[str]:
     """The `--examples` folder's images, then the pictures the app makes (not food: they show the notice)."""
     folder = models.examples_dir
     supplied = [] if folder is None else sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
     return [str(path) for path in [*supplied, *made_up_pictures()]]
 
 
-def render(models) -> None:
+def scores_panel(checkpoint: ServedModel, raw_scores, payload) -> tuple[gr.Label, str]:
+    """The scores with human labels, titled (and noticed) as fitting the known classes or none of them; a picture
+    too small to mean anything is said to be so."""
+    scores = label_scores(raw_scores)
+    if not scores:
+        return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
+    title, text = verdict(checkpoint, scores)
+    warning = too_small(image_size(upload_path(payload))) if payload else ""  # classify decoded it already
+    notice = "\n\n".join(part for part in (warning, text) if part)
+    return gr.Label(value={human_label(k): v for k, v in scores.items()}, label=title), notice
+
+
+def render(models: DemoModels) -> None:
     model_header(models, "food")
     gr.Markdown(knowledge(models.get("food")), elem_id="food-knowledge")
     # /classify's answer with the checkpoint's own class names, so API callers get id2label; the panel shows it
@@ -129,15 +131,7 @@ def render(models) -> None:
 
     @user_errors
     def present(raw_scores, payload):  # unprocessed: its file is read by demos/serving/images.py, not by gr.Image
-        """The scores with human labels, titled (and noticed) as fitting the known classes or none of them; a
-        picture too small to mean anything is said to be so."""
-        scores = label_scores(raw_scores)
-        if not scores:
-            return gr.Label(value=None, label=SCORES_TITLE), gr.skip()
-        title, text = verdict(models.get("food"), scores)
-        warning = too_small(image_size(upload_path(payload))) if payload else ""  # classify decoded it already
-        notice = "\n\n".join(part for part in (warning, text) if part)
-        return gr.Label(value={human_label(k): v for k, v in scores.items()}, label=title), notice
+        return scores_panel(models.get("food"), raw_scores, payload)
 
     button.click(classify, inputs=photo, outputs=scores, api_name="classify", preprocess=False, show_progress_on=shown)
     photo.upload(

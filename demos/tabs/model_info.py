@@ -9,6 +9,7 @@ import gradio as gr
 
 from demos.explaining.summary import describe, model_choices, readable_layer_table
 from demos.guards.refusals import checked_text
+from demos.models import DemoModels
 from demos.tabs.common import model_card, model_card_update, refresh_when_opened, user_errors
 from hub import CheckpointError
 from hub.checkpoint import builtin_aliases, hub_offline
@@ -16,7 +17,7 @@ from hub.checkpoint import builtin_aliases, hub_offline
 TITLE = "Model"
 
 
-def summarise(models, name: str):
+def summarise(models: DemoModels, name: str):
     checkpoint = models.get(checked_text(name, "The model"))
     return describe(checkpoint), readable_layer_table(checkpoint)
 
@@ -41,7 +42,7 @@ def loadable(limits) -> str:
     return f"one of the aliases {', '.join(builtin_aliases())}{folders}"
 
 
-def load_for_visitor(models, ref: str) -> None:
+def load_for_visitor(models: DemoModels, ref: str) -> None:
     """Load `ref` for this visitor; offline, a hub id that is not on the server is refused saying what they can do."""
     try:
         models.load(ref)
@@ -55,7 +56,7 @@ def load_for_visitor(models, ref: str) -> None:
         raise
 
 
-def render(models) -> None:
+def render(models: DemoModels) -> None:
     first = models.names()[0]
     with gr.Row():
         model_name = gr.Dropdown(model_choices(models), value=first, label="Model")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +23,7 @@ from demos.explaining.pixel_space import MAX_STEPS
 from demos.explaining.summary import human_label, model_choices
 from demos.guards.refusals import checked_text, one_of, whole_number
 from demos.guards.uploads import upload_path
+from demos.models import DemoModels
 from demos.serving.images import image_size
 from demos.tabs.common import read_upload, refresh_when_opened, user_errors
 from hub.preprocessing import image_spec
@@ -35,11 +37,11 @@ STEP_FONT_FRACTION = 8  # step numbers an eighth of a frame's width tall
 MAX_SEED = 2**32 - 1  # torch takes larger seeds, but not every number: a bound a visitor can be told
 
 
-def _classifier_names(models) -> list[str]:
+def _classifier_names(models: DemoModels) -> list[str]:
     return [name for name in models.names() if not models.get(name).task.is_regression] or models.names()
 
 
-def _labels(models, name: str) -> list[tuple[str, str]]:
+def _labels(models: DemoModels, name: str) -> list[tuple[str, str]]:
     """(human label, class name) choices of a classifier; none for a regression model."""
     checkpoint = models.get(checked_text(name, "The model"))
     return [] if checkpoint.task.is_regression else [(human_label(label), label) for label in checkpoint.task.labels]
@@ -61,7 +63,7 @@ def numbered_strip(strip, steps: tuple[int, ...], frame_width: int):
     return strip
 
 
-def run_dream(models, name: str, target: str, payload, steps: float, seed: float, progress=None):
+def run_dream(models: DemoModels, name: str, target: str, payload, steps: float, seed: float, progress=None):
     """(final image, strip of steps, probability of the class, caption); `progress` is a gr.Progress."""
     checkpoint = models.get(checked_text(name, "The model"))
     if not target:
@@ -86,7 +88,7 @@ def run_dream(models, name: str, target: str, payload, steps: float, seed: float
     return result.image, strip, result.probability, caption
 
 
-def run_attack(models, name: str, payload, budget: float, target: str | None, method: str):
+def run_attack(models: DemoModels, name: str, payload, budget: float, target: str | None, method: str):
     """(original, amplified perturbation, adversarial image, path of the adversarial PNG, caption)."""
     checkpoint = models.get(checked_text(name, "The model"))
     goal = None if target in (None, "", ANY_OTHER_CLASS) else checked_text(target, "The class to make the model answer")
@@ -138,20 +140,59 @@ def _attack_story(result) -> str:
     )
 
 
-def render(models) -> None:
+def render(models: DemoModels) -> None:
     names = _classifier_names(models)
     labels = _labels(models, names[0])
     model_name = gr.Dropdown(
         model_choices(models, names), value=names[0], label="Classification model", allow_custom_value=True
     )
     # Headings, not nested tabs: the app's tab bar stays one row of top-level tabs.
+    dream_view = _dream_section(labels)
+    attack_view = _attack_section(labels)
+
+    @user_errors
+    def model_changed(name: str):
+        choices = _labels(models, name)
+        return (
+            gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
+            gr.Dropdown(choices=[(ANY_OTHER_CLASS, ANY_OTHER_CLASS), *choices], value=ANY_OTHER_CLASS),
+        )
+
+    # Regression models are left out of the list: both views explain class scores.
+    refresh_when_opened(
+        model_name, lambda: model_choices(models, _classifier_names(models)), api_name="network_sees_models"
+    )
+    model_name.change(
+        model_changed,
+        inputs=model_name,
+        outputs=[dream_view.target, attack_view.target],
+        api_name="network_sees_classes",
+    )
+    _wire_dream(models, model_name, dream_view)
+    _wire_attack(models, model_name, attack_view)
+
+
+@dataclass
+class _DreamView:
+    """The class visualisation's components."""
+
+    target: gr.Dropdown
+    start: gr.Image
+    steps: gr.Slider
+    seed: gr.Number
+    button: gr.Button
+    caption: gr.Markdown
+    image: gr.Image
+    probability: gr.Number
+    strip: gr.Image
+
+
+def _dream_section(labels: list[tuple[str, str]]) -> _DreamView:
     gr.Markdown("### Class visualisation\nGradient ascent on the class's logit, with jitter and a smoothness penalty.")
     with gr.Row():
         with gr.Column():
-            dream_class = gr.Dropdown(
-                labels, value=labels[0][1] if labels else None, label="Class", allow_custom_value=True
-            )
-            dream_start = gr.Image(
+            target = gr.Dropdown(labels, value=labels[0][1] if labels else None, label="Class", allow_custom_value=True)
+            start = gr.Image(
                 label="Start from this image (optional; empty: grey noise)",
                 type="filepath",
                 sources=["upload", "clipboard"],
@@ -159,15 +200,50 @@ def render(models) -> None:
             )
             steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_DREAM_STEPS, step=1, label="Gradient-ascent steps")
             seed = gr.Number(0, precision=0, label="Seed (jitter and noise)")
-            dream_button = gr.Button("Visualise the class", variant="primary")
+            button = gr.Button("Visualise the class", variant="primary")
         with gr.Column():
-            dream_caption = gr.Markdown(elem_id="dream-caption")
-            dream_image = gr.Image(label="Final image (model input size)", format="png", interactive=False)
+            caption = gr.Markdown(elem_id="dream-caption")
+            image = gr.Image(label="Final image (model input size)", format="png", interactive=False)
             # The API's exact probability; the page shows it as a percentage in the caption.
             probability = gr.Number(label="Probability of the class", visible=False)
-    dream_strip = gr.Image(
+    strip = gr.Image(
         label="Steps, left to right (numbered on each frame)", format="png", interactive=False, elem_id="dream-strip"
     )
+    return _DreamView(target, start, steps, seed, button, caption, image, probability, strip)
+
+
+def _wire_dream(models: DemoModels, model_name: gr.Dropdown, view: _DreamView) -> None:
+    @user_errors
+    def visualise(name, target_class, payload, step_count, seed_value, progress=gr.Progress()):
+        return run_dream(models, name, target_class, payload, step_count, seed_value, progress)
+
+    view.button.click(
+        visualise,
+        inputs=[model_name, view.target, view.start, view.steps, view.seed],
+        outputs=[view.image, view.strip, view.probability, view.caption],
+        api_name="dream",
+        preprocess=False,
+    )
+
+
+@dataclass
+class _AttackView:
+    """The adversarial example's components."""
+
+    photo: gr.Image
+    budget: gr.Slider
+    target: gr.Dropdown
+    method: gr.Radio
+    button: gr.Button
+    caption: gr.Markdown
+    png: gr.File
+    png_link: gr.HTML
+    original: gr.Image
+    perturbation: gr.Image
+    adversarial: gr.Image
+
+
+def _attack_section(labels: list[tuple[str, str]]) -> _AttackView:
     gr.Markdown("### Adversarial example\nThe smallest-looking change that makes the model change its mind.")
     with gr.Row():
         with gr.Column():
@@ -183,9 +259,9 @@ def render(models) -> None:
                 allow_custom_value=True,
             )  # fmt: skip
             method = gr.Radio(METHOD_CHOICES, value="pgd", label="Attack")
-            attack_button = gr.Button("Attack", variant="primary")
+            button = gr.Button("Attack", variant="primary")
         with gr.Column():
-            attack_caption = gr.Markdown(elem_id="adversarial-caption")
+            caption = gr.Markdown(elem_id="adversarial-caption")
             # The API's file; the page offers it as a link that names no server folder (Gradio's would).
             png = gr.File(label="Adversarial PNG", visible=False)
             png_link = gr.HTML(elem_id="adversarial-png")
@@ -193,19 +269,12 @@ def render(models) -> None:
         original = gr.Image(label="What the model sees", format="png", interactive=False)
         perturbation = gr.Image(label="Perturbation (amplified)", format="png", interactive=False)
         adversarial = gr.Image(label="Adversarial image", format="png", interactive=False)
+    return _AttackView(
+        photo, budget, target, method, button, caption, png, png_link, original, perturbation, adversarial
+    )
 
-    @user_errors
-    def model_changed(name: str):
-        choices = _labels(models, name)
-        return (
-            gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
-            gr.Dropdown(choices=[(ANY_OTHER_CLASS, ANY_OTHER_CLASS), *choices], value=ANY_OTHER_CLASS),
-        )
 
-    @user_errors
-    def visualise(name, target_class, payload, step_count, seed_value, progress=gr.Progress()):
-        return run_dream(models, name, target_class, payload, step_count, seed_value, progress)
-
+def _wire_attack(models: DemoModels, model_name: gr.Dropdown, view: _AttackView) -> None:
     @user_errors
     def make_adversarial(name, payload, budget_value, target_class, method_name):
         return run_attack(models, name, payload, budget_value, target_class, method_name)
@@ -215,23 +284,13 @@ def render(models) -> None:
         path = upload_path(payload)
         return "" if path is None else download_link(path, models.get(name))
 
-    # Regression models are left out of the list: both views explain class scores.
-    refresh_when_opened(
-        model_name, lambda: model_choices(models, _classifier_names(models)), api_name="network_sees_models"
-    )
-    model_name.change(model_changed, inputs=model_name, outputs=[dream_class, target], api_name="network_sees_classes")
-    dream_button.click(
-        visualise,
-        inputs=[model_name, dream_class, dream_start, steps, seed],
-        outputs=[dream_image, dream_strip, probability, dream_caption],
-        api_name="dream",
-        preprocess=False,
-    )
-    attack_button.click(
+    view.button.click(
         make_adversarial,
-        inputs=[model_name, photo, budget, target, method],
-        outputs=[original, perturbation, adversarial, png, attack_caption],
+        inputs=[model_name, view.photo, view.budget, view.target, view.method],
+        outputs=[view.original, view.perturbation, view.adversarial, view.png, view.caption],
         api_name="adversarial",
         preprocess=False,
     )
-    png.change(offer_png, inputs=[png, model_name], outputs=png_link, preprocess=False, api_visibility="private")
+    view.png.change(
+        offer_png, inputs=[view.png, model_name], outputs=view.png_link, preprocess=False, api_visibility="private"
+    )
