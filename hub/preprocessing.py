@@ -2,8 +2,9 @@
 
 `image_spec(processor)` reads the input size, resize rule, mean and std that the processor applies
 (timm, ViT and ConvNeXt/ResNet style processors). `build_transform(spec, augment=...)` makes the
-training transform; with `augment="none"` it is the eval transform, which tests check against the
-processor's own output. No other file in the project knows an input size or normalises images.
+training transform; with `Augmentation.NONE` it reproduces the processor, as tests check. Evaluation runs
+the processor itself (`processor_transform`), as the demos do, so that a measured figure is the served
+model's. No other file in the project knows an input size or normalises images.
 
 Photo augmentation is timm's `create_transform(is_training=True)` on the same spec. What timm lacks
 is written here: the radiograph transforms (keep the whole hand, vary how it looks and how much of
@@ -22,12 +23,12 @@ from timm.data import create_transform
 from torchvision.transforms import v2
 from transformers import TimmWrapperImageProcessor
 
-from hub.constants import AUGMENTATIONS
+from hub.contract import Augmentation
 
 
 @dataclass(frozen=True)
 class PhotoAugment:
-    """timm's training-transform options for `augment="random-crop"` (photos)."""
+    """timm's training-transform options for `Augmentation.RANDOM_CROP` (photos)."""
 
     crop_scale_min: float = 0.25  # random-resized-crop area range (crop_scale_min, 1)
     color_jitter: float | None = 0.3  # timm turns it off when auto_augment is set
@@ -182,23 +183,9 @@ def _radiograph_steps(spec: ImageSpec) -> list:
     ]
 
 
-def _augment_steps(spec: ImageSpec, augment: str) -> list:
-    if augment == "keep-whole":  # radiographs, the earlier recipe: only small geometric and tone changes
-        return resize_steps(spec) + [
-            v2.RandomAffine(
-                degrees=15, translate=(0.06, 0.06), scale=(0.9, 1.1), interpolation=v2.InterpolationMode.BILINEAR
-            ),
-            v2.RandomHorizontalFlip(),
-            v2.ColorJitter(brightness=0.25, contrast=0.25),
-        ]
-    if augment == "radiograph":
-        return _radiograph_steps(spec)
-    raise ValueError(f"Unknown augmentation '{augment}': choose one of {', '.join(AUGMENTATIONS)}.")
-
-
-def to_pixels(spec: ImageSpec, augment: str = "none") -> v2.Compose:
+def to_pixels(spec: ImageSpec, augment: Augmentation = Augmentation.NONE) -> v2.Compose:
     """PIL image -> float tensor in [0, 1] at the model's input size, before normalisation."""
-    steps = resize_steps(spec) if augment == "none" else _augment_steps(spec, augment)
+    steps = _radiograph_steps(spec) if augment is Augmentation.RADIOGRAPH else resize_steps(spec)
     return v2.Compose([v2.RGB(), *steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
@@ -237,8 +224,25 @@ def denormalize(spec: ImageSpec, inputs: torch.Tensor) -> torch.Tensor:
     return inputs * std + mean
 
 
-def build_transform(spec: ImageSpec, augment: str = "none", photo: PhotoAugment | None = None) -> v2.Compose:
-    """PIL image -> normalised model input; `augment="none"` is the eval transform."""
-    if augment == "random-crop":  # photos: the object may be anywhere, at any scale
+def build_transform(
+    spec: ImageSpec, augment: Augmentation | str = Augmentation.NONE, photo: PhotoAugment | None = None
+) -> v2.Compose:
+    """PIL image -> normalised model input, augmented as `augment` says (NONE: the processor's own steps)."""
+    try:
+        augment = Augmentation(augment)
+    except ValueError:
+        raise ValueError(f"Unknown augmentation '{augment}': choose one of {', '.join(Augmentation)}.") from None
+    if augment is Augmentation.RANDOM_CROP:  # photos: the object may be anywhere, at any scale
         return photo_train_transform(spec, photo or PhotoAugment())
     return v2.Compose([to_pixels(spec, augment), v2.Normalize(list(spec.mean), list(spec.std))])
+
+
+@dataclass(frozen=True)
+class ProcessorTransform:
+    """PIL image -> model input through the checkpoint's own image processor: what the demos serve with (for a timm
+    checkpoint, timm's `create_transform(is_training=False)` of its data config), so evaluation measures it too."""
+
+    processor: object
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]

@@ -23,7 +23,7 @@ def test_default_backbone_spec_is_the_timm_one():
     assert (spec.size, spec.resize, spec.crop_pct, spec.mean) == ((224, 224), "crop", 0.875, (0.5, 0.5, 0.5))
 
 
-@pytest.mark.parametrize("augment", ["random-crop", "keep-whole"])
+@pytest.mark.parametrize("augment", ["random-crop", "radiograph"])
 def test_augmentations_keep_the_input_size(tiny_checkpoints, augment, photo):
     spec = image_spec(load_checkpoint(str(tiny_checkpoints[("timm", "regression")])).processor)
     assert build_transform(spec, augment)(photo).shape == (3, 32, 32)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import enum
 import json
 import types
 import typing
 from dataclasses import dataclass, field
 
-from hub.constants import ALLOW_PICKLE_HELP, AUGMENTATIONS
+from hub.constants import ALLOW_PICKLE_HELP
+from hub.contract import Augmentation, TrainingMode, TrainingPrecision
 
-PRECISIONS = ("auto", "bf16", "fp32")
-MODES = ("feature-extraction", "full", "two-stage")  # train/modes.py says which parameters each trains
 LOSSES = ("mae", "mse", "huber")  # train/regression.py builds each
 
 
@@ -35,7 +35,10 @@ class TrainArguments:
     image_column: str | None = field(default=None, metadata={"help": "Image column (default: the first image column)."})
     train_split: str = field(default="train", metadata={"help": "The split to train on."})
     eval_split: str = field(default="validation", metadata={"help": "The split to validate on (and to calibrate on)."})
-    mode: str = field(default="two-stage", metadata={"choices": MODES, "help": "Which parameters train, and when."})
+    mode: TrainingMode = field(
+        default=TrainingMode.TWO_STAGE,
+        metadata={"choices": tuple(TrainingMode), "help": "Which parameters train, and when."},
+    )
     epochs: float = field(default=3.0, metadata={"help": "Epochs of the stage that trains the whole network."})
     head_epochs: float = field(
         default=10.0, metadata={"help": "Epochs of the frozen-backbone head stage (cached features)."}
@@ -74,11 +77,11 @@ class TrainArguments:
             "help": "Evaluate at this size (train low, serve high: FixRes); the better of it and --image-size is saved."
         },
     )
-    augment: str = field(
-        default="random-crop",
+    augment: Augmentation = field(
+        default=Augmentation.RANDOM_CROP,
         metadata={
-            "choices": AUGMENTATIONS,
-            "help": "random-crop: timm's photo transform; radiograph (or keep-whole) for X-rays.",
+            "choices": tuple(Augmentation),
+            "help": "random-crop: timm's photo transform; radiograph for X-rays.",
         },
     )
     auto_augment: str | None = field(
@@ -131,15 +134,22 @@ class TrainArguments:
     seed: int = field(default=42, metadata={"help": "Seed of the head's initialisation, shuffling and augmentation."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint-* in the output dir."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (GPU)."})
-    precision: str = field(
-        default="auto",
+    precision: TrainingPrecision = field(
+        default=TrainingPrecision.AUTO,
         metadata={
-            "choices": PRECISIONS,
+            "choices": tuple(TrainingPrecision),
             "help": "bf16 autocast, or fp32. auto: bf16 where the GPU or CPU computes it natively (AVX512-BF16, AMX).",
         },
     )
     dataloader_workers: int = field(default=2, metadata={"help": "Data-loading processes (0: load in this one)."})
     logging_steps: int = field(default=20, metadata={"help": "Log the training loss every this many steps."})
+    progress_jsonl: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "PATH",
+            "help": "Append the run's progress to this file, one JSON object a line (for programs to follow).",
+        },
+    )
     allow_pickle: bool = field(default=False, metadata={"help": f"--model: {ALLOW_PICKLE_HELP}."})
     push_to_hub: bool = field(
         default=False, metadata={"help": "After training, publish the run folder as --hub-model-id."}
@@ -149,6 +159,12 @@ class TrainArguments:
     demo_space: str | None = field(
         default=None, metadata={"help": "After the push, publish the demo app running the model as this Space."}
     )
+
+    def __post_init__(self):
+        # A JSON config and a caller's keywords give plain strings: the choices become their enums (or fail here).
+        self.mode = TrainingMode(self.mode)
+        self.augment = Augmentation(self.augment)
+        self.precision = TrainingPrecision(self.precision)
 
 
 class TrainError(ValueError):
@@ -179,10 +195,11 @@ def _option_names(name: str, prefix: str = "") -> list[str]:
 
 
 def _value_type(annotation) -> type:
-    """str for `str | None`, int for `int`: the type argparse converts a value to."""
+    """str for `str | None`, int for `int`: the type argparse converts a value to. A choice stays a string for
+    argparse, so that a typo is told the choices; TrainArguments turns it into its enum."""
     if isinstance(annotation, types.UnionType):
         return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-    return annotation
+    return str if issubclass(annotation, enum.Enum) else annotation
 
 
 def _add_field(parser: argparse.ArgumentParser, spec: dataclasses.Field, annotation) -> None:
@@ -202,7 +219,7 @@ def _add_field(parser: argparse.ArgumentParser, spec: dataclasses.Field, annotat
             choices=spec.metadata.get("choices"),
             required=required,
             default=None if required else spec.default,
-            metavar=None if "choices" in spec.metadata else spec.name.upper(),
+            metavar=None if "choices" in spec.metadata else spec.metadata.get("metavar", spec.name.upper()),
             help=help_text,
         )
 
@@ -233,4 +250,7 @@ def arguments_from_json(parser: argparse.ArgumentParser, path: str) -> TrainArgu
     problems += [f"missing arguments: {', '.join(missing)}"] if missing else []
     if problems:
         parser.error(f"{path}: {'; '.join(problems)}")
-    return TrainArguments(**values)
+    try:
+        return TrainArguments(**values)
+    except ValueError as err:  # a choice outside its enum, e.g. "mode": "partial"
+        parser.error(f"{path}: {err}")
