@@ -9,13 +9,12 @@
 
 Both pipelines train the same models (random or default weights, a new 10-class head) on the same synthetic
 imagefolder of Food-101-sized JPEGs (512x384) that the script writes to a temporary folder:
-- ours: what `python -m train --mode full` runs: `train.data` (imagefolder splits, `with_image_transform`,
-  `collate`, images decoded once into memory unless --no-cache-images),
-  `hub.preprocessing.build_transform(image_spec(processor), augment)`, `train.model.build_model`,
-  `prepare_for_device`, `training_arguments` (bf16 and channels_last on a GPU, its data-loader workers),
-  `classification_loss` and the AdamW parameter groups of `train.modes`, BatchNorm statistics kept as
-  `train` keeps them by default (for the random-weight ResNet-50 they are the initial 0 and 1:
-  `--train-args=--no-freeze-batchnorm` times the batch-statistics path instead);
+- ours: what `python -m train --mode full` runs, built by the same `train.run.build_run` (the checked imagefolder
+  splits, the model with its new head on its device, channels_last for CNNs, the training transform) and
+  `train.stages` (the datasets, decoded once into memory unless --no-cache-images; `training_arguments`, with bf16
+  on a GPU and its data-loader workers; the Trainer with `classification_loss` and the AdamW parameter groups of
+  `train.heads`), BatchNorm statistics kept as `train` keeps them by default (for the random-weight ResNet-50 they
+  are the initial 0 and 1: `--train-args=--no-freeze-batchnorm` times the batch-statistics path instead);
 - baseline: the recipe a user would otherwise run, examples/pytorch/image-classification/run_image_classification.py:
   torchvision `Compose([RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize])` from the image
   processor (timm processors: their own `train_transforms`) applied with `set_transform`, and `TrainingArguments`
@@ -61,10 +60,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from bench.demo_latency import synthetic_photos, vit_base_folder
 from hub.default_backbone import default_backbone_folder
-from hub.preprocessing import build_transform, image_spec
-from train import data, modes, stages, trainer
+from train import heads, stages
 from train.__main__ import parse as parse_train_arguments
-from train.model import build_model, head_config, prepare_for_device, resolution_processor
+from train.run import build_run
 
 VIT_B16_TRAIN_GFLOP_PER_IMAGE = 106  # 35 GFLOP forward at 224 px; backward costs about twice the forward
 H100_BF16_PEAK_TFLOPS = 790  # the peak issue 7 takes for an H100 in bf16 (7,500 ViT-B/16 images/s at 100% MFU)
@@ -166,36 +164,15 @@ def ours(folder: Path, dataset: Path, run_dir: Path, options, timer: StepTimer):
             *shlex.split(options.train_args),
         ]
     )
-    train_split, _ = data.load_splits(args.dataset, train_split=args.train_split, eval_split=args.eval_split)
-    task = data.resolve_task(train_split, target_column=args.target_column, image_column=args.image_column)
-    head = head_config(task, target_name=None, target_unit=None, condition_labels=None)
-    model, processor = build_model(args.model, head, allow_pickle=args.allow_pickle)
-    model = prepare_for_device(model)
-    processor = resolution_processor(
-        model, processor, image_size=args.image_size, resize=args.resize, crop_pct=args.crop_pct
-    )
-    spec = image_spec(processor)
+    run = build_run(args)
     arguments = stages.training_arguments(
         args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=False
     )
     # A bench stops after --steps, evaluates nothing and writes no logs; every other setting is the train command's.
     arguments = dataclasses.replace(arguments, max_steps=options.steps, eval_strategy="no", report_to=[])
-    train_transform = build_transform(image_spec(processor), args.augment, trainer.photo_augment(args))
-    max_input_side = max(spec.height, spec.width, args.image_size or 0)
-    datasets = (
-        stages.train_datasets(
-            (train_split, train_split),
-            task,
-            (train_transform, None),
-            cache_images=args.cache_images,
-            max_input_side=max_input_side,
-        )[0],
-        None,
-    )
-    built = stages.whole_network_trainer(
-        model, processor, datasets, task, None, args, training_args=arguments, callbacks=[timer]
-    )
-    return built, modes.batchnorm_statistics_kept(model, args.freeze_batchnorm)
+    train_dataset, _ = stages.train_datasets(run)
+    built = stages.whole_network_trainer(run, (train_dataset, None), training_args=arguments, callbacks=[timer])
+    return built, heads.batchnorm_statistics_kept(run.model, args.freeze_batchnorm)
 
 
 def recipe_train_transform(image_processor):

@@ -17,7 +17,7 @@ from demos.models import load_model
 from demos.serving.inference import top_k
 from tests.test_train import read_json, train_argv
 from tests.tiny_checkpoints import build_tiny_checkpoint
-from train import modes
+from train import heads
 from train.__main__ import main as train
 from train.evaluate import main as evaluate
 
@@ -68,7 +68,7 @@ def reordered(run_dir: Path, order: tuple[str, ...], out: Path) -> Path:
     """The same model with its outputs (head rows and id2label) in `order`."""
     model = AutoModelForImageClassification.from_pretrained(run_dir)
     rows = [model.config.label2id[name] for name in order]
-    head = modes.head_layer(model)
+    head = heads.head_layer(model)
     with torch.no_grad():
         head.weight.copy_(head.weight[rows].clone())
         head.bias.copy_(head.bias[rows].clone())

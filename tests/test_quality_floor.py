@@ -17,7 +17,7 @@ from datasets import load_dataset
 
 from hub import load_checkpoint
 from train import data, evaluation, metrics
-from train.evaluate import checkpoint_task
+from train.evaluation import checkpoint_task
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

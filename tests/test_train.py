@@ -15,7 +15,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Tr
 
 from hub.checkpoint import load_checkpoint, parameter_counts
 from hub.preprocessing import image_spec
-from train import modes, stages
+from train import heads, stages
 from train.__main__ import main
 from train.data import DataError, TaskData, load_splits, resolve_task
 from train.model import build_model, head_config, prepare_for_device
@@ -138,7 +138,7 @@ def test_regression_saves_months_and_reports_metrics_of_the_saved_checkpoint(tin
         target_unit="months",
         mode="full",
         epochs=1,
-        augment="keep-whole",
+        augment="radiograph",
         loss="huber",
         precision="fp32",  # the Trainer's evaluation below must compute as the saved checkpoint's does
     )
@@ -175,15 +175,15 @@ def test_folded_head_outputs_equal_denormalised_predictions(tiny_checkpoints, tm
     assert scaler.mean == 112.5 and scaler.std > 80
     pixels = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        modes.head_layer(model).bias.fill_(0.7)  # the tiny ViT's head bias is 0: a fold that drops a term on it shows
+        heads.head_layer(model).bias.fill_(0.7)  # the tiny ViT's head bias is 0: a fold that drops a term on it shows
         expected = scaler.denormalize(model(pixel_values=pixels).logits[:, 0])
-        fold_into_head(modes.head_layer(model), scaler)
+        fold_into_head(heads.head_layer(model), scaler)
     model.save_pretrained(tmp_path)
     saved = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         assert torch.allclose(saved(pixel_values=pixels).logits[:, 0], expected, atol=1e-4)
         # Fine-tuning a saved regressor again starts from its head on the normalised scale.
-        unfold_from_head(modes.head_layer(saved), scaler)
+        unfold_from_head(heads.head_layer(saved), scaler)
         assert torch.allclose(scaler.denormalize(saved(pixel_values=pixels).logits[:, 0]), expected, atol=1e-4)
 
 
@@ -197,19 +197,19 @@ def test_new_head_has_the_right_size_and_freezing_leaves_only_it(tiny_checkpoint
     base = load_checkpoint(str(tiny_checkpoints[(architecture, "classification")]))
     head = head_config(task, target_name=None, target_unit=None, condition_labels=None)
     model, _ = build_model(str(base.folder), head)
-    head = modes.head_layer(model)
+    head = heads.head_layer(model)
     assert head.out_features == 2 and model.config.id2label == {0: "blue", 1: "red"}
     # The kept backbone is the pretrained one (not re-initialised).
     shared = next(name for name, _ in base.model.named_parameters() if "classifier" not in name)
     assert torch.equal(model.state_dict()[shared], base.model.state_dict()[shared])
 
     head_size = sum(p.numel() for p in head.parameters())
-    modes.freeze_backbone(model, frozen=True)
+    heads.freeze_backbone(model, frozen=True)
     assert parameter_counts(model).trainable == head_size
-    modes.freeze_backbone(model, frozen=False)
+    heads.freeze_backbone(model, frozen=False)
     trainable, total = parameter_counts(model)
     assert trainable == total > head_size
-    groups = modes.parameter_groups(model, learning_rate=1e-3, backbone_learning_rate=1e-4, weight_decay=0.05)
+    groups = heads.parameter_groups(model, learning_rate=1e-3, backbone_learning_rate=1e-4, weight_decay=0.05)
     head_lr = {group["lr"] for group in groups if any(p is head.weight for p in group["params"])}
     assert head_lr == {1e-3} and {group["lr"] for group in groups} == {1e-3, 1e-4}
     assert sum(p.numel() for group in groups for p in group["params"]) == total
@@ -222,7 +222,7 @@ def test_a_timm_classifier_given_a_conditioned_regression_head_saves_its_output_
     head = head_config(task, target_name="bone age", target_unit="months", condition_labels="false=female,true=male")
     base = tiny_checkpoints[("timm", "classification")]
     model, _ = build_model(str(base), head)
-    assert modes.head_layer(model).out_features == 2
+    assert heads.head_layer(model).out_features == 2
     model.save_pretrained(tmp_path)
     saved = load_checkpoint(str(tmp_path))
     # timm configs save label_names instead of id2label: the base's class names must not come back.

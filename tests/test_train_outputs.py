@@ -12,7 +12,7 @@ import torch
 from hub.checkpoint import load_checkpoint
 from hub.preprocessing import image_spec
 from tests.test_train import draw_ages
-from train import calibration, data, modes
+from train import calibration, data, heads
 from train.metrics import regression_metrics
 from train.outputs import best_eval_size, calibrate
 from train.regression import own_outputs
@@ -34,7 +34,7 @@ def top_softmax(logits: np.ndarray) -> np.ndarray:
 
 def test_calibration_folds_the_temperature_and_fits_the_threshold_on_calibrated_probabilities(tiny_checkpoints):
     model = load_checkpoint(str(tiny_checkpoints[("vit", "classification")])).model
-    head = modes.head_layer(model)
+    head = heads.head_layer(model)
     weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
     logits, labels = overconfident_logits(scale=4.0)
 
@@ -65,8 +65,8 @@ def test_a_regressor_serves_at_the_size_with_the_lower_mae(tiny_checkpoints, age
     checkpoint = load_checkpoint(str(tiny_checkpoints[("timm", "regression")]))
     model, processor = checkpoint.model.eval(), checkpoint.processor
     with torch.no_grad():  # months from the outputs: a bias of 100 puts the MAEs of both sizes near their spread
-        modes.head_layer(model).weight.mul_(200.0)
-        modes.head_layer(model).bias.fill_(100.0)
+        heads.head_layer(model).weight.mul_(200.0)
+        heads.head_layer(model).bias.fill_(100.0)
     train_spec = image_spec(processor)
     args = SimpleNamespace(eval_image_size=64, eval_batch_size=8, dataloader_workers=0)
 

@@ -24,7 +24,7 @@ from tests.test_train import (  # noqa: F401 (fixtures)
 )
 from train import calibration, data, metrics
 from train.__main__ import main
-from train.recipe import RecipeTrainer
+from train.recipe_trainer import RecipeTrainer
 from train.regression import TargetScaler, own_outputs, regression_loss
 from train.robustness import other_source_look
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from hub.push import PushError, check_repo_id, push_checkpoint
     from train.arguments import TrainError
     from train.data import DataError
-    from train.trainer import run_training
+    from train.run import run_training
 
     try:
         if args.push_to_hub:  # a bad repo id is reported now, not after hours of training

@@ -10,7 +10,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from hub.checkpoint import is_timm, load_checkpoint
 from hub.contract import Task
-from train import data, modes
+from train import data, heads
 from train.arguments import TrainError
 from train.regression import TargetScaler, unfold_from_head
 
@@ -25,9 +25,9 @@ def build_model(
     """
     base = load_checkpoint(base_ref, allow_pickle=allow_pickle, config_overrides=head)
     if not keeps_head(AutoConfig.from_pretrained(base.folder), head):  # same size, other classes: still a new head
-        modes.head_layer(base.model).reset_parameters()
+        heads.head_layer(base.model).reset_parameters()
     elif scaler is not None:
-        unfold_from_head(modes.head_layer(base.model), scaler)
+        unfold_from_head(heads.head_layer(base.model), scaler)
     return base.model, base.processor
 
 

@@ -1,12 +1,14 @@
 """The stages of a run: the new head on cached backbone features (backbone frozen), then the whole network.
 
-`--mode feature-extraction` runs the first, `full` the second, `two-stage` both (modes.py).
+`--mode feature-extraction` runs the first, `full` the second, `two-stage` both (`train_stages`). Each takes the
+`Run` that train/run.py's `build_run` made.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset as HFDataset
@@ -17,18 +19,24 @@ from transformers import Trainer, TrainingArguments
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from hub.checkpoint import computes_bf16_natively, parameter_counts
-from train import data, evaluation, metrics, modes
+from hub.contract import TrainingMode, TrainingPrecision
+from hub.preprocessing import image_spec
+from train import data, evaluation, heads, metrics
 from train.arguments import TrainArguments, TrainError
-from train.recipe import RecipeTrainer
+from train.progress import stage_callbacks
+from train.recipe_trainer import RecipeTrainer
 from train.regression import TargetScaler, own_outputs, regression_loss
+
+if TYPE_CHECKING:
+    from train.run import Run
 
 logger = logging.getLogger("train")
 
 
-def uses_bf16(precision: str) -> bool:
+def uses_bf16(precision: TrainingPrecision) -> bool:
     """Whether to train under bf16 autocast: asked for, or `auto` on hardware that computes bf16 natively."""
-    if precision != "auto":
-        return precision == "bf16"
+    if precision != TrainingPrecision.AUTO:
+        return precision == TrainingPrecision.BF16
     return computes_bf16_natively("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -117,7 +125,7 @@ def cached_features(
     forward pass over the data instead of one per epoch. The pass is evaluation's, with a hook on the head.
     """
     captured: list[torch.Tensor] = []
-    hook = modes.head_layer(model).register_forward_hook(
+    hook = heads.head_layer(model).register_forward_hook(
         lambda module, inputs, output: captured.append(inputs[0].float().cpu())
     )
     was_training = model.training
@@ -136,41 +144,47 @@ def cached_features(
     return HFDataset.from_dict({"features": torch.cat(captured).numpy(), "labels": labels}).with_format("torch")
 
 
-def train_head_on_features(
-    model: nn.Module,
-    splits: tuple[HFDataset, HFDataset],
-    task: data.TaskData,
-    eval_transform,
-    scaler: TargetScaler | None,
-    args: TrainArguments,
-    run_dir: Path,
-) -> Trainer:
+def train_stages(run: Run) -> Trainer:
+    """The stages the mode asks for (a resumed run continues the whole-network one); returns the last's Trainer."""
+    mode = run.args.mode
+    if mode.trains_head_first and not run.resume_from:
+        trainer = train_head_on_features(run)
+    if mode.trains_backbone:
+        trainer = train_whole_network(run)
+    return trainer
+
+
+def train_head_on_features(run: Run) -> Trainer:
     """Stage 1 / feature extraction: backbone frozen, only the new head trains (on cached features)."""
-    modes.freeze_backbone(model, frozen=True)
-    log_trainable(model, "head stage (backbone frozen)")
-    logger.info("head stage: caching backbone features of %d + %d images", *map(len, splits))
+    args = run.args
+    heads.freeze_backbone(run.model, frozen=True)
+    log_trainable(run.model, "head stage (backbone frozen)")
+    logger.info("head stage: caching backbone features of %d + %d images", *map(len, run.splits))
     train_features, eval_features = (
         cached_features(
-            model,
+            run.model,
             split,
-            task,
-            eval_transform,
+            run.task,
+            run.eval_transform,
             batch_size=args.eval_batch_size,
             workers=args.dataloader_workers,
             bf16=uses_bf16(args.precision),
         )
-        for split in splits
+        for split in run.splits
     )
-    loss_func, compute_metrics = loss_and_metrics(task, scaler, label_smoothing=args.label_smoothing, loss=args.loss)
+    loss_func, compute_metrics = loss_and_metrics(
+        run.task, run.scaler, label_smoothing=args.label_smoothing, loss=args.loss
+    )
     trainer = Trainer(
-        model=HeadOnly(modes.head_layer(model)),
+        model=HeadOnly(heads.head_layer(run.model)),
         args=training_arguments(
-            args, run_dir, epochs=args.head_epochs, learning_rate=args.head_learning_rate, checkpoints=False
+            args, run.run_dir, epochs=args.head_epochs, learning_rate=args.head_learning_rate, checkpoints=False
         ),
         train_dataset=train_features,
         eval_dataset=eval_features,
         compute_loss_func=loss_func,
         compute_metrics=compute_metrics,
+        callbacks=stage_callbacks(args.progress_jsonl, run.task.kind, stage="head"),
     )
     trainer.train()
     return trainer
@@ -180,21 +194,14 @@ def train_head_on_features(
 
 
 def whole_network_trainer(
-    model: nn.Module,
-    processor,
-    datasets: tuple,
-    task: data.TaskData,
-    scaler: TargetScaler | None,
-    args: TrainArguments,
-    *,
-    training_args: TrainingArguments,
-    callbacks=(),
+    run: Run, datasets: tuple, *, training_args: TrainingArguments, callbacks=()
 ) -> RecipeTrainer:
     """The Trainer for full fine-tuning / stage 2: everything trains, the backbone at its own (lower) learning rate."""
+    args, task, model = run.args, run.task, run.model
     train_dataset, eval_dataset = datasets
-    modes.freeze_backbone(model, frozen=False)
+    heads.freeze_backbone(model, frozen=False)
     optimizer = torch.optim.AdamW(
-        modes.parameter_groups(
+        heads.parameter_groups(
             model,
             learning_rate=args.learning_rate,
             backbone_learning_rate=backbone_learning_rate(args),
@@ -202,21 +209,23 @@ def whole_network_trainer(
         ),
         fused=torch.cuda.is_available(),  # what the Trainer's own default optimizer uses on a GPU (not timed here)
     )
-    loss_func, compute_metrics = loss_and_metrics(task, scaler, label_smoothing=args.label_smoothing, loss=args.loss)
+    loss_func, compute_metrics = loss_and_metrics(
+        task, run.scaler, label_smoothing=args.label_smoothing, loss=args.loss
+    )
     return RecipeTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=data.collate,
-        processing_class=processor,  # saved into every checkpoint-*, so a resumed run finds it
+        processing_class=run.processor,  # saved into every checkpoint-*, so a resumed run finds it
         compute_loss_func=loss_func,
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),  # the scheduler Trainer builds scales both groups alike
         callbacks=list(callbacks),
         mixup=mixup_for(task, mixup=args.mixup, cutmix=args.cutmix, label_smoothing=args.label_smoothing),
         ema=ModelEmaV3(model, decay=args.ema_decay, use_warmup=True) if args.ema_decay else None,
-        metric="accuracy" if task.is_classification else "mae",
+        metric=task.kind.headline_metric,
         greater_is_better=task.is_classification,
     )
 
@@ -235,43 +244,38 @@ def mixup_for(task: data.TaskData, *, mixup: float, cutmix: float, label_smoothi
     )
 
 
-def train_datasets(splits, task: data.TaskData, transforms, *, cache_images: bool, max_input_side: int):
+def train_datasets(run: Run) -> tuple:
     """(train, eval) datasets of model inputs: decoded once into memory (--cache-images) or from files each epoch."""
-    (train_split, eval_split), (train_transform, eval_transform) = splits, transforms
-    if not cache_images:
-        return data.with_image_transform(train_split, task, train_transform), data.with_image_transform(
-            eval_split, task, eval_transform
+    (train_split, eval_split), task = run.splits, run.task
+    if not run.args.cache_images:
+        return (
+            data.with_image_transform(train_split, task, run.train_transform),
+            data.with_image_transform(eval_split, task, run.eval_transform),
         )
     # Twice the largest input edge: random-resized crops of a quarter of the area still see full detail.
-    max_side = 2 * max_input_side
+    spec = image_spec(run.processor)
+    max_side = 2 * max(spec.height, spec.width, run.args.image_size or 0)
     return (
-        data.DecodedImages(train_split, task, train_transform, max_side=max_side),
-        data.DecodedImages(eval_split, task, eval_transform, max_side=max_side),
+        data.DecodedImages(train_split, task, run.train_transform, max_side=max_side),
+        data.DecodedImages(eval_split, task, run.eval_transform, max_side=max_side),
     )
 
 
-def train_whole_network(
-    model: nn.Module,
-    processor,
-    datasets: tuple,
-    task: data.TaskData,
-    scaler: TargetScaler | None,
-    args: TrainArguments,
-    run_dir: Path,
-    resume_from: str | None,
-) -> RecipeTrainer:
+def train_whole_network(run: Run) -> RecipeTrainer:
     """Full fine-tuning / stage 2, with BatchNorm statistics kept unless --no-freeze-batchnorm."""
+    args = run.args
     arguments = training_arguments(
-        args, run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True
+        args, run.run_dir, epochs=args.epochs, learning_rate=args.learning_rate, checkpoints=True
     )
-    trainer = whole_network_trainer(model, processor, datasets, task, scaler, args, training_args=arguments)
+    callbacks = stage_callbacks(args.progress_jsonl, run.task.kind, stage="whole network")
+    trainer = whole_network_trainer(run, train_datasets(run), training_args=arguments, callbacks=callbacks)
     if trainer.ema is not None:
-        trainer.restore_ema(resume_from)
-    log_trainable(model, "full stage (backbone unfrozen)")
-    with modes.batchnorm_statistics_kept(model, args.freeze_batchnorm) as kept:
+        trainer.restore_ema(run.resume_from)
+    log_trainable(run.model, "full stage (backbone unfrozen)")
+    with heads.batchnorm_statistics_kept(run.model, args.freeze_batchnorm) as kept:
         if kept:
             logger.info("full stage: %d BatchNorm layers keep their running statistics", kept)
-        trainer.train(resume_from_checkpoint=resume_from)
+        trainer.train(resume_from_checkpoint=run.resume_from)
     return trainer
 
 
@@ -284,4 +288,4 @@ def fp32_forward(trainer: Trainer) -> None:
 def backbone_learning_rate(args: TrainArguments) -> float:
     if args.backbone_learning_rate is not None:
         return args.backbone_learning_rate
-    return args.learning_rate * (0.2 if args.mode == "two-stage" else 1.0)
+    return args.learning_rate * (0.2 if args.mode is TrainingMode.TWO_STAGE else 1.0)

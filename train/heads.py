@@ -1,8 +1,7 @@
-"""Transfer-learning modes: which parameters train, and at which learning rate.
+"""The head a run trains and the backbone around it: find the head, freeze the rest, group the learning rates.
 
-- feature-extraction: the backbone is frozen, only the new head trains;
-- full: everything trains (the backbone at `backbone_learning_rate`);
-- two-stage: a frozen-backbone head warm-up, then everything trains with a lower backbone rate.
+The modes (hub.contract.TrainingMode) use these: feature-extraction freezes the backbone and trains the head alone;
+full trains everything (the backbone at its own learning rate); two-stage does the first, then the second.
 """
 
 from __future__ import annotations
