@@ -19,9 +19,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hub.checkpoint import is_timm, local_folder
 from hub.contract import TaskKind
+from hub.repo_ids import is_repo_id
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Hub tokens start with "hf_"; a command line recorded in a card must never carry one.
 TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
@@ -68,7 +68,7 @@ def hub_base_model(base: str | None) -> str | None:
     if folder:  # a local checkpoint: it derives from whatever its own card says
         card = folder / "README.md"
         return ModelCard.load(card).data.base_model if card.is_file() else None
-    return base if HUB_ID.match(base) else None
+    return base if is_repo_id(base) else None
 
 
 def earlier_commands(base: str | None) -> list[str]:
@@ -85,7 +85,7 @@ def earlier_commands(base: str | None) -> list[str]:
 
 def hub_dataset(dataset: str | None) -> str | None:
     """The dataset as a hub id, or None for a local folder (which is described in the text instead)."""
-    return dataset if dataset and HUB_ID.match(dataset) and not Path(dataset).expanduser().exists() else None
+    return dataset if is_repo_id(dataset) and not Path(dataset).expanduser().exists() else None
 
 
 def rerunnable_path(value: str) -> str:

@@ -22,6 +22,7 @@ from huggingface_hub.utils import _http
 
 from hub.cards import write_model_card
 from hub.checkpoint import SAFE_CHECKPOINT_FILES
+from hub.repo_ids import check_repo_id as _check_repo_id
 
 logger = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
@@ -57,8 +58,8 @@ def retry_command(folder: Path, repo_id: str, *, private: bool, revision: str | 
 
 
 def check_repo_id(repo_id: str) -> None:
-    if repo_id.count("/") != 1:
-        raise PushError(f"'{repo_id}' is not a repo id: use your-name/model-name (or an organisation you write to).")
+    """Refuse, before any network call, an id the hub would refuse or one without its owner (PushError)."""
+    _check_repo_id(repo_id, example="your-name/model-name", error=PushError)
 
 
 def check_complete(folder: Path, *, repo_id: str | None = None) -> None:

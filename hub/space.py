@@ -34,6 +34,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIs
 from huggingface_hub.utils import filter_repo_objects
 
 from hub.constants import SAFE_CHECKPOINT_FILES
+from hub.repo_ids import check_repo_id
 from hub.serving_options import Precision, add_precision_option
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -119,11 +120,6 @@ class HubModel:
     @property
     def url(self) -> str:
         return f"{constants.ENDPOINT}/{self.repo_id}"
-
-
-def check_space_id(space_id: str) -> None:
-    if space_id.count("/") != 1:
-        raise SpaceError(f"'{space_id}' is not a Space id: use your-name/space-name (or an organisation you write to).")
 
 
 def card_data_terms(card: ModelCard | None, repo_id: str) -> str:
@@ -318,7 +314,7 @@ def publish_space(
     """
     from hub.push import upload_with_retries
 
-    check_space_id(space_id)
+    check_repo_id(space_id, example="your-name/space-name", error=SpaceError)
     precision = Precision(prediction_precision).value  # bf16 is checked where the Space runs: it needs that CPU
     roles = role_models(food_model, boneage_model)
     out = Path(out) if out else default_space_folder(space_id)

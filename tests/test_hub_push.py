@@ -19,6 +19,8 @@ from safetensors.torch import load_file, save_file
 import hub.push
 from hub.__main__ import main as hub_cli
 from hub.push import PushError, push_checkpoint
+from hub.repo_ids import is_repo_id
+from hub.space import SpaceError, publish_space
 from tests.hub_server import HubStandIn
 from tests.test_cards import make_run_folder
 from tests.tiny_checkpoints import build_tiny_checkpoint
@@ -230,3 +232,18 @@ def test_the_hub_rejecting_the_card_is_reported_not_retried(online, tmp_path):
     with pytest.raises(PushError, match="must be hub ids"):
         push_checkpoint(run, "gina/bad-card")
     assert online.requests.count(("POST", "/api/validate-yaml")) == 1
+
+
+@pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "me/two words", "me/x--y", "me/..", "me/model.git", ""])
+def test_an_id_the_hub_would_refuse_is_refused_before_any_request(online, tmp_path, repo_id):
+    run = make_run_folder(tmp_path / "run", "vit", "classification")
+    with pytest.raises(PushError, match="is not a repo id: use your-name/model-name"):
+        push_checkpoint(run, repo_id)
+    with pytest.raises(SpaceError, match="is not a repo id: use your-name/space-name"):
+        publish_space(repo_id, food_model="me/model", out=tmp_path / "space")
+    assert online.requests == [] and not is_repo_id(repo_id)
+
+
+def test_a_card_names_hub_ids_only_where_they_are_ids():
+    assert is_repo_id("google/vit-base-patch16-224") and is_repo_id("runs/food10-192")
+    assert not any(is_repo_id(path) for path in ("../data", "./runs/x", "/home/me/run", "data..old/x", None))
