@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi, snapshot_download
+from huggingface_hub import DatasetCard, DatasetCardData, HfApi, set_client_factory, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import _http
 
 from hub.cards import write_model_card
 from hub.checkpoint import SAFE_CHECKPOINT_FILES
+from hub.constants import IMAGE_SUFFIXES
 from hub.repo_ids import check_repo_id as _check_repo_id
 
 logger = logging.getLogger(__name__)
@@ -95,13 +97,29 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _use_request_timeout(seconds: float) -> None:
-    def client_factory() -> httpx2.Client:
-        client = _http.default_client_factory()
+@contextmanager
+def request_timeout(seconds: float) -> Iterator[None]:
+    """Inside the block, every request huggingface_hub makes fails a try after `seconds` instead of waiting forever.
+
+    Why a client factory, and why confined: huggingface_hub's writes (create_repo, upload_folder) take no timeout and
+    its shared client has none, so the only way to bound them is `set_client_factory`, its public hook, which holds
+    for the whole process. The block puts the factory in force before it back when it ends, so the rest of the
+    process (a demo's model downloads) keeps huggingface_hub's own behaviour. huggingface_hub has no public getter
+    of that factory: it is read from its `_http` module, and wrapped, so a proxy or certificates someone configured
+    there still apply to the uploads.
+    """
+    previous = _http._GLOBAL_CLIENT_FACTORY
+
+    def client_with_timeout() -> httpx2.Client:
+        client = previous()
         client.timeout = httpx2.Timeout(seconds, connect=min(seconds, 30.0))
         return client
 
-    _http.set_client_factory(client_factory)
+    set_client_factory(client_with_timeout)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
 
 
 def _upload(
@@ -151,18 +169,18 @@ def upload_with_retries(
     command `retry` that repeats the upload, when it finally fails.
     """
     delays = RETRY_DELAYS_S if retry_delays is None else tuple(retry_delays)
-    _use_request_timeout(request_timeout_s)
     for attempt in range(len(delays) + 1):
         try:
-            return _upload(
-                folder,
-                repo_id,
-                repo_type=repo_type,
-                private=private,
-                revision=revision,
-                token=token,
-                commit_message=commit_message,
-            )
+            with request_timeout(request_timeout_s):
+                return _upload(
+                    folder,
+                    repo_id,
+                    repo_type=repo_type,
+                    private=private,
+                    revision=revision,
+                    token=token,
+                    commit_message=commit_message,
+                )
         except (HfHubHTTPError, httpx2.HTTPError, ValueError, OSError) as err:  # ValueError: the hub rejected the card
             intact = f"The local {what} {folder} is intact (nothing was changed on disk)."
             if _is_auth(err):
@@ -223,7 +241,6 @@ def pull_checkpoint(repo_id: str, *, revision: str | None = None, out: Path, tok
 
 
 DATASET_CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
-DATASET_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def push_dataset(
@@ -242,7 +259,7 @@ def push_dataset(
     """
     folder = Path(folder)
     check_repo_id(repo_id)
-    images = [p for p in folder.rglob("*") if p.suffix.lower() in DATASET_IMAGE_SUFFIXES] if folder.is_dir() else []
+    images = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES] if folder.is_dir() else []
     if not images:
         raise PushError(f"{folder} holds no images: pass an imagefolder, e.g. the demo's corrections/food.")
     if not (folder / "README.md").is_file():

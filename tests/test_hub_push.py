@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import HfApi, constants
+from huggingface_hub import HfApi, constants, get_session
 from huggingface_hub.errors import RepositoryNotFoundError
 from huggingface_hub.utils._http import default_client_factory, set_client_factory
 from safetensors.torch import load_file, save_file
@@ -46,7 +46,7 @@ def online_in_this_process(stand_in):
         patch.setattr(hub.push, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
         try:
             yield stand_in
-        finally:  # push_checkpoint installed a client with its request timeout: later tests get the default back
+        finally:  # a test may install a client factory of its own: later tests get huggingface_hub's default back
             set_client_factory(default_client_factory)
 
 
@@ -247,3 +247,18 @@ def test_an_id_the_hub_would_refuse_is_refused_before_any_request(online, tmp_pa
 def test_a_card_names_hub_ids_only_where_they_are_ids():
     assert is_repo_id("google/vit-base-patch16-224") and is_repo_id("runs/food10-192")
     assert not any(is_repo_id(path) for path in ("../data", "./runs/x", "/home/me/run", "data..old/x", None))
+
+
+def test_the_request_timeout_holds_for_the_push_only_and_keeps_the_factory_in_force(online, tmp_path):
+    """The push bounds its own requests; afterwards huggingface_hub's client is again the one its factory makes (here a
+    factory someone set, e.g. for a proxy), without the push's timeout."""
+    made = []
+
+    def someones_factory():
+        made.append(default_client_factory())
+        return made[-1]
+
+    set_client_factory(someones_factory)
+    push_checkpoint(make_run_folder(tmp_path / "run", "vit", "classification"), "carol/timed", request_timeout_s=42)
+    assert made[0].timeout.read == 42  # the push's requests went through that factory's client, bounded
+    assert get_session() is made[-1] and get_session().timeout.read is None
