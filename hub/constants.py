@@ -9,4 +9,4 @@ BACKBONES = {f"efficientnet-lite{n}": n for n in range(3)}  # alias -> N of the 
 SAFE_CHECKPOINT_FILES = ["*.json", "*.safetensors", "README.md", "*.png"]  # what a checkpoint needs
 # The image files a folder of images is read for (a dataset to push, a batch, example photos); DICOM is the X-ray
 # tabs' own addition.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
