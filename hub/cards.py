@@ -9,6 +9,7 @@ eval_results.json, training_config.json and confusion_matrix.png (classification
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hub.checkpoint import is_timm, local_folder
-from hub.contract import TaskKind
+from hub.contract import TRAINING_CONFIG, Augmentation, Recipe, Task, TaskKind, TrainingRecord
 from hub.repo_ids import is_repo_id
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -31,19 +32,28 @@ CLASSIFICATION_METRICS = {  # key in eval_results.json -> (model-index metric ty
     "top5_accuracy": ("top5_accuracy", "Top-5 accuracy"),
 }
 REGRESSION_METRICS = {"mae": ("mae", "MAE"), "rmse": ("rmse", "RMSE"), "r2": ("r2", "R²")}
-# Terms of the project's own data sets, for runs that did not record theirs (the data owners require them on the card).
-KNOWN_DATA_TERMS = {
-    "food10": (
-        "Food-101 subset: the photos come from Foodspotting and the Food-101 terms allow scientific fair use only."
-    ),
-    "boneage": "RSNA Pediatric Bone Age challenge radiographs: for non-commercial research use only.",
-}
-PHOTO_AUGMENT_KEYS = ("auto_augment", "crop_scale_min", "color_jitter", "random_erasing")  # --augment random-crop only
-MODE_TEXT = {
-    "feature-extraction": "frozen backbone, only the new head trained",
-    "full": "all weights trained",
-    "two-stage": "head trained on the frozen backbone first, then all weights",
-}
+UNRECORDED_DATA_TERMS = "The training data's terms were not recorded: check them before reusing this model."
+# The training record's fields the card's hyper-parameter table shows, in its order; a regression run's own
+# (loss, target_column, condition_column) go before image_size.
+HYPER_PARAMETERS = (
+    "epochs",
+    "learning_rate",
+    "backbone_learning_rate",
+    "freeze_batchnorm",
+    "head_epochs",
+    "head_learning_rate",
+    "batch_size",
+    "train_image_size",
+    "image_size",
+    "augment",
+    "weights",
+    "seed",
+)
+REGRESSION_HYPER_PARAMETERS = ("loss", "target_column", "condition_column")
+MEDICAL_NOTE = (
+    "**Research demo, not a medical device.** It must not be used to diagnose, treat or make any clinical decision "
+    "about a patient; its estimates have not been validated clinically."
+)
 
 
 class CardError(ValueError):
@@ -54,6 +64,18 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise CardError(f"{path} is missing: a model card is built from the files a training run writes.")
     return json.loads(path.read_text())
+
+
+def _read_record(run_dir: Path) -> TrainingRecord:
+    """The run's training_config.json as its typed record; CardError when it is missing or not a record."""
+    path = run_dir / TRAINING_CONFIG
+    try:
+        record = TrainingRecord.read(run_dir)
+    except (TypeError, ValueError) as err:  # a required field missing, an unknown key, a value outside a vocabulary
+        raise CardError(f"{path} is not a training record this version reads: {err}") from err
+    if record is None:
+        raise CardError(f"{path} is missing: a model card is built from the files a training run writes.")
+    return record
 
 
 def hub_base_model(base: str | None) -> str | None:
@@ -77,15 +99,20 @@ def earlier_commands(base: str | None) -> list[str]:
     Empty for a hub id, a backbone alias, or a folder that no TransferLab run wrote.
     """
     folder = local_folder(base) if base else None
-    if folder is None or not (folder / "training_config.json").is_file():
-        return []
-    training = json.loads((folder / "training_config.json").read_text())
-    return training.get("earlier_commands", []) + ([training["command"]] if training.get("command") else [])
+    record = TrainingRecord.read(folder) if folder else None
+    return record.all_commands if record else []
 
 
 def hub_dataset(dataset: str | None) -> str | None:
     """The dataset as a hub id, or None for a local folder (which is described in the text instead)."""
     return dataset if is_repo_id(dataset) and not Path(dataset).expanduser().exists() else None
+
+
+def _dataset_names(dataset: str | None) -> tuple[str | None, str, str]:
+    """The dataset's hub id (None for a local folder), its short label, and how the card's text names it."""
+    dataset_id = hub_dataset(dataset)
+    label = dataset_id or Path(str(dataset)).name
+    return dataset_id, label, f"the hub dataset `{dataset_id}`" if dataset_id else f"the local image folder `{label}`"
 
 
 def rerunnable_path(value: str) -> str:
@@ -123,7 +150,10 @@ def _redact(text: str) -> str:
 
 
 def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A value as the card's tables show it: floats to 4 digits, a pair like the JSON it was recorded as ([h, w])."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(list(value) if isinstance(value, tuple) else value)
 
 
 def _eval_results(evaluation: dict, dataset_id: str | None, dataset_label: str, unit: str | None) -> list[EvalResult]:
@@ -149,19 +179,16 @@ def _eval_results(evaluation: dict, dataset_id: str | None, dataset_label: str, 
     return results
 
 
-def _license(training: dict, dataset_label: str) -> dict:
-    """Who may use the weights: the run's stated licence, else restricted when the data's terms restrict it."""
-    if training.get("license"):
-        return {"license": training["license"]}
-    if training.get("data_terms") or dataset_label in KNOWN_DATA_TERMS:
+def _license(training: TrainingRecord) -> dict:
+    """Who may use the weights: restricted when the run recorded its data's terms (they bind the weights too)."""
+    if training.data_terms:
         return {"license": "other", "license_name": "research-only", "license_link": "README.md#data-terms"}
     return {"license": "apache-2.0"}
 
 
-def _usage(
-    model_ref: str, regression: bool, target: str, unit: str, condition: tuple[str, dict] | None
-) -> tuple[str, str]:
-    if not regression:
+def _usage(model_ref: str, task: Task, target: str, unit: str) -> tuple[str, str]:
+    """The card's usage snippet (the pipeline, or the processor and the raw output in `unit`) and the note under it."""
+    if task.is_classification:
         code = (
             "from transformers import pipeline\n\n"
             f'classifier = pipeline("image-classification", model="{model_ref}")\n'
@@ -173,14 +200,14 @@ def _usage(
         )
         return code, note
     name = unit.replace(" ", "_") if unit.replace(" ", "_").isidentifier() else "prediction"
-    if condition:  # one output per value of the condition column: pick the image's own
-        column, outputs = condition
-        value = next(iter(outputs))
-        pick = f'model.config.condition_outputs["{value}"]  # the value of `{column}` as in metadata.csv'
+    if task.condition_column:  # one output per value of the condition column: pick the image's own
+        value = next(iter(task.condition_outputs))
+        pick = f'model.config.condition_outputs["{value}"]  # the value of `{task.condition_column}` as in metadata.csv'
         processor_code = f"output = {pick}\n"
         logits = "logits[:, output]"
         pipeline_note = (
-            "the pipeline returns every output, one per label (e.g. `bone age (male)`), with its value as the score."
+            f"the pipeline returns every output, one per label (e.g. `{task.output_names[-1]}`), with its value as "
+            "the score."
         )
     else:
         processor_code, logits = "", "logits[:, 0]"
@@ -206,53 +233,63 @@ def _usage(
     return code, note
 
 
-def _intended_use(regression: bool, target: str, dataset_text: str, training: dict) -> str:
+def _intended_use(training: TrainingRecord, dataset_text: str) -> str:
     text = (
         f"A transfer-learning result on {dataset_text}, for learning, demos and as a starting point for further "
         "fine-tuning. It was evaluated only on the split named above; expect lower quality on images unlike its "
         "training data (other cameras, framing, populations)."
     )
-    if regression and ("bone" in target.lower() or "boneage" in str(training.get("dataset", "")).lower()):
-        text += (
-            "\n\n**Research demo, not a medical device.** It must not be used to diagnose, treat or make any "
-            "clinical decision about a patient; its estimates have not been validated clinically."
-        )
-    return text
+    # The run recorded that it learnt from X-rays (their augmentation): medical images, so the card says it is no
+    # medical device.
+    return text + "\n\n" + MEDICAL_NOTE if training.augment is Augmentation.RADIOGRAPH else text
 
 
-def _data_terms(training: dict, dataset_label: str) -> str:
-    known = KNOWN_DATA_TERMS.get(dataset_label)
-    return (
-        training.get("data_terms")
-        or known
-        or "The training data's terms were not recorded: check them before reusing this model."
-    )
-
-
-def _hyper_rows(training: dict, regression: bool) -> list[dict]:
-    keys = [
-        "epochs",
-        "learning_rate",
-        "backbone_learning_rate",
-        "freeze_batchnorm",
-        "head_epochs",
-        "head_learning_rate",
-        "batch_size",
-        "train_image_size",
-        "image_size",
-        "augment",
-        "weights",
-        "seed",
-    ]
-    if regression:
+def _hyper_rows(training: TrainingRecord) -> list[dict]:
+    """The recorded hyper-parameters and recipe options that applied to the run, as (name, value) rows."""
+    keys = list(HYPER_PARAMETERS)
+    if training.task is TaskKind.REGRESSION:
         at = keys.index("image_size")
-        keys[at:at] = ["loss", "target_column", "condition_column"]
-    rows = [{"name": key, "value": _fmt(training[key])} for key in keys if training.get(key) is not None]
-    recipe = dict(training.get("recipe") or {})
-    if training.get("augment") != "random-crop":  # the photo transform's options did not apply
-        for key in PHOTO_AUGMENT_KEYS:
+        keys[at:at] = REGRESSION_HYPER_PARAMETERS
+    rows = [{"name": key, "value": _fmt(getattr(training, key))} for key in keys if getattr(training, key) is not None]
+    return rows + _recipe_rows(training)
+
+
+def _recipe_rows(training: TrainingRecord) -> list[dict]:
+    """The recipe options the run used (those left at none or zero are not shown)."""
+    recipe = dataclasses.asdict(training.recipe) if training.recipe else {}
+    if training.augment is not Augmentation.RANDOM_CROP:  # the photo transform's options did not apply
+        for key in Recipe.PHOTO_ONLY:
             recipe.pop(key, None)
-    return rows + [{"name": key, "value": _fmt(value)} for key, value in recipe.items() if value not in (None, 0, 0.0)]
+    return [{"name": key, "value": _fmt(value)} for key, value in recipe.items() if value not in (None, 0, 0.0)]
+
+
+def _metric_rows(evaluation: dict, unit: str | None) -> list[dict]:
+    """The headline metrics of an evaluation, as (name, value) rows; MAE and RMSE name `unit` when given."""
+    names = REGRESSION_METRICS if evaluation["task"] == TaskKind.REGRESSION else CLASSIFICATION_METRICS
+    return [
+        {
+            "name": pretty + (f" ({unit})" if unit and key in {"mae", "rmse"} else ""),
+            "value": _fmt(evaluation["metrics"][key]),
+        }
+        for key, (_, pretty) in names.items()
+        if key in evaluation["metrics"]
+    ]
+
+
+def _summary(task: Task, target: str, unit: str, dataset_text: str) -> str:
+    """The card's first sentence: what the model predicts from what, and the data it was fine-tuned on."""
+    if task.condition_column:
+        outputs = ", ".join(f"`{value}` -> `logits[:, {index}]`" for value, index in task.condition_outputs.items())
+        return (
+            f"Predicts the {target} in {unit} from an image and its `{task.condition_column}` value, one output per "
+            f"value ({outputs}; recorded in the config as `condition_outputs`), fine-tuned on {dataset_text}."
+        )
+    if task.is_regression:
+        return (
+            f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
+        )
+    labels = ", ".join(task.labels)
+    return f"Classifies an image into {len(task.labels)} classes ({labels}), fine-tuned on {dataset_text}."
 
 
 def _extra_rows(evaluation: dict) -> list[dict]:
@@ -294,83 +331,52 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
     """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")
+    task = Task.from_config(config)
     evaluation = _read_json(run_dir / "eval_results.json")
-    training = _read_json(run_dir / "training_config.json")
-    regression = evaluation["task"] == TaskKind.REGRESSION
-    target = config.get("target_name") or training.get("target_column") or "target"
-    unit = config.get("target_unit") or training.get("target_unit") or "units"
-
-    dataset = evaluation.get("dataset") or training.get("dataset")
-    dataset_id = hub_dataset(dataset)
-    dataset_label = dataset_id or Path(str(dataset)).name
-    dataset_text = f"the hub dataset `{dataset_id}`" if dataset_id else f"the local image folder `{dataset_label}`"
-    base_id = hub_base_model(training.get("base_model"))
-    base = rerunnable_path(str(training.get("base_model")))
-    base_text = f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{base}`"
-
+    training = _read_record(run_dir)
+    target = task.target or training.target_column or "target"
+    unit = task.unit or training.target_unit or "units"
+    dataset_id, dataset_label, dataset_text = _dataset_names(evaluation.get("dataset") or training.dataset)
+    base_id = hub_base_model(training.base_model)
+    base_text = (
+        f"[`{base_id}`](https://huggingface.co/{base_id})" if base_id else f"`{rerunnable_path(training.base_model)}`"
+    )
     card_data = ModelCardData(
         base_model=base_id,
         datasets=[dataset_id] if dataset_id else None,
         pipeline_tag="image-classification",
         library_name="timm" if is_timm(config) else "transformers",
-        tags=["image-classification", "transferlab", "regression" if regression else "classification"],
+        tags=["image-classification", "transferlab", task.kind.value],
         model_name=repo_id.split("/")[-1] if repo_id else run_dir.resolve().name,
-        eval_results=_eval_results(evaluation, dataset_id, dataset_label, unit if regression else None),
-        **_license(training, dataset_label),
+        eval_results=_eval_results(evaluation, dataset_id, dataset_label, unit if task.is_regression else None),
+        **_license(training),
     )
-    metric_names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
-    metric_rows = [
-        {
-            "name": pretty + (f" ({unit})" if regression and key in {"mae", "rmse"} else ""),
-            "value": _fmt(evaluation["metrics"][key]),
-        }
-        for key, (_, pretty) in metric_names.items()
-        if key in evaluation["metrics"]
-    ]
     per_class = evaluation["metrics"].get("per_class_accuracy") or {}
-    plot = "predicted_vs_true.png" if regression else "confusion_matrix.png"
-    condition = (config["condition_column"], config["condition_outputs"]) if config.get("condition_column") else None
-    usage, usage_note = _usage(repo_id or shown_folder(run_dir), regression, target, unit, condition)
-    if condition:
-        outputs = ", ".join(f"`{value}` -> `logits[:, {index}]`" for value, index in condition[1].items())
-        summary = (
-            f"Predicts the {target} in {unit} from an image and its `{condition[0]}` value, one output per value "
-            f"({outputs}; recorded in the config as `condition_outputs`), fine-tuned on {dataset_text}."
-        )
-    elif regression:
-        summary = (
-            f"Predicts the {target} in {unit} from an image (one output, `logits[:, 0]`), fine-tuned on {dataset_text}."
-        )
-    else:
-        labels = (
-            [config["id2label"][key] for key in sorted(config["id2label"], key=int)]
-            if "id2label" in config
-            else config.get("label_names", [])
-        )
-        summary = f"Classifies an image into {len(labels)} classes ({', '.join(labels)}), fine-tuned on {dataset_text}."
+    plot = "predicted_vs_true.png" if task.is_regression else "confusion_matrix.png"
+    usage, usage_note = _usage(repo_id or shown_folder(run_dir), task, target, unit)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
         title=card_data.model_name,
-        summary=summary,
+        summary=_summary(task, target, unit, dataset_text),
         split=evaluation.get("split", "validation"),
         dataset_text=dataset_text,
         num_examples=evaluation.get("num_examples", "?"),
-        metric_rows=metric_rows,
+        metric_rows=_metric_rows(evaluation, unit if task.is_regression else None),
         per_class_rows=[{"name": name, "value": _fmt(float(value))} for name, value in per_class.items()],
         extra_rows=_extra_rows(evaluation),
         plot_file=plot if (run_dir / plot).is_file() else None,
-        plot_caption=f"Predicted vs true {target}" if regression else "Confusion matrix",
+        plot_caption=f"Predicted vs true {target}" if task.is_regression else "Confusion matrix",
         usage=usage,
         usage_note=usage_note,
         base_text=base_text,
-        mode=training.get("mode", "?"),
-        mode_text=MODE_TEXT.get(training.get("mode"), "see the command below"),
-        hyper_rows=_hyper_rows(training, regression),
-        command=_redact(training["command"]) if training.get("command") else None,
-        earlier_commands=[_redact(command) for command in training.get("earlier_commands", [])],
-        intended_use=_intended_use(regression, target, dataset_text, training),
-        data_terms=_data_terms(training, dataset_label),
+        mode=training.mode.value,
+        mode_text=training.mode.description,
+        hyper_rows=_hyper_rows(training),
+        command=_redact(training.command),
+        earlier_commands=[_redact(command) for command in training.earlier_commands],
+        intended_use=_intended_use(training, dataset_text),
+        data_terms=training.data_terms or UNRECORDED_DATA_TERMS,
         demo_space=demo_space,
     )
 
@@ -385,8 +391,7 @@ def add_split_results(folder: Path, evaluation: dict, *, unit: str | None = None
     if not path.is_file():
         raise CardError(f"{path} is missing: there is no model card to add results to (training writes one).")
     card = ModelCard.load(path)
-    dataset_id = hub_dataset(evaluation.get("dataset"))
-    dataset_label = dataset_id or Path(str(evaluation.get("dataset"))).name
+    dataset_id, dataset_label, _ = _dataset_names(evaluation.get("dataset"))
     regression = evaluation["task"] == TaskKind.REGRESSION
     split = evaluation["split"]
     kept = [r for r in card.data.eval_results or [] if (r.dataset_split, r.dataset_name) != (split, dataset_label)]
@@ -400,12 +405,7 @@ def add_split_results(folder: Path, evaluation: dict, *, unit: str | None = None
 def _with_split_section(text: str, evaluation: dict, dataset_label: str, unit: str | None) -> str:
     """The card text with a section of the split's metrics, before "How to use" (replacing an older one)."""
     heading = f"## Evaluation on the `{evaluation['split']}` split of `{dataset_label}`"
-    names = REGRESSION_METRICS if evaluation["task"] == TaskKind.REGRESSION else CLASSIFICATION_METRICS
-    rows = [
-        f"| {pretty}{f' ({unit})' if unit and key in {'mae', 'rmse'} else ''} | {_fmt(evaluation['metrics'][key])} |"
-        for key, (_, pretty) in names.items()
-        if key in evaluation["metrics"]
-    ]
+    rows = [f"| {row['name']} | {row['value']} |" for row in _metric_rows(evaluation, unit)]
     recorded = evaluation.get("command")
     command = f"\n\n```bash\n{_redact(recorded)}\n```" if recorded else ""
     section = (

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hub.cards import CardError, earlier_commands, hub_base_model, write_model_card
+import hub.cards
+from hub.cards import CardError, build_model_card, earlier_commands, hub_base_model, write_model_card
 from hub.checkpoint import card_metrics, load_checkpoint
 from tests.tiny_checkpoints import build_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
 
 FOOD_TERMS = "Food-101 (Foodspotting photos): scientific fair use only."
 RSNA_TERMS = "RSNA Pediatric Bone Age challenge data: non-commercial research only."
@@ -25,7 +28,14 @@ def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "
             "macro_f1": 0.79,
             "per_class_accuracy": {"apple": 0.9, "banana": 0.7, "cherry": 0.8},
         }
-        extra = {"dataset": "food10", "mode": "two-stage", "data_terms": FOOD_TERMS, "base_model": "efficientnet-lite0"}
+        extra = {
+            "dataset": "food10",
+            "mode": "two-stage",
+            "data_terms": FOOD_TERMS,
+            "base_model": "efficientnet-lite0",
+            "augment": "random-crop",
+            "target_column": "label",
+        }
         plot = "confusion_matrix.png"
     else:
         metrics = {"mae": 11.5, "rmse": 15.25, "r2": 0.83}
@@ -37,6 +47,7 @@ def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "
             "loss": "huber",
             "target_column": "boneage",
             "target_unit": "months",
+            "augment": "radiograph",  # the run records that it learnt from X-rays
         }
         plot = "predicted_vs_true.png"
     evaluation = {
@@ -53,7 +64,6 @@ def make_run_folder(out: Path, architecture: str, task: str, *, command: str = "
         "backbone_learning_rate": 0.0001,
         "batch_size": 8,
         "image_size": [32, 32],
-        "augment": True,
         "seed": 0,
         "command": command,
         **extra,
@@ -151,3 +161,40 @@ def test_a_run_that_continues_a_local_checkpoint_lists_every_command_that_made_i
     assert text.index("python -m train --epochs 20") < text.index(f"python -m train --model {first}")
     assert "commands, oldest first" in text
     assert "commands, oldest first" not in write_model_card(first).read_text()
+
+
+def record(run: Path, **changes) -> Path:
+    """Change fields of the run's training_config.json (a field set to None is left out)."""
+    training = json.loads((run / "training_config.json").read_text()) | changes
+    (run / "training_config.json").write_text(json.dumps({k: v for k, v in training.items() if v is not None}))
+    return run
+
+
+def test_the_medical_note_follows_the_recorded_x_ray_augmentation_not_the_datasets_name(tmp_path):
+    boneage_photos = record(make_run_folder(tmp_path / "photos", "timm", "regression"), augment="none")
+    assert "not a medical device" not in write_model_card(boneage_photos).read_text()
+    x_ray_classes = record(make_run_folder(tmp_path / "x-rays", "vit", "classification"), augment="radiograph")
+    assert "not a medical device" in write_model_card(x_ray_classes).read_text()
+
+
+def test_the_data_terms_are_the_recorded_ones_and_unrecorded_ones_are_said_to_be(tmp_path):
+    run = record(make_run_folder(tmp_path / "run", "vit", "classification"), data_terms=None)  # dataset "food10"
+    card = ModelCard.load(write_model_card(run))
+    assert "Food-101" not in card.text and "terms were not recorded" in card.text
+    assert card.data.license == "apache-2.0"
+
+
+def test_a_training_config_that_is_no_record_is_named(tmp_path):
+    run = record(make_run_folder(tmp_path / "run", "vit", "classification"), augment="sideways")
+    with pytest.raises(CardError, match="training_config.json is not a training record"):
+        write_model_card(run)
+
+
+@pytest.mark.parametrize("name", ["food10", "boneage"])
+def test_a_shipped_card_is_rebuilt_word_for_word_from_its_run_files(name, monkeypatch):
+    """The shipped cards come from their own training records (data terms included), nothing known by name. The
+    base model is the card's own: the local run it continued (runs/...) is not in the checkout."""
+    card = REPO / "checkpoints" / name / "README.md"
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(hub.cards, "hub_base_model", lambda base: ModelCard.load(card).data.base_model)
+    assert str(build_model_card(Path("checkpoints") / name)) == card.read_text()
