@@ -93,13 +93,16 @@ def hub_base_model(base: str | None) -> str | None:
     return base if is_repo_id(base) else None
 
 
-def earlier_commands(base: str | None) -> list[str]:
-    """The commands that trained a local base checkpoint, oldest first, so a run that continues one can be redone.
-
-    Empty for a hub id, a backbone alias, or a folder that no TransferLab run wrote.
-    """
+def base_record(base: str | None) -> TrainingRecord | None:
+    """The training record of a local base checkpoint, so that a run continuing it can be redone (its commands) and
+    keeps what it recorded of the data. None for a hub id, a backbone alias, or a folder no TransferLab run wrote."""
     folder = local_folder(base) if base else None
-    record = TrainingRecord.read(folder) if folder else None
+    return TrainingRecord.read(folder) if folder else None
+
+
+def earlier_commands(base: str | None) -> list[str]:
+    """The commands that trained a local base checkpoint, oldest first (empty when `base_record` has none)."""
+    record = base_record(base)
     return record.all_commands if record else []
 
 

@@ -244,15 +244,19 @@ def test_feature_extraction_trains_only_the_head(tiny_checkpoints, classes_dir, 
     assert not list(run_dir.glob("checkpoint-*")), "the cached-feature stage keeps no Trainer checkpoints"
 
 
-def test_a_run_from_an_earlier_run_records_the_command_that_made_its_start(tiny_checkpoints, classes_dir, tmp_path):
+def test_a_run_from_an_earlier_run_records_the_command_that_made_its_start_and_keeps_its_data_terms(
+    tiny_checkpoints, classes_dir, tmp_path
+):
     first, second = tmp_path / "first", tmp_path / "second"
+    terms = "Test images, free for any use."
     argv = partial(train_argv, dataset=classes_dir, mode="feature-extraction", head_epochs=1)
-    assert main(argv(model=tiny_checkpoints[("vit", "classification")], output_dir=first)) == 0
-    assert main(argv(model=first, output_dir=second)) == 0
+    assert main(argv(model=tiny_checkpoints[("vit", "classification")], output_dir=first, data_terms=terms)) == 0
+    assert main(argv(model=first, output_dir=second)) == 0  # the same data, its terms not given again
     first_command = read_json(first / "training_config.json")["command"]
     assert read_json(first / "training_config.json")["earlier_commands"] == []
     assert read_json(second / "training_config.json")["earlier_commands"] == [first_command]
-    assert first_command in (second / "README.md").read_text()
+    assert read_json(second / "training_config.json")["data_terms"] == terms
+    assert first_command in (second / "README.md").read_text() and terms in (second / "README.md").read_text()
 
 
 @pytest.mark.parametrize("freeze", [True, False])

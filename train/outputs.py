@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from hub.cards import earlier_commands, rerunnable_path
+from hub.cards import base_record, rerunnable_path
 from hub.checkpoint import is_timm, load_checkpoint
 from hub.contract import Recipe, TrainingRecord
 from hub.preprocessing import ImageSpec, image_spec
@@ -110,10 +110,14 @@ def training_record(
 ) -> TrainingRecord:
     """How the run was trained; the fields of a stage the mode does not run are None (head_epochs 0 in full)."""
     mode = args.mode
+    dataset = data.dataset_name(args.dataset)
+    base = base_record(args.model)
+    # A run that continues a checkpoint trained on the same data keeps the terms that checkpoint recorded.
+    inherited_terms = base.data_terms if base and base.dataset == dataset else None
     regression = {"loss": args.loss, "target_unit": args.target_unit, "condition_column": task.condition_column}
     return TrainingRecord(
         base_model=rerunnable_path(args.model),
-        dataset=data.dataset_name(args.dataset),
+        dataset=dataset,
         task=task.kind,
         mode=mode,
         epochs=args.epochs if mode.trains_backbone else args.head_epochs,
@@ -129,10 +133,10 @@ def training_record(
         augment=args.augment,
         recipe=recipe(args) if mode.trains_backbone else None,
         target_column=task.target_column,
-        data_terms=args.data_terms,
+        data_terms=args.data_terms or inherited_terms,
         seed=args.seed,
         command=command,
-        earlier_commands=tuple(earlier_commands(args.model)),
+        earlier_commands=tuple(base.all_commands) if base else (),
         **(regression if task.is_regression else {}),
         **outcome,
     )
