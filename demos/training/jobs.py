@@ -154,6 +154,11 @@ class JobRunner:
             self._start_next()
         return job
 
+    @property
+    def running(self) -> Job | None:
+        """The job running now, if any (for the operator: its process, its folder)."""
+        return self._running
+
     def get(self, session: str, job_id: str) -> Job | None:
         """The job `job_id` when it is `session`'s (a visitor never reaches another's)."""
         job = self._jobs.get(job_id) if isinstance(job_id, str) else None
