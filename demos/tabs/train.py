@@ -151,8 +151,12 @@ def curve_frames(runs: list[dict], current: Curves | None, label: str) -> tuple[
     if current is not None:
         loss += [(x, y, label) for x, y in current.loss]
         metric += [(x, y, label) for x, y in current.metric]
-    columns = ["epoch", "value", "run"]
-    return pd.DataFrame(loss, columns=columns), pd.DataFrame(metric, columns=columns), name or "validation metric"
+    return _points(loss), _points(metric), name or "validation metric"
+
+
+def _points(rows: list[tuple]) -> pd.DataFrame:
+    """A plot's points, typed: an empty frame's columns would be text, and the plot would keep text axes."""
+    return pd.DataFrame(rows, columns=["epoch", "value", "run"]).astype({"epoch": float, "value": float, "run": str})
 
 
 def comparison_rows(runs: list[dict]) -> list[list]:
@@ -242,7 +246,9 @@ def _data_inputs() -> dict:
         shown_rows = gr.State(FIRST_CLASSES)
         add_class = gr.Button("Add a class", size="sm")
     with gr.Group(visible=False) as zip_box:
-        class_zip = gr.File(label="Zip: train/<class>/… (validation/<class>/… optional)", file_types=[".zip"])
+        class_zip = gr.File(
+            label="Zip: train/<class>/… (validation/<class>/… optional)", file_types=[".zip"], elem_id="train-class-zip"
+        )
     with gr.Group(visible=False) as regression_box:
         regression_zip = gr.File(
             label="Zip: images and metadata.csv (file_name, a number to predict)", file_types=[".zip"]
@@ -422,16 +428,18 @@ def run_in_tab(settings: TrainingSettings, out: Outputs, given: DataInputs, choi
 
 def _live_update(settings, out: Outputs, job, reader: ProgressReader, earlier: list[dict], label: str) -> dict:
     position = settings.runner.position(job)
-    if job.state is JobState.WAITING:
+    if job.state is JobState.WAITING and position:
         ahead = f"{position} run{'s' if position > 1 else ''} ahead of yours"
         return {out.progress: progress_html(0, f"Waiting for the server's training slot: {ahead}.")}
     progress = reader.read()
     loss, metric, name = curve_frames(earlier, progress.curves, label)
-    return {
-        out.progress: progress_html(progress.fraction, progress.describe()),
-        out.loss_plot: gr.LinePlot(value=loss),
-        out.metric_plot: gr.LinePlot(value=metric, title=f"Validation {name}"),
-    }
+    update = {out.progress: progress_html(progress.fraction, progress.describe())}
+    # A plot is left alone until it has points: Gradio 6.31 draws no line in a plot whose data was sent empty first.
+    if not loss.empty:
+        update[out.loss_plot] = gr.LinePlot(value=loss)
+    if not metric.empty:
+        update[out.metric_plot] = gr.LinePlot(value=metric, title=f"Validation {name}")
+    return update
 
 
 def _final_update(out: Outputs, job, reader: ProgressReader, prepared, runs: list[dict], label: str) -> dict:
