@@ -272,6 +272,7 @@ def class_name(name) -> str:
 
 
 def open_zip(path: str | Path) -> zipfile.ZipFile:
+    """The zip at `path`, or an IntakeError that says the upload is no zip."""
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):

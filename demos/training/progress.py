@@ -68,6 +68,7 @@ class ProgressReader:
         self.seen_at: list[float] = []  # when each event was first read
 
     def read(self) -> RunProgress:
+        """The job's progress now, from every event written so far."""
         events = self.job.events()
         now = self.clock()
         self.seen_at += [now] * (len(events) - len(self.seen_at))
