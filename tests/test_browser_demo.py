@@ -198,7 +198,8 @@ def test_the_batch_table_puts_the_answers_first_and_names_a_zips_members(page, s
         zipped.writestr("notes.jpg", "plain text, not an image")  # unpacked under a temporary name
     open_tab(page, "Batch")
     page.locator("#batch-files input[type=file]").set_input_files(archive)
-    expect(page.locator("#batch-files")).to_contain_text("photos.zip")
+    # Gradio's file list shows the stem and the extension in elements of their own, which some layouts space apart
+    expect(page.locator("#batch-files")).to_contain_text(re.compile(r"photos\s*\.zip"))
     page.get_by_role("button", name="Predict all").click()
     table = page.locator("#batch-table")
     expect(table).to_contain_text("notes.jpg is not an image that can be read")
