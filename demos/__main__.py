@@ -22,10 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from demos.training.datasets import MAX_IMAGES, MAX_MEGAPIXELS
+from demos.training.jobs import MAX_RUN_S
 from hub.constants import ALLOW_PICKLE_HELP
 from hub.serving_options import MAX_LOADED_MODELS, MAX_MODEL_MB, add_precision_option
 
 DEFAULT_PORT = 7860
+LOCAL_HOST = "127.0.0.1"  # where `launch` serves
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +70,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MB",
         help="refuse hub models whose checkpoint files exceed this many MB, before downloading (default %(default)g)",
     )
+    training = parser.add_argument_group("the Train tab (training from the browser)")
+    training.add_argument(
+        "--allow-training",
+        action="store_true",
+        help="turn the Train tab on with --share too (default: on for a demo only this machine reaches, off on a "
+        "public link: a run takes the server's cores for minutes and stores visitors' images on its disk)",
+    )
+    training.add_argument(
+        "--max-training-images",
+        type=int,
+        default=MAX_IMAGES,
+        metavar="N",
+        help="images a run may train on (default %(default)s)",
+    )
+    training.add_argument(
+        "--max-training-megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        metavar="MP",
+        help="megapixels of all a run's images together (default %(default)g)",
+    )
+    training.add_argument(
+        "--max-training-minutes",
+        type=float,
+        default=MAX_RUN_S / 60,
+        metavar="MIN",
+        help="a run is stopped after this long (default %(default)g)",
+    )
     corrections = parser.add_mutually_exclusive_group()
     corrections.add_argument(
         "--corrections-dir",
@@ -84,9 +115,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # torch and gradio import after the arguments are parsed: `--help` answers at once.
     from demos.app import build_app, launch, share_cores_between_requests
+    from demos.training.settings import TrainingSettings
     from hub import CheckpointError
 
     share_cores_between_requests()
+    training = TrainingSettings.from_flags(
+        share=args.share,
+        host=LOCAL_HOST,
+        allow_training=args.allow_training,
+        max_images=args.max_training_images,
+        max_megapixels=args.max_training_megapixels,
+        max_run_s=60 * args.max_training_minutes,
+    )
     try:
         demo = build_app(
             food_model=args.food_model,
@@ -98,10 +138,11 @@ def main(argv: list[str] | None = None) -> None:
             max_model_mb=args.max_model_mb,
             corrections_dir=args.corrections_dir,
             prediction_precision=args.prediction_precision,
+            training=training,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"python -m demos: {err}") from err
-    launch(demo, port=args.port, share=args.share)
+    launch(demo, port=args.port, share=args.share, training=training.access.allowed)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ from demos.serving.corrections import CorrectionStore
 from demos.serving.gradio_cache import apply_atomic_image_cache
 from demos.serving.precision import precision_notice
 from demos.serving.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
-from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees
+from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees, train
+from demos.tabs.train import TRAINING_GROUP
+from demos.training.settings import TrainingSettings
 from hub.serving_options import Precision
 
-TABS = [food, bone_age, feature_maps, model_info, network_sees, batch]
+TABS = [food, bone_age, feature_maps, model_info, network_sees, batch, train]
 CONCURRENCY_LIMIT = 2  # the machine this targets has 2 cores: more parallel requests only queue inside torch
 # api_name -> concurrency group. Each group runs one job at a time in a queue of its own, so that a crowd of
 # class visualisations or model loads waits behind itself instead of taking the cores /classify needs. What they
@@ -54,6 +56,7 @@ QUEUE_SIZE = CHEAP_QUEUE_SIZE + MAX_WAITING_PER_EXPENSIVE_GROUP * len(set(EXPENS
 # (every, older than) seconds: uploads and outputs of a demo left running for days must not fill the disk.
 DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
+TRAINING_MAX_FILE_SIZE = "200mb"  # where the Train tab is on: a zip of 2,000 phone photos (its image cap) is ~150 MB
 
 
 # transformers 5 asks for a torchvision image processor first and warns when it falls back to PIL; timm checkpoints
@@ -75,6 +78,7 @@ def build_app(
     max_model_mb: float = MAX_MODEL_MB,
     corrections_dir: str | Path | None = None,
     prediction_precision: Precision | str = Precision.FP32,
+    training: TrainingSettings | None = None,
 ) -> gr.Blocks:
     """The app with every tab in `TABS`, queued with concurrency limits; serve it with `launch` (upload cap).
 
@@ -83,6 +87,7 @@ def build_app(
     session that loaded it. The start-up models (`food_model`, `boneage_model`) are the operator's and unlimited.
     `corrections_dir`: where users' corrections are saved (demos/serving/corrections.py); None collects none.
     `prediction_precision`: fp32, bf16 or int8 for the models it loads (`models` given carry their own).
+    `training`: whether and within what limits the Train tab trains (demos/training/settings.py); None: it is off.
     """
     limits = visitor_limits(allow_local_dirs, max_loaded_models, max_model_mb)  # bad flags fail before loading
     apply_atomic_image_cache()  # output images are written whole before anyone can download them
@@ -91,6 +96,8 @@ def build_app(
     )
     print(f"* {precision_notice(models.precision)}", flush=True)
     models.visitors = SessionModels(limits)
+    if training is not None:
+        models.training = training
     if corrections_dir is not None:  # the Food and Bone age tabs offer "Wrong? Correct it" (serving/corrections.py)
         models.corrections = CorrectionStore(corrections_dir)
     with gr.Blocks(title="TransferLab demo", delete_cache=DELETE_CACHE) as demo:
@@ -107,7 +114,9 @@ def build_app(
     limit_expensive_endpoints(demo)
     # api_open=False: gradio would otherwise serve every endpoint at /gradio_api/run/<api> too, outside the queue.
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE, api_open=False)
-    limit_queue(demo, QueueLimits(expensive_groups=frozenset(EXPENSIVE_ENDPOINTS.values())))
+    # /train holds its own slot ("training") while it follows a run: bounded per client like the expensive groups.
+    slow_groups = frozenset({*EXPENSIVE_ENDPOINTS.values(), TRAINING_GROUP})
+    limit_queue(demo, QueueLimits(expensive_groups=slow_groups))
     return demo
 
 
@@ -121,11 +130,12 @@ def limit_expensive_endpoints(demo: gr.Blocks) -> None:
         events[api_name].fn = at_low_priority(events[api_name].fn)
 
 
-def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT) -> dict:
+def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT, *, training: bool = False) -> dict:
     """`demo.launch`'s arguments that every server of this app passes (`launch`, a Space's app.py): the size of one
-    upload, and the megabytes a client address may upload in an hour (demos/guards/upload_budget.py)."""
+    upload (larger where the Train tab is on, for its zips), and the megabytes a client address may upload in an hour
+    (demos/guards/upload_budget.py)."""
     return {
-        "max_file_size": MAX_FILE_SIZE,
+        "max_file_size": TRAINING_MAX_FILE_SIZE if training else MAX_FILE_SIZE,
         "app_kwargs": {"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},
     }
 
@@ -137,14 +147,15 @@ def launch(
     share: bool = False,
     prevent_thread_lock: bool = False,
     upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT,
+    training: bool = False,
 ):
-    """Serve on 127.0.0.1 with the upload caps (`upload_caps`); when a share link cannot be made, say why and keep
-    serving locally."""
+    """Serve on 127.0.0.1 with the upload caps (`upload_caps`; `training`: the Train tab is on); when a share link
+    cannot be made, say why and keep serving locally."""
     _, local_url, share_url = demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         share=share,
-        **upload_caps(upload_mb_per_client),
+        **upload_caps(upload_mb_per_client, training=training),
         prevent_thread_lock=True,
         quiet=not share,  # without --share Gradio's banner says "set `share=True` in `launch()`": ours names the flag
     )

@@ -17,6 +17,7 @@ from demos.serving.corrections import CorrectionStore
 from demos.serving.inference import ServedModel, serve
 from demos.serving.precision import checked_precision
 from demos.serving.sessions import SessionModels, current_session
+from demos.training.settings import TrainingSettings
 from hub import load_checkpoint
 from hub.checkpoint import SHIPPED_CHECKPOINTS
 from hub.serving_options import Precision
@@ -38,6 +39,7 @@ class DemoModels:
     visitors: SessionModels = field(default_factory=SessionModels)
     corrections: CorrectionStore | None = None  # where users' corrections are saved; None: not collected
     precision: Precision = Precision.FP32  # what predictions compute in, visitors' models included
+    training: TrainingSettings = field(default_factory=TrainingSettings.off)  # the Train tab: off unless the app says
 
     def names(self) -> list[str]:
         return [*self.checkpoints, *self.visitors.names(current_session())]
@@ -58,6 +60,13 @@ class DemoModels:
         if ref in self.checkpoints:
             raise ValueError(f"'{ref}' is already loaded: choose it in the list.")
         return self.visitors.load(current_session(), ref, functools.partial(load_model, precision=self.precision))
+
+    def adopt(self, session: str | None, name: str, folder: Path) -> ServedModel:
+        """A checkpoint this server trained for `session` (the Train tab), kept among that session's models as `name`
+        so that every tab with a model list offers it. The folder is the server's own, never a path a visitor gave."""
+        if self.visitors.limits.max_loaded_models == 0:
+            raise ValueError("This demo keeps no other models (--max-loaded-models 0): download the model instead.")
+        return self.visitors.keep(session, name, load_model(str(folder), precision=self.precision))
 
 
 def load_model(

@@ -13,7 +13,7 @@ import torch
 from gradio_client import Client, handle_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from demos.models import load_model
+from demos.models import DemoModels, load_model
 from demos.serving.images import ImageDecodeError, load_image
 from demos.serving.inference import top_k
 from demos.tabs import train
@@ -47,7 +47,7 @@ def served(tiny_base, tmp_path_factory):
         runner=JobRunner(tmp_path_factory.mktemp("jobs")), base_models=(str(tiny_base),), extra_options=TINY
     )
     with gr.Blocks() as demo:
-        train.render(None, settings)
+        train.render(DemoModels(checkpoints={}, training=settings))
     demo.queue()
     demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
@@ -103,6 +103,9 @@ def test_a_run_from_a_zip_gives_metrics_a_card_and_a_checkpoint_that_predicts_as
         plain = dict(zip(model.config.id2label.values(), logits.softmax(-1).tolist(), strict=True))
         demo_scores = top_k(served_model, load_image(path), k=3)
         assert demo_scores == pytest.approx({label: plain[label] for label in demo_scores}, abs=1e-5)
+        # "Try it" answers with the run's model, served in this session, as the downloaded one answers.
+        tried = client.predict(handle_file(path), api_name="/try_trained")
+        assert {c["label"]: c["confidence"] for c in tried["confidences"]} == pytest.approx(demo_scores, abs=1e-5)
 
     # A second run on the same data joins the first in the plots and the comparison table.
     second = run(client, train_inputs(archive, base, FULL))
@@ -165,7 +168,23 @@ def test_the_tab_is_off_on_a_shared_or_exposed_server_unless_allowed():
 
     settings = TrainingSettings(access=training_access(share=True, host="127.0.0.1", allow_training=False))
     with gr.Blocks() as demo:
-        train.render(None, settings)
+        train.render(DemoModels(checkpoints={}, training=settings))
     assert not [fn for fn in demo.fns.values() if fn.api_name in ("train", "check_training_data")]
     texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert any("public link" in text and "--allow-training" in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    ("flags", "allowed"), [([], True), (["--share"], False), (["--share", "--allow-training"], True)]
+)
+def test_python_m_demos_turns_training_on_only_where_its_flags_allow(monkeypatch, flags, allowed):
+    import demos.__main__
+    import demos.app
+
+    built = {}
+    monkeypatch.setattr(demos.app, "build_app", lambda **kwargs: built.update(kwargs) or "the app")
+    monkeypatch.setattr(demos.app, "launch", lambda demo, **kwargs: built.update(launched=kwargs))
+    monkeypatch.setattr(demos.app, "share_cores_between_requests", lambda: None)  # keep this process's threads
+    demos.__main__.main([*flags, "--max-training-images", "50", "--no-corrections"])
+    assert built["training"].access.allowed is allowed and built["training"].limits.max_images == 50
+    assert built["launched"]["training"] is allowed  # the larger upload cap for training zips only where it trains

@@ -93,13 +93,16 @@ class SessionModels:
             raise ValueError("Models are loaded per session and this request has none: use the web page or a client.")
         if self.limits.max_loaded_models == 0:
             raise ValueError("This demo loads no other models: its operator started it with --max-loaded-models 0.")
-        checkpoint = self.get(session, ref) or self._load_in_time(ref, loader)
+        return self.keep(session, ref, self.get(session, ref) or self._load_in_time(ref, loader))
+
+    def keep(self, session: str | None, name: str, model: ServedModel) -> ServedModel:
+        """Keep `model` for `session` as `name`, dropping the least recently used model beyond the limit."""
         with self._lock:
-            self._loaded[(session, ref)] = checkpoint
-            self._last_use[(session, ref)] = next(self._clock)
+            self._loaded[(session, name)] = model
+            self._last_use[(session, name)] = next(self._clock)
             while len(self._loaded) > self.limits.max_loaded_models:
                 self._drop(min(self._last_use, key=self._last_use.get))
-        return checkpoint
+        return model
 
     def forget(self, session: str | None) -> None:
         """Drop a session's models (its browser tab was closed)."""

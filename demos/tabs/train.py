@@ -23,9 +23,11 @@ import pandas as pd
 
 from demos.guards.refusals import refusal, visitor_text
 from demos.guards.uploads import upload_path
+from demos.models import DemoModels
 from demos.serving.images import ImageDecodeError
+from demos.serving.inference import regress, top_k
 from demos.serving.sessions import current_session
-from demos.tabs.common import user_errors
+from demos.tabs.common import read_upload, user_errors
 from demos.training import datasets
 from demos.training.choices import DEFAULT_BASE, MODE_NAMES, MODES, TrainOptions
 from demos.training.jobs import JobRefused, JobState
@@ -45,6 +47,7 @@ NO_CONDITION = "(none)"
 # The webcam is mirrored as people expect to see themselves, and Gradio mirrors the captured picture too: the
 # prediction tabs' webcam must use these same options, or a model trained here sees the other hand there.
 WEBCAM = gr.WebcamOptions(mirror=True)
+TRAINING_GROUP = "training"  # /train's concurrency group: following a run never holds a prediction's slot
 ENDED = {
     JobState.CANCELLED: "The run was cancelled.",
     JobState.TIMED_OUT: "The run took longer than this server allows and was stopped.",
@@ -164,9 +167,9 @@ def comparison_rows(runs: list[dict]) -> list[list]:
     return [[run["label"], run["command"], run["headline"], round(run["minutes"], 2)] for run in runs]
 
 
-def render(models, settings: TrainingSettings | None = None) -> None:
-    """The tab; `settings` default to the app's (`models.training`)."""
-    settings = settings or models.training
+def render(models: DemoModels) -> None:
+    """The tab, within the app's training settings (`models.training`)."""
+    settings = models.training
     if not settings.access.allowed:
         gr.Markdown(f"**{settings.access.reason}**", elem_id="train-off")
         return
@@ -177,7 +180,8 @@ def render(models, settings: TrainingSettings | None = None) -> None:
     )
     page = _inputs(settings)
     outputs = _outputs()
-    _wire(settings, page, outputs)
+    _wire(models, page, outputs)
+    _wire_try_it(models, _try_it(), outputs.trained)
 
 
 @dataclass
@@ -323,6 +327,7 @@ class Outputs:
     comparison: gr.Dataframe
     job: gr.State  # the id of the session's latest job
     runs: gr.State  # the session's finished runs: their curves and metrics, for comparison
+    trained: gr.State  # the name of the session's newest trained model among its models (`DemoModels.adopt`)
 
     def all(self) -> list:
         return list(vars(self).values())
@@ -350,11 +355,52 @@ def _outputs() -> Outputs:
     )
     return Outputs(
         summary, progress, loss_plot, metric_plot, command, status, log, metrics, plot, per_class, card, download,
-        comparison, gr.State(None), gr.State([]),
+        comparison, gr.State(None), gr.State([]), gr.State(None),
     )  # fmt: skip
 
 
-def _wire(settings: TrainingSettings, page: Page, out: Outputs) -> None:
+@dataclass
+class TryIt:
+    """The newest trained model on a picture of the visitor's."""
+
+    photo: gr.Image
+    button: gr.Button
+    answer: gr.Label
+
+
+def _try_it() -> TryIt:
+    gr.Markdown(
+        "### Try it\nYour newest model answers here, and the Batch, Feature maps, What the network sees and Model "
+        "tabs list it among their models (for this browser tab's session)."
+    )
+    with gr.Row():
+        # The webcam mirrors as the class rows' webcam does, so that the model sees pictures as it was taught.
+        photo = gr.Image(
+            label="A picture", type="filepath", sources=["upload", "webcam", "clipboard"], webcam_options=WEBCAM,
+            elem_id="train-try-photo",
+        )  # fmt: skip
+        with gr.Column():
+            button = gr.Button("Try it", elem_id="train-try")
+            answer = gr.Label(num_top_classes=3, label="Your model says", elem_id="train-try-answer")
+    return TryIt(photo, button, answer)
+
+
+def _wire_try_it(models: DemoModels, try_it: TryIt, trained: gr.State) -> None:
+    @user_errors
+    def try_trained(payload, name):
+        """The session's newest trained model on one picture: its three likeliest classes, or its number."""
+        if not name:
+            raise gr.Error("Train a model first: it answers here once its run is done.")
+        model, image = models.get(name), read_upload(payload)
+        if model.task.is_regression:
+            return f"{regress(model, image):.1f} {model.task.unit or ''}".strip()
+        return top_k(model, image, k=3)
+
+    try_it.button.click(try_trained, [try_it.photo, trained], try_it.answer, api_name="try_trained", preprocess=False)
+
+
+def _wire(models: DemoModels, page: Page, out: Outputs) -> None:
+    settings = models.training
     private = dict(api_visibility="private")
     page.source.change(_show_source, page.source, [page.per_class, page.zip_box, page.regression_box], **private)
     page.add_class.click(_add_class, page.shown_rows, [page.shown_rows, *(r.box for r in page.rows)], **private)
@@ -379,7 +425,7 @@ def _wire(settings: TrainingSettings, page: Page, out: Outputs) -> None:
     def train(*values):
         """Prepare the data, run python -m train, and follow it to its result (see `run_in_tab`)."""
         given, choices = _read_inputs(values[:-1])
-        yield from run_in_tab(settings, out, given, choices, list(values[-1] or []))
+        yield from run_in_tab(models, out, given, choices, list(values[-1] or []))
 
     @user_errors
     def cancel_training(job_id):
@@ -394,17 +440,18 @@ def _wire(settings: TrainingSettings, page: Page, out: Outputs) -> None:
                      preprocess=False)  # fmt: skip
     event = page.train.click(
         train, [*page.train_inputs(), out.runs], out.all(), api_name="train", preprocess=False,
-        show_progress="hidden", concurrency_id="training", concurrency_limit=settings.runner.max_waiting + 1,
+        show_progress="hidden", concurrency_id=TRAINING_GROUP, concurrency_limit=settings.runner.max_waiting + 1,
     )  # fmt: skip
     page.cancel.click(cancel_training, out.job, out.status, api_name="cancel_training", cancels=[event])
 
 
-def run_in_tab(settings: TrainingSettings, out: Outputs, given: DataInputs, choices: dict, runs: list[dict]):
+def run_in_tab(models: DemoModels, out: Outputs, given: DataInputs, choices: dict, runs: list[dict]):
     """/train: prepare the data, queue the run, and update the page until it ends (then show its result).
 
     A run this generator started is cancelled when the generator is closed early (the visitor left, or Cancel):
     nobody would see its result.
     """
+    settings, session = models.training, session_name()
     try:
         job, prepared = start(settings, given, choices)
     except (datasets.IntakeError, JobRefused, ImageDecodeError, ValueError) as err:
@@ -423,7 +470,10 @@ def run_in_tab(settings: TrainingSettings, out: Outputs, given: DataInputs, choi
     finally:
         if not job.state.ended:
             settings.runner.cancel(job)
-    yield _final_update(out, job, reader, prepared, runs, label)
+    final = _final_update(out, job, reader, prepared, runs, label)
+    if job.state is JobState.DONE:
+        final[out.trained] = _adopt(models, session, label, job.run_dir)
+    yield final
 
 
 def _live_update(settings, out: Outputs, job, reader: ProgressReader, earlier: list[dict], label: str) -> dict:
@@ -470,6 +520,13 @@ def _final_update(out: Outputs, job, reader: ProgressReader, prepared, runs: lis
         out.plot: str(result.plot) if result.plot else None, out.per_class: result.per_class_rows() or None,
         out.card: result.card(), out.download: str(archive), out.comparison: comparison_rows(same), out.runs: runs,
     }  # fmt: skip
+
+
+def _adopt(models: DemoModels, session: str, label: str, run_dir) -> str:
+    """The trained model among the session's models, by a name that says it is theirs; its name."""
+    name = f"your {label}"
+    models.adopt(session, name, run_dir)
+    return name
 
 
 @user_errors

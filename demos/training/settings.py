@@ -63,6 +63,11 @@ class TrainingSettings:
     extra_options: tuple[str, ...] = ()
 
     @classmethod
+    def off(cls) -> TrainingSettings:
+        """Training off, as for a shared server whose operator did not allow it: apps built without settings."""
+        return cls.from_flags(share=True, host=None, allow_training=False)
+
+    @classmethod
     def from_flags(
         cls,
         *,
