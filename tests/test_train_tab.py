@@ -188,3 +188,14 @@ def test_python_m_demos_turns_training_on_only_where_its_flags_allow(monkeypatch
     demos.__main__.main([*flags, "--max-training-images", "50", "--no-corrections"])
     assert built["training"].access.allowed is allowed and built["training"].limits.max_images == 50
     assert built["launched"]["training"] is allowed  # the larger upload cap for training zips only where it trains
+
+
+def test_the_tab_is_off_saying_what_to_install_where_training_cannot_run(monkeypatch):
+    import demos.training.settings
+
+    real = demos.training.settings.importlib.util.find_spec
+    monkeypatch.setattr(
+        demos.training.settings.importlib.util, "find_spec", lambda name: None if name == "datasets" else real(name)
+    )
+    access = training_access(share=False, host="127.0.0.1", allow_training=True)
+    assert not access.allowed and "datasets" in access.reason and "pip install '.[train]'" in access.reason

@@ -140,7 +140,9 @@ def render(models: DemoModels) -> None:
                 label="Images, or one zip of images", file_count="multiple",
                 file_types=[*sorted(DECODED_SUFFIXES), ".zip"], elem_id="batch-files",
             )  # fmt: skip
-            model_name = gr.Dropdown(model_choices(models), value=models.names()[0], label="Model", elem_id="batch-model")
+            model_name = gr.Dropdown(
+                model_choices(models), value=models.names()[0], label="Model", elem_id="batch-model"
+            )
             top_k = gr.Slider(1, MAX_TOP_K, value=DEFAULT_TOP_K, step=1, label="Labels per image (classifiers)")
             button = gr.Button("Predict all", variant="primary")
         with gr.Column():

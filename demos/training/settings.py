@@ -6,6 +6,7 @@ app is reachable by others (a share link, or bound beyond localhost) unless the 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import tempfile
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from demos.training.jobs import KEEP_S, MAX_RUN_S, JobRunner
 from hub import builtin_aliases
 
 JOBS_ROOT = Path(tempfile.gettempdir()) / "transferlab-training"  # the system temp folder: Gradio serves files there
+TRAINING_MODULES = ("train", "accelerate", "datasets")  # what `python -m train` imports beyond serving's packages
 LOCAL_HOSTS = ("localhost", "")  # besides loopback addresses; "" is how some callers say "the default"
 
 
@@ -26,7 +28,15 @@ class TrainingAccess:
 
 
 def training_access(*, share: bool, host: str | None, allow_training: bool) -> TrainingAccess:
-    """On for a server only this machine reaches, or when the operator allowed it; else off, saying why."""
+    """On for a server only this machine reaches, or when the operator allowed it; else off, saying why. Off where
+    `python -m train` cannot run: a serving-only install lacks training's packages."""
+    missing = [name for name in TRAINING_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return TrainingAccess(
+            False,
+            f"Training is off because this server lacks what training needs ({', '.join(missing)}): whoever runs the "
+            "demo can install it with `pip install '.[train]'` (or `pip install -r requirements.txt` in a checkout).",
+        )
     if allow_training:
         return TrainingAccess(True)
     if share:
