@@ -103,8 +103,8 @@ def request_timeout(seconds: float) -> Iterator[None]:
 
     Why a client factory, and why confined: huggingface_hub's writes (create_repo, upload_folder) take no timeout and
     its shared client has none, so the only way to bound them is `set_client_factory`, its public hook, which holds
-    for the whole process. The block puts the factory in force before it back when it ends, so the rest of the
-    process (a demo's model downloads) keeps huggingface_hub's own behaviour. huggingface_hub has no public getter
+    for the whole process. When the block ends it puts back the factory that was in force before, so the rest of
+    the process (a demo's model downloads) keeps huggingface_hub's own behaviour. huggingface_hub has no public getter
     of that factory: it is read from its `_http` module, and wrapped, so a proxy or certificates someone configured
     there still apply to the uploads.
     """
