@@ -10,7 +10,8 @@ It checks the models on the hub, writes the Space folder (default runs/space-NAM
 - requirements.txt: the serving pins (requirements-serve.txt, or an installed TransferLab's own dependencies),
   nothing of training; the project's own code (hub/, demos/) is copied next to app.py;
 - README.md: the Spaces header (sdk and sdk_version = the pinned gradio, the licence, models, preload_from_hub so
-  the Space starts without downloading its public models) and a body that links each model and states its data
+  the Space starts without downloading its public models, hf_oauth with the scopes a push to a visitor's account
+  needs) and a body that links each model and states its data
   terms. It names no path of this machine.
 
 A model left out is stood in for by the other one (the tab then says what it lacks). A failed upload keeps
@@ -44,6 +45,9 @@ SERVE_REQUIREMENTS = PROJECT_ROOT / "requirements-serve.txt"  # a checkout's; a 
 SPACE_PACKAGES = ("hub", "demos")
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 ROLES = {"food": "Food", "boneage": "Bone age"}  # role -> the tab that shows it
+# "Sign in with Hugging Face" (gr.LoginButton) in the Space asks the visitor for these: the Train tab pushes to their
+# account with their token, which must create a repo (manage-repos) and write to it (write-repos).
+OAUTH_SCOPES = ("write-repos", "manage-repos")
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 DATA_TERMS_SECTION = re.compile(r"^## Data terms[ \t]*\n(?P<terms>.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 
@@ -242,6 +246,8 @@ def space_card(
         colorFrom="yellow",
         colorTo="blue",
         short_description="Fine-tuned vision models in the TransferLab app",
+        hf_oauth=True,
+        hf_oauth_scopes=list(OAUTH_SCOPES),
         # Downloaded when the Space is built, into the cache the app loads from: it starts without fetching them.
         # The build has no token: a private model is left out (the app downloads it at start, with HF_TOKEN).
         preload_from_hub=[f"{model.repo_id} {','.join(model.files)}" for model in models if not model.private],

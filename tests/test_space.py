@@ -92,6 +92,8 @@ def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(h
     )
     assert "## Data terms" in readme
     assert {"title", "emoji", "colorFrom", "colorTo", "tags", "short_description"} <= set(meta)
+    # A visitor who signs in lets the app push to their account: creating a repo and writing to it.
+    assert meta["hf_oauth"] is True and meta["hf_oauth_scopes"] == ["write-repos", "manage-repos"]
     preload = dict(entry.split(" ") for entry in meta["preload_from_hub"])
     assert set(preload) == {"alice/food-vit", "alice/bone-resnet"}
     for repo_id, files in preload.items():
