@@ -6,7 +6,8 @@ split, what was skipped, warnings), chooses the base, the mode in the lessons' w
 size and augmentation, and presses Train (/train). The run is a process of its own (demos/training/jobs.py): the tab
 follows its progress stream, plots the training loss and the validation metric per epoch, shows an ETA, and Cancel
 (/cancel_training) ends the process. At the end: the validation metrics, the confusion matrix or predicted-vs-true
-plot, per-class accuracy, the model card, the command to run it again and a zip of the checkpoint. Runs on the same
+plot, per-class accuracy, the model card, the command to run it again and a zip of the checkpoint; "Push to hub" and
+"Publish as a Space" put the model on the hub and a Space serving it (demos/tabs/train_publish.py). Runs on the same
 data share the plots and a table, so two modes compare side by side.
 
 The tab is off where the operator has not allowed training (demos/training/settings.py says when).
@@ -28,10 +29,12 @@ from demos.serving.images import ImageDecodeError
 from demos.serving.inference import regress, top_k
 from demos.serving.sessions import current_session
 from demos.tabs.common import read_upload, user_errors
+from demos.tabs.train_publish import render_publish, wire_publish
 from demos.training import datasets
 from demos.training.choices import DEFAULT_BASE, MODE_NAMES, MODES, TrainOptions
 from demos.training.jobs import JobRefused, JobState
 from demos.training.progress import Curves, ProgressReader
+from demos.training.publish import zip_name
 from demos.training.results import RunResult, checkpoint_zip
 from demos.training.settings import TrainingSettings
 from hub.contract import TrainingMode
@@ -181,6 +184,7 @@ def render(models: DemoModels) -> None:
     page = _inputs(settings)
     outputs = _outputs()
     _wire(models, page, outputs)
+    wire_publish(settings, render_publish(), outputs.job)
     _wire_try_it(models, _try_it(), outputs.trained)
 
 
@@ -511,7 +515,7 @@ def _final_update(out: Outputs, job, reader: ProgressReader, prepared, runs: lis
     }]  # fmt: skip
     same = [run for run in runs if run["data"] == prepared.fingerprint]
     loss, metric_frame, name = curve_frames(same, None, label)
-    archive = checkpoint_zip(job.run_dir, job.folder / f"model-{job.id[:6]}.zip")
+    archive = checkpoint_zip(job.run_dir, job.folder / zip_name(job.id))
     return command | {
         out.progress: progress_html(1, "Done: the model is saved."),
         out.loss_plot: gr.LinePlot(value=loss),
