@@ -31,9 +31,9 @@ def readme_training_commands() -> list[str]:
 
 @pytest.mark.parametrize("name", ["food10", "boneage"])
 def test_a_shipped_card_gives_the_readmes_commands(name):
-    first, second = [command for command in readme_training_commands() if f"/{name} " in command]
+    commands = [command for command in readme_training_commands() if f"/{name} " in command]
     training = json.loads((REPO / "checkpoints" / name / "training_config.json").read_text())
-    assert (training["earlier_commands"], training["command"]) == ([first], second)
+    assert len(commands) >= 2 and [*training["earlier_commands"], training["command"]] == commands
     card = (REPO / "checkpoints" / name / "README.md").read_text()
-    assert re.findall(r"```bash\n(python -m train .+?)\n```", card) == [first, second]
+    assert re.findall(r"```bash\n(python -m train .+?)\n```", card) == commands
     assert "fixres" not in card and f'"checkpoints/{name}"' in card
