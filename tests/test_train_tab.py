@@ -17,8 +17,11 @@ from demos.models import DemoModels, load_model
 from demos.serving.images import ImageDecodeError, load_image
 from demos.serving.inference import top_k
 from demos.tabs import train
+from demos.training.choices import TrainOptions
+from demos.training.estimate import FIXED_S, MeasuredSteps, estimate, measure, run_seconds
 from demos.training.jobs import JobRunner
 from demos.training.settings import TrainingSettings, training_access
+from hub.contract import TrainingMode
 from tests.serving import free_port, raw_call
 from tests.test_train_tab_jobs import TINY, draw_images, group_is_gone, tiny_base, wait_for  # noqa: F401
 
@@ -78,6 +81,7 @@ def test_a_run_from_a_zip_gives_metrics_a_card_and_a_checkpoint_that_predicts_as
     base = settings.base_models[0]
     summary = client.predict(*train_inputs(archive, base, HEAD_ONLY), api_name="/check_training_data")
     assert "3 classes: 15 images** (train 12, validation 3)" in summary and "20% of each class" in summary
+    assert "Estimated time: **about" in summary
 
     result = run(client, train_inputs(archive, base, HEAD_ONLY))
     assert result["status"].startswith("**Done**"), result
@@ -199,3 +203,15 @@ def test_the_tab_is_off_saying_what_to_install_where_training_cannot_run(monkeyp
     )
     access = training_access(share=False, host="127.0.0.1", allow_training=True)
     assert not access.allowed and "datasets" in access.reason and "pip install '.[train]'" in access.reason
+
+
+def test_the_estimate_counts_measured_steps_and_grows_with_the_images_and_epochs(tiny_base):  # noqa: F811
+    head_only = TrainOptions(base_model=str(tiny_base), mode=TrainingMode.FEATURE_EXTRACTION)
+    measured = measure(head_only)
+    assert measured.forward_s > 0 and measured.backward_s is None, "head only: no backward pass to measure"
+    steps = MeasuredSteps(forward_s=0.8, backward_s=2.4)  # 0.1 s an image forward, 0.3 s forward and backward
+    # features of 100 + 20 images once, and the 20 evaluated twice more at the end
+    assert run_seconds(head_only, steps, 100, 20) == pytest.approx(FIXED_S + 120 * 0.1 + 2 * 20 * 0.1)
+    full = TrainOptions(base_model=str(tiny_base), mode=TrainingMode.FULL, epochs=3)
+    assert run_seconds(full, steps, 100, 20) == pytest.approx(FIXED_S + 3 * (100 * 0.3 + 20 * 0.1) + 2 * 20 * 0.1)
+    assert "Estimated time: **about" in estimate(full, 100, 20).describe()

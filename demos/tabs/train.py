@@ -1,14 +1,15 @@
 """Train tab: your own images in, a fine-tuned checkpoint out, by the same `python -m train` the command line runs.
 
 The visitor gives images (per class, with uploads or the webcam; a zip of class folders; or, for regression, a zip
-with metadata.csv and the target column picked from it), checks them (/check_training_data: counts per class and
-split, what was skipped, warnings), chooses the base, the mode in the lessons' words, epochs, learning rates, image
-size and augmentation, and presses Train (/train). The run is a process of its own (demos/training/jobs.py): the tab
-follows its progress stream, plots the training loss and the validation metric per epoch, shows an ETA, and Cancel
-(/cancel_training) ends the process. At the end: the validation metrics, the confusion matrix or predicted-vs-true
-plot, per-class accuracy, the model card, the command to run it again and a zip of the checkpoint; "Push to hub" and
-"Publish as a Space" put the model on the hub and a Space serving it (demos/tabs/train_publish.py). Runs on the same
-data share the plots and a table, so two modes compare side by side.
+with metadata.csv and the target column picked from it) and checks them (/check_training_data: counts per class and
+split, what was skipped, warnings, and the time the run would take, from a step measured then). They choose the
+base, the mode in the lessons' words, epochs, learning rates, image size and augmentation, and press Train (/train).
+The run is a process of its own (demos/training/jobs.py): the tab follows its progress stream, plots the training
+loss and the validation metric per epoch, shows an ETA, and Cancel (/cancel_training) ends the process. At the end:
+the validation metrics, the confusion matrix or predicted-vs-true plot, per-class accuracy, the model card, the
+command to run it again and a zip of the checkpoint; "Push to hub" and "Publish as a Space" put the model on the hub
+and a Space serving it (demos/tabs/train_publish.py). Runs on the same data share the plots and a table, so two
+modes compare side by side.
 
 The tab is off where the operator has not allowed training (demos/training/settings.py says when).
 """
@@ -32,6 +33,7 @@ from demos.tabs.common import read_upload, user_errors
 from demos.tabs.train_publish import render_publish, wire_publish
 from demos.training import datasets
 from demos.training.choices import DEFAULT_BASE, MODE_NAMES, MODES, TrainOptions
+from demos.training.estimate import estimate
 from demos.training.jobs import JobRefused, JobState
 from demos.training.progress import Curves, ProgressReader
 from demos.training.publish import zip_name
@@ -421,10 +423,14 @@ def _wire(models: DemoModels, page: Page, out: Outputs) -> None:
 
     @user_errors
     def check_training_data(*values):
-        """The data as a run would get it: counts per class and split, what was skipped, the warnings."""
-        given, _ = _read_inputs(values)
+        """The data as a run would get it (counts per class and split, what was skipped, the warnings) and the time
+        the run would take, estimated from a step measured now."""
+        given, choices = _read_inputs(values)
         folder = settings.runner.new_folder(session_name())
-        return prepare_data(settings, given, folder).summary()
+        prepared = prepare_data(settings, given, folder)
+        options = run_options(settings, choices, prepared)
+        needed = estimate(options, prepared.split_size("train"), prepared.split_size("validation"))
+        return f"{prepared.summary()}\n\n{needed.describe()}"
 
     def train(*values):
         """Prepare the data, run python -m train, and follow it to its result (see `run_in_tab`)."""
