@@ -20,9 +20,9 @@ from demos.training.jobs import JobRunner
 from demos.training.settings import TrainingSettings
 from tests.serving import serving
 from tests.test_browser_demo import open_tab, page, pytestmark  # noqa: F401  (the browser fixture and its skips)
-from tests.test_train_tab_jobs import TINY, draw_images, tiny_base  # noqa: F401
+from tests.test_train_tab import photos  # noqa: F401  (the zip of three classes of colour squares)
+from tests.test_train_tab_jobs import TINY, tiny_base  # noqa: F401
 
-CLASSES = ("red", "blue", "green")
 RUN_TIMEOUT_MS = 240_000  # a tiny run, on a shared 2-core machine that may be busy
 
 
@@ -36,21 +36,10 @@ def served(tiny_checkpoints, tiny_base, tmp_path_factory):  # noqa: F811  (tiny_
         yield app.url, app.models, None
 
 
-def class_zip(folder) -> tuple:
-    """A zip of train/<class>/ folders of five noisy colour squares each, and the pictures."""
-    drawn = draw_images(folder / "colours", 5, CLASSES)
-    archive = folder / "colours.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        for name, paths in drawn.items():
-            for path in paths:
-                zipped.write(path, f"colours/train/{name}/{path.name}")
-    return archive, drawn
-
-
-def test_a_zip_trains_a_head_whose_model_is_tried_offered_and_downloaded(page, served, tmp_path):  # noqa: F811
+def test_a_zip_trains_a_head_whose_model_is_tried_offered_and_downloaded(page, served, photos, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
-    archive, drawn = class_zip(tmp_path)
+    archive, drawn = photos
     open_tab(page, "Train")
     page.get_by_label("a zip of class folders").check()
     page.locator("#train-class-zip input[type=file]").set_input_files(archive)
