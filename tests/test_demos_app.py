@@ -62,6 +62,16 @@ def test_bone_age_gives_months_years_and_a_cam(served, tmp_path, make):
     assert Image.open(decoded).size == load_image(upload).size and np.asarray(Image.open(decoded)).std() > 0
 
 
+def test_bone_age_sends_the_number_before_the_images(served, tmp_path):
+    """The visitor reads the number while the Grad-CAM's backward pass runs; `predict` gets the complete answer."""
+    client, _ = served
+    job = client.submit(handle_file(xray_16bit(tmp_path / "hand.png")), api_name="/bone_age")
+    first, last = list(job)
+    months, text, overlay, decoded = first
+    assert f"{months:.1f} months" in text and overlay is None and decoded is None
+    assert last[:2] == (months, text) and Image.open(last[2]).size and Image.open(last[3]).size
+
+
 def test_exif_orientation_is_honoured_end_to_end(served, tmp_path):
     client, _ = served
     exif = Image.Exif()
@@ -232,7 +242,7 @@ def test_bone_age_states_the_cards_validation_mae_as_uncertainty(tiny_checkpoint
     )  # fmt: skip
     card_data = ModelCardData(model_name="boneage", eval_results=[mae])
     ModelCard(f"---\n{card_data.to_yaml()}\n---\n# boneage\n").save(folder / "README.md")
-    text = describe_prediction(demo_models.load_model(str(folder)), 150.0)
+    text = describe_prediction(demo_models.load_model(str(folder)), torch.tensor([150.0]))
     assert "150.0 months" in text and "12.5 years" in text
     assert "± 9.4 months, the validation MAE stated in the model card" in text
 

@@ -126,6 +126,17 @@ def test_sex_selector_picks_the_output_of_a_conditioned_bone_age_model(condition
     assert selector["props"]["visible"] is True and selector["props"]["value"] == "unknown"
 
 
+def test_an_unknown_sex_runs_the_model_once_for_the_answer_and_both_outputs(conditioned, tmp_path, monkeypatch):
+    client, models, _ = conditioned
+    boneage = models.get("boneage")
+    passes = []
+    predictor = boneage.predictor
+    monkeypatch.setattr(boneage, "predictor", lambda: passes.append(1) or predictor())
+    _, text, _, _ = client.predict(handle_file(xray_16bit(tmp_path / "hand.png")), api_name="/bone_age")
+    assert "Sex unknown: the mean of the model's female and male outputs (female" in text
+    assert len(passes) == 1  # the Grad-CAM runs on the explanation copy, not through the predictor
+
+
 def test_sex_outside_the_choices_is_a_readable_error(conditioned, tmp_path):
     from gradio_client.exceptions import AppError
 

@@ -156,6 +156,16 @@ def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[st
 
 def regress(checkpoint: Checkpoint, image: Image.Image, condition: str | None = None) -> float:
     """The regression checkpoint's output for `condition` (the mean of its outputs when unknown), in its unit."""
+    return output_for(checkpoint, regression_outputs(checkpoint, image), condition)
+
+
+def regression_outputs(checkpoint: Checkpoint, image: Image.Image) -> torch.Tensor:
+    """Every output of a regression checkpoint for the image (one per condition value, or one), from one pass."""
     if not checkpoint.task.is_regression:
         raise ValueError(f"{checkpoint.name} is a classification checkpoint: it predicts classes, not a number.")
-    return float(predicted_logits(checkpoint, image)[checkpoint.task.output_indices(condition)].mean())
+    return predicted_logits(checkpoint, image)
+
+
+def output_for(checkpoint: Checkpoint, outputs: torch.Tensor, condition: str | None = None) -> float:
+    """From `regression_outputs`: the output for `condition`, or the mean of the outputs when it is unknown."""
+    return float(outputs[checkpoint.task.output_indices(condition)].mean())

@@ -3,6 +3,9 @@
 Endpoint /bone_age: (X-ray file, sex) -> (months, explanation, Grad-CAM overlay, decoded X-ray). The sex is
 "female", "male" or "unknown" (the default); a checkpoint conditioned on it (config `condition_column` "male")
 answers with that output, or with the mean of both when unknown. Other checkpoints ignore it.
+
+The answer comes in two updates: the number and its explanation as soon as the model has run, then the decoded
+X-ray and the Grad-CAM, whose backward pass takes several times longer. An API client's `predict` gets the last.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from demos.explaining.summary import human_label
 from demos.guards.refusals import one_of
 from demos.models import DemoModels
 from demos.serving.images import DECODED_SUFFIXES, is_colour
-from demos.serving.inference import ServedModel, regress, top_k
+from demos.serving.inference import ServedModel, output_for, regression_outputs, top_k
 from demos.tabs.common import decoded_upload, model_header, read_upload, too_small, user_errors
 from demos.tabs.correction_controls import bone_age_correction
 
@@ -43,14 +46,16 @@ def years(value: float, unit: str | None) -> str:
     return f" ({value / MONTHS_PER_YEAR:.1f} years)" if unit == "months" else ""
 
 
-def describe_prediction(checkpoint: ServedModel, value: float, sex: str | None = None, image=None) -> str:
-    """The prediction with its unit, in years too when in months, the card's validation MAE as uncertainty, which
-    output of a sex-conditioned model answered, and a warning when the upload is a colour image or a tiny one."""
+def describe_prediction(checkpoint: ServedModel, outputs, sex: str | None = None, image=None) -> str:
+    """The prediction (from `regression_outputs`) with its unit, in years too when in months, the card's validation
+    MAE as uncertainty, which output of a sex-conditioned model answered, and a warning when the upload is a colour
+    image or a tiny one."""
     unit = checkpoint.task.unit or "(unit not stated in the config)"
     mae = checkpoint.metrics.get("mae")
+    value = output_for(checkpoint, outputs, condition_for(checkpoint, sex))
     text = f"**Bone age: {value:.1f} {unit}**{years(value, checkpoint.task.unit)}"
     if is_sex_conditioned(checkpoint):
-        text += "\n\n" + _which_output(checkpoint, sex, image)
+        text += "\n\n" + _which_output(checkpoint, outputs, sex)
     if mae is None:
         text += "\n\nUncertainty: not stated (the model card declares no validation MAE)."
     else:
@@ -65,20 +70,17 @@ def describe_prediction(checkpoint: ServedModel, value: float, sex: str | None =
     return text
 
 
-def _which_output(checkpoint: ServedModel, sex: str | None, image) -> str:
+def _which_output(checkpoint: ServedModel, outputs, sex: str | None) -> str:
     if condition_for(checkpoint, sex) is not None:
         return f"For a {'boy' if sex == 'male' else 'girl'}: the model's {sex} output."
-    if image is None:
-        return "Sex unknown: the mean of the model's female and male outputs."
-    outputs = {
-        sex_name: regress(checkpoint, image, value) for sex_name, value in SEX_VALUES.items()
-    }  # fmt: skip
-    both = ", ".join(f"{name} {value:.1f}" for name, value in outputs.items())
-    return f"Sex unknown: the mean of the model's female and male outputs ({both} {checkpoint.task.unit or ''})."
+    each = ", ".join(f"{name} {output_for(checkpoint, outputs, value):.1f}" for name, value in SEX_VALUES.items())
+    return f"Sex unknown: the mean of the model's female and male outputs ({each} {checkpoint.task.unit or ''})."
 
 
 def predict(models: DemoModels, payload, sex: str | None = UNKNOWN_SEX):
-    """(months or None, explanation markdown, Grad-CAM overlay, the decoded image)."""
+    """Two updates of (months or None, explanation markdown, Grad-CAM overlay, the decoded image): first the number
+    and its explanation with both images cleared (a previous X-ray's must not stay beside the new number), then all
+    four."""
     checkpoint = models.get("boneage")
     image = read_upload(payload)
     if not checkpoint.task.is_regression:  # the fallback backbone stands in: say so, show what it does predict
@@ -87,11 +89,14 @@ def predict(models: DemoModels, payload, sex: str | None = UNKNOWN_SEX):
             f"**No bone-age regression model is loaded**: {checkpoint.name} is a classifier, so it gives no age. "
             f"Its top classes: {best}. Pass `--boneage-model` a regression checkpoint."
         )
-        return None, text, grad_cam(checkpoint, image), image
+        yield None, text, None, None
+        yield None, text, grad_cam(checkpoint, image), image
+        return
     condition = condition_for(checkpoint, sex)
-    value = regress(checkpoint, image, condition)
-    overlay = grad_cam(checkpoint, image, condition=condition)
-    return value, describe_prediction(checkpoint, value, sex, image), overlay, image
+    outputs = regression_outputs(checkpoint, image)  # one pass gives the answer and, when sex is unknown, both outputs
+    value, text = output_for(checkpoint, outputs, condition), describe_prediction(checkpoint, outputs, sex, image)
+    yield value, text, None, None
+    yield value, text, grad_cam(checkpoint, image, condition=condition), image
 
 
 def render(models: DemoModels) -> None:
@@ -133,16 +138,17 @@ def render(models: DemoModels) -> None:
 
     @user_errors
     def estimate(payload, chosen_sex):
-        return predict(models, payload, chosen_sex)
+        yield from predict(models, payload, chosen_sex)
 
     @user_errors
     def estimate_upload(payload, chosen_sex):
         """On upload (or a new sex): estimate at once; a file that is no image is refused as it arrives."""
         if payload is None:
-            return gr.skip()
-        if decoded_upload(payload) is None:
-            return None, "**That file is not a usable image**: upload a hand X-ray (PNG, JPEG, DICOM).", None, None
-        return predict(models, payload, chosen_sex)
+            yield gr.skip()
+        elif decoded_upload(payload) is None:
+            yield None, "**That file is not a usable image**: upload a hand X-ray (PNG, JPEG, DICOM).", None, None
+        else:
+            yield from predict(models, payload, chosen_sex)
 
     outputs = [months, text, overlay, decoded]
     button.click(estimate, inputs=[xray, sex], outputs=outputs, api_name="bone_age", preprocess=False)

@@ -12,7 +12,9 @@ Every tab wires its events the same way, after its components:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 from collections.abc import Callable
 
 import gradio as gr
@@ -90,15 +92,29 @@ def user_errors(fn):
     other exception is a bug, and Gradio logs its traceback and shows the visitor a bare "Error".
     """
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    @contextlib.contextmanager
+    def refusals():
         try:
-            return fn(*args, **kwargs)
+            yield
         except gr.Error as err:
             options = {"title": err.title, "duration": err.duration, "visible": err.visible}
             raise refusal(fn.__name__, err.message, **options) from err
         except (ImageDecodeError, CheckpointError, ValueError) as err:
             raise refusal(fn.__name__, str(err)) from err
+
+    if inspect.isgeneratorfunction(fn):  # Gradio streams a generator's updates: the wrapper must be one too
+
+        @functools.wraps(fn)
+        def generator_wrapper(*args, **kwargs):
+            with refusals():
+                yield from fn(*args, **kwargs)
+
+        return generator_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with refusals():
+            return fn(*args, **kwargs)
 
     return wrapper
 
