@@ -3,8 +3,10 @@
     python -m tests.hub_server            # serves on a free 127.0.0.1 port until Ctrl-C; prints HF_ENDPOINT
 
 It implements only the endpoints huggingface_hub 2.4.0 calls for create_repo, create_branch, upload_folder
-(preupload + one NDJSON commit), model_info/space_info/repo_info, list_repo_tree,
-hf_hub_download/snapshot_download (resolve with ETag, X-Repo-Commit, Content-Length) and card YAML validation,
+(preupload + one NDJSON commit), model_info/space_info/dataset_info/repo_info (file sizes with files_metadata),
+list_repo_tree (one level, or every level with recursive: as HfFileSystem walks a repo for datasets 5.2.0's
+load_dataset), hf_hub_download/snapshot_download (resolve with ETag, X-Repo-Commit, Content-Length) and card YAML
+validation,
 for model repos, for Spaces (`repo_type="space"`: kept apart in `spaces`, created with their SDK) and for
 datasets (`repo_type="dataset"`: kept apart in `datasets`).
 Pushed files are kept per repo and per commit under a folder. Files go inline as "regular" ones, or, from
@@ -407,7 +409,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 return self._error(404, None, "LFS object not found")
             self._json(200, {})
 
-        def model_info(self, repo: str, kind: str, rev: str | None = None, **_) -> None:
+        def model_info(self, repo: str, kind: str, query: dict, rev: str | None = None, **_) -> None:
+            """A repo's info; with `blobs=true` (`files_metadata=True`) its files' sizes too."""
             target = self._readable(repo, kind)
             if target is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
@@ -422,25 +425,41 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                     "sha": commit.oid,
                     "private": target.private,
                     "gated": "auto" if repo in hub.gated else False,
-                    "siblings": [{"rfilename": name} for name in sorted(commit.files)],
+                    "siblings": [
+                        {"rfilename": name, **({"size": self._size(blob)} if query.get("blobs") == ["true"] else {})}
+                        for name, blob in sorted(commit.files.items())
+                    ],
                     **({"sdk": target.sdk} if kind == "spaces" else {}),
                 },
             )
 
-        def tree(self, repo: str, rev: str, kind: str, sub: str | None = None, **_) -> None:
+        def _size(self, blob: str) -> int:
+            return (hub.root / "blobs" / blob).stat().st_size
+
+        def tree(self, repo: str, rev: str, kind: str, query: dict, sub: str | None = None, **_) -> None:
+            """The files under `sub`, and its folders: every level with `recursive=true`, else the first only (as
+            HfFileSystem, which `datasets` lists a repo with, walks it)."""
             target = self._readable(repo, kind)
             if target is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
             commit = target.commit(rev)
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-            prefix = f"{sub.rstrip('/')}/" if sub else ""
-            entries = [
-                {"type": "file", "path": name, "oid": blob, "size": (hub.root / "blobs" / blob).stat().st_size}
-                for name, blob in sorted(commit.files.items())
-                if name.startswith(prefix)
-            ]
-            self._json(200, entries)
+            prefix = f"{sub.strip('/')}/" if sub else ""
+            recursive = query.get("recursive") == ["true"]
+            entries, folders = [], set()
+            for name, blob in sorted(commit.files.items()):
+                if not name.startswith(prefix):
+                    continue
+                parts = name[len(prefix) :].split("/")
+                if recursive:
+                    folders |= {prefix + "/".join(parts[:depth]) for depth in range(1, len(parts))}
+                elif len(parts) > 1:
+                    folders.add(prefix + parts[0])
+                    continue
+                entries.append({"type": "file", "path": name, "oid": blob, "size": self._size(blob)})
+            entries += [{"type": "directory", "path": path, "oid": git_blob_sha1(path.encode())} for path in folders]
+            self._json(200, sorted(entries, key=lambda entry: entry["path"]))
 
         def resolve(self, repo: str, rev: str, file: str, kind: str | None = None, head: bool = False, **_) -> None:
             target = self._readable(repo, kind)
