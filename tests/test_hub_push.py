@@ -9,6 +9,7 @@ import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
+import datasets.config
 import pytest
 import torch
 from huggingface_hub import HfApi, constants, get_session
@@ -48,6 +49,22 @@ def online_in_this_process(stand_in):
             yield stand_in
         finally:  # a test may install a client factory of its own: later tests get huggingface_hub's default back
             set_client_factory(default_client_factory)
+
+
+@contextmanager
+def downloads_in_this_process(stand_in):
+    """online_in_this_process, file downloads and `datasets` included: huggingface_hub built its download URLs, and
+    datasets its endpoint and offline switch, from HF_ENDPOINT and HF_HUB_OFFLINE at import."""
+    with online_in_this_process(stand_in), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", stand_in.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        patch.setattr(datasets.config, "HF_ENDPOINT", stand_in.url)
+        patch.setattr(
+            datasets.config, "HUB_DATASETS_URL", stand_in.url + "/datasets/{repo_id}/resolve/{revision}/{path}"
+        )
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+        yield stand_in
 
 
 @pytest.fixture

@@ -19,18 +19,17 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from huggingface_hub import constants, snapshot_download
+from huggingface_hub import snapshot_download
 
 from demos.serving.images import load_image
 from demos.serving.inference import top_k
 from hub import load_checkpoint
 from hub.push import PushError, push_checkpoint
 from hub.space import SpaceError, main, publish_space
-from tests.hub_server import HubStandIn
 from tests.serving import free_port
 from tests.test_cards import FOOD_TERMS, RSNA_TERMS, make_run_folder
 from tests.test_demos_images import cat_photo
-from tests.test_hub_push import FAKE_TOKEN, online_in_this_process
+from tests.test_hub_push import FAKE_TOKEN, downloads_in_this_process, stand_in  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 APP_START_TIMEOUT_S = 180  # starts in ~20-35 s here; the bound allows for a machine loaded by other jobs
@@ -41,18 +40,12 @@ def header(readme: str) -> dict:
 
 
 @pytest.fixture
-def hub(tmp_path):
+def hub(stand_in, tmp_path):
     """The hub stand-in, reachable from this process (downloads too), holding a food classifier and a bone-age model."""
-    stand_in = HubStandIn(tmp_path / "hub-storage").start()
-    with online_in_this_process(stand_in), pytest.MonkeyPatch.context() as patch:
-        # File downloads build their URL from this template, which huggingface_hub fills from HF_ENDPOINT at import.
-        patch.setattr(
-            constants, "HUGGINGFACE_CO_URL_TEMPLATE", stand_in.url + "/{repo_id}/resolve/{revision}/{filename}"
-        )
+    with downloads_in_this_process(stand_in):
         push_checkpoint(make_run_folder(tmp_path / "food", "vit", "classification"), "alice/food-vit")
         push_checkpoint(make_run_folder(tmp_path / "bone", "resnet", "regression"), "alice/bone-resnet")
         yield stand_in
-    stand_in.stop()
 
 
 def test_the_space_is_one_commit_of_app_requirements_card_and_the_project_code(hub, tmp_path):

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from huggingface_hub import constants
 
 from demos.models import DemoModels
 from demos.tabs import train, train_publish
@@ -22,7 +21,7 @@ from demos.training import publish
 from demos.training.settings import TrainingSettings
 from tests.hub_server import HubStandIn
 from tests.serving import free_port
-from tests.test_hub_push import FAKE_TOKEN, online_in_this_process
+from tests.test_hub_push import FAKE_TOKEN, downloads_in_this_process, online_in_this_process, stand_in  # noqa: F401
 from tests.test_train_tab import HEAD_ONLY, OUTPUTS, photos, served, train_inputs  # noqa: F401
 from tests.test_train_tab_jobs import tiny_base, wait_for  # noqa: F401
 
@@ -44,16 +43,11 @@ def trained(served, photos):  # noqa: F811
 
 
 @pytest.fixture
-def hub(tmp_path):
-    """The hub stand-in, reached by this process (the served app runs in it) with the operator's login FAKE_TOKEN."""
-    stand_in = HubStandIn(tmp_path / "hub-storage").start()
-    with online_in_this_process(stand_in), pytest.MonkeyPatch.context() as patch:
-        # The Space checks the model's card by a file download, whose URL huggingface_hub built at import.
-        patch.setattr(
-            constants, "HUGGINGFACE_CO_URL_TEMPLATE", stand_in.url + "/{repo_id}/resolve/{revision}/{filename}"
-        )
+def hub(stand_in):
+    """The hub stand-in, reached by this process (the served app runs in it) with the operator's login FAKE_TOKEN;
+    downloads too: the Space checks the model's card by a file download."""
+    with downloads_in_this_process(stand_in):
         yield stand_in
-    stand_in.stop()
 
 
 def authorizations(stand_in: HubStandIn) -> list[str]:
