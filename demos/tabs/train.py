@@ -1,9 +1,10 @@
 """Train tab: your own images in, a fine-tuned checkpoint out, by the same `python -m train` the command line runs.
 
-The visitor gives images (per class, with uploads or the webcam; a zip of class folders; or, for regression, a zip
-with metadata.csv and the target column picked from it) and checks them (/check_training_data: counts per class and
-split, what was skipped, warnings, and the time the run would take, from a step measured then). They choose the
-base, the mode in the lessons' words, epochs, learning rates, image size and augmentation, and press Train (/train).
+The visitor gives images (per class, with uploads or the webcam; a zip of class folders; for regression, a zip
+with metadata.csv and the target column picked from it; or a public hub dataset's id, where the server reaches the
+hub) and checks them (/check_training_data: counts per class and split, what was skipped, warnings, and the time
+the run would take, from a step measured then). They choose the base, the mode in the lessons' words, epochs,
+learning rates, image size and augmentation, and press Train (/train).
 The run is a process of its own (demos/training/jobs.py): the tab follows its progress stream, plots the training
 loss and the validation metric per epoch, shows an ETA, and Cancel (/cancel_training) ends the process. At the end:
 the validation metrics, the confusion matrix or predicted-vs-true plot, per-class accuracy, the model card, the
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from demos.guards.refusals import refusal, visitor_text
+from demos.guards.refusals import checked_text, refusal, visitor_text
 from demos.guards.uploads import upload_path
 from demos.models import DemoModels
 from demos.serving.images import ImageDecodeError
@@ -47,7 +48,7 @@ FIRST_CLASSES = 2
 POLL_S = 1.0  # how often a running job's progress is read and the page updated
 OWN_SIZE = "the model's own"
 IMAGE_SIZES = [OWN_SIZE, "128", "160", "192", "224", "256"]
-SOURCES = ("images per class", "a zip of class folders", "a zip with metadata.csv (regression)")
+SOURCES = ("images per class", "a zip of class folders", "a zip with metadata.csv (regression)", "a hub dataset id")
 NO_CONDITION = "(none)"
 # The webcam is mirrored as people expect to see themselves, and Gradio mirrors the captured picture too: the
 # prediction tabs' webcam must use these same options, or a model trained here sees the other hand there.
@@ -72,6 +73,9 @@ class DataInputs:
     regression_zip: object = None
     target: str | None = None
     condition: str | None = None
+    hub_id: str | None = None
+    hub_target: str | None = None  # empty: the dataset's `label` column
+    hub_condition: str | None = None
 
 
 def session_name() -> str:
@@ -99,7 +103,20 @@ def prepare_data(settings: TrainingSettings, given: DataInputs, folder) -> datas
             _zip_path(given.regression_zip), out, target_column=given.target, condition_column=condition,
             limits=settings.limits,
         )  # fmt: skip
+    if given.source == SOURCES[3]:
+        # Imported here: it needs training's `datasets`, which a serving-only install lacks (the tab is off there).
+        from demos.training.hub_dataset import from_hub_dataset
+
+        return from_hub_dataset(
+            given.hub_id, out, target_column=_text(given.hub_target, "The column to predict") or None,
+            condition_column=_text(given.hub_condition, "The condition column") or None, limits=settings.limits,
+        )  # fmt: skip
     raise datasets.IntakeError(f"Choose where the images come from: {', '.join(SOURCES)}.")
+
+
+def _text(value, field: str) -> str:
+    """A column name typed in the page (any API caller may send anything), stripped."""
+    return checked_text(value or "", field).strip()
 
 
 def _zip_path(payload) -> str:
@@ -140,7 +157,7 @@ def start(settings: TrainingSettings, given: DataInputs, choices: dict):
     prepared = prepare_data(settings, given, folder)
     options = run_options(settings, choices, prepared)
     stages = 2 if options.mode is TrainingMode.TWO_STAGE else 1
-    argv = options.argv(dataset="data", output_dir="run")
+    argv = options.argv(dataset=prepared.dataset, output_dir="run")
     return settings.runner.submit(session, folder, argv, stages=stages), prepared
 
 
@@ -216,6 +233,10 @@ class Page:
     target: gr.Dropdown
     condition: gr.Dropdown
     regression_box: gr.Group
+    hub_id: gr.Textbox
+    hub_target: gr.Textbox
+    hub_condition: gr.Textbox
+    hub_box: gr.Group
     base: gr.Dropdown
     mode: gr.Radio
     epochs: gr.Number
@@ -229,27 +250,32 @@ class Page:
     cancel: gr.Button
 
     def train_inputs(self) -> list:
-        """/train's inputs, in `_read_inputs`' order."""
+        """/train's inputs, in `_read_inputs`' order: the hub dataset's last, so that API callers of the other
+        sources keep their arguments' places."""
         rows = self.rows
         return [
             self.source, self.class_zip, self.regression_zip, self.target, self.condition, self.base, self.mode,
             self.epochs, self.head_epochs, self.learning_rate, self.head_learning_rate, self.image_size,
             self.augment, *(r.name for r in rows), *(r.files for r in rows), *(r.snapshots for r in rows),
+            self.hub_id, self.hub_target, self.hub_condition,
         ]  # fmt: skip
 
 
 def _read_inputs(values) -> tuple[DataInputs, dict]:
     """(data, choices) from /train's (or /check_training_data's) values, in `Page.train_inputs`' order."""
-    source, class_zip, regression_zip, target, condition, *rest = values
+    source, class_zip, regression_zip, target, condition, *rest, hub_id, hub_target, hub_condition = values
     keys = ("base", "mode", "epochs", "head_epochs", "learning_rate", "head_learning_rate", "image_size", "augment")
     choices, rows = dict(zip(keys, rest[: len(keys)], strict=True)), rest[len(keys) :]
     names, files, snapshots = (tuple(rows[i * MAX_CLASSES : (i + 1) * MAX_CLASSES]) for i in range(3))
-    given = DataInputs(source, names, files, snapshots, class_zip, regression_zip, target, condition)
+    given = DataInputs(
+        source, names, files, snapshots, class_zip, regression_zip, target, condition, hub_id, hub_target,
+        hub_condition,
+    )  # fmt: skip
     return given, choices
 
 
 def _data_inputs() -> dict:
-    """The three ways to give images, one shown at a time."""
+    """The four ways to give images, one shown at a time."""
     source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Your images", elem_id="train-source")
     with gr.Group(visible=True) as per_class:
         rows = [_class_row(i) for i in range(MAX_CLASSES)]
@@ -266,11 +292,32 @@ def _data_inputs() -> dict:
         with gr.Row():
             target = gr.Dropdown([], label="Column to predict (numbers)", allow_custom_value=False)
             condition = gr.Dropdown([NO_CONDITION], value=NO_CONDITION, label="One output per value of (optional)")
+    with gr.Group(visible=False) as hub_box:
+        # Each starts as "": a value the API states as a default, so that callers of the other sources leave it out.
+        hub_id = gr.Textbox(
+            "", label="Hub dataset id (a public dataset: its train split, and its validation split if it has one)",
+            placeholder="owner/name, as the dataset's page on the hub shows it", elem_id="train-hub-id",
+        )  # fmt: skip
+        with gr.Row():
+            hub_target = gr.Textbox("", label="Column to predict (empty: label, the classes)", placeholder="label")
+            hub_condition = gr.Textbox("", label="One output per value of (optional, for a number)")
+        _offline_note()
     return dict(
         source=source, rows=rows, shown_rows=shown_rows, add_class=add_class, per_class=per_class,
         class_zip=class_zip, zip_box=zip_box, regression_zip=regression_zip, target=target, condition=condition,
-        regression_box=regression_box,
+        regression_box=regression_box, hub_id=hub_id, hub_target=hub_target, hub_condition=hub_condition,
+        hub_box=hub_box,
     )  # fmt: skip
+
+
+def _offline_note() -> None:
+    """Say at once, where this server works offline, that a hub dataset cannot be read here (Check and Train refuse
+    it too, saying the same)."""
+    from demos.training.hub_dataset import offline_reason  # needs `datasets`: this tab is on, so training's are here
+
+    reason = offline_reason()
+    if reason:
+        gr.Markdown(f"⚠️ {reason}", elem_id="train-hub-offline")
 
 
 def _class_row(index: int) -> ClassRow:
@@ -408,7 +455,8 @@ def _wire_try_it(models: DemoModels, try_it: TryIt, trained: gr.State) -> None:
 def _wire(models: DemoModels, page: Page, out: Outputs) -> None:
     settings = models.training
     private = dict(api_visibility="private")
-    page.source.change(_show_source, page.source, [page.per_class, page.zip_box, page.regression_box], **private)
+    boxes = [page.per_class, page.zip_box, page.regression_box, page.hub_box]
+    page.source.change(_show_source, page.source, boxes, **private)
     page.add_class.click(_add_class, page.shown_rows, [page.shown_rows, *(r.box for r in page.rows)], **private)
     for row in page.rows:
         row.add.click(

@@ -1,12 +1,13 @@
 """A visitor's training images as the imagefolder that `python -m train --dataset FOLDER` reads, checked first.
 
-Three ways in:
+Four ways in:
 - per-class uploads: a class name and its images (`from_class_uploads`);
 - one zip in imagefolder layout, `train/<class>/...` with an optional `validation/<class>/...`, or just class
   folders (`from_imagefolder_zip`);
 - for regression, one zip of images with a `metadata.csv` (a `file_name` column, the numeric target, an optional
   condition column), at its top or in `train/` and `validation/` (`metadata_columns` for the pickers, then
-  `from_regression_zip`).
+  `from_regression_zip`);
+- a hub dataset id (demos/training/hub_dataset.py), whose rows become `Item`s that go through `prepare` here.
 
 What is not a training image is skipped and counted, never an error: macOS's `__MACOSX/` and `.DS_Store`, hidden
 files and folders (`.ipynb_checkpoints`), files of other kinds, images that do not decode. What could harm the
@@ -88,8 +89,15 @@ class Prepared:
     skipped: Counter = field(default_factory=Counter)  # reason -> files left out
     made_validation: bool = False  # the validation split was drawn from the given images
     warnings: list[str] = field(default_factory=list)
-    target_column: str | None = None  # regression
+    target_column: str | None = None  # regression; or a hub dataset's class column, read by id
     condition_column: str | None = None
+    notes: list[str] = field(default_factory=list)  # where the data came from and how the run reads it
+    hub_id: str | None = None  # a hub dataset the run reads by id: its own splits, as checked in `folder`
+
+    @property
+    def dataset(self) -> str:
+        """What `python -m train --dataset` gets, run in the job folder: the hub id, else the folder."""
+        return self.hub_id or self.folder.name
 
     @property
     def images(self) -> int:
@@ -119,7 +127,7 @@ class Prepared:
         return f"**{what}: {self.images} images** (train {train}, validation {validation})."
 
     def _notes(self) -> list[str]:
-        notes = []
+        notes = list(self.notes)
         if self.made_validation:
             by = "class" if self.task is TaskKind.CLASSIFICATION else "stretch of the target's range"
             notes.append(
@@ -140,10 +148,18 @@ def _count_table(counts: dict[str, dict[str, int]]) -> str:
 
 
 @dataclass(frozen=True)
-class _Item:
+class Encoded:
+    """An image's encoded bytes as a dataset holds them, with a file name whose suffix says their format."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Item:
     """One image to write: where it comes from, its split (None: to be drawn) and class (regression: condition)."""
 
-    source: Path | zipfile.ZipInfo
+    source: Path | zipfile.ZipInfo | Encoded
     split: str | None
     label: str
     target: str | None = None  # regression: the target as metadata.csv writes it
@@ -153,7 +169,7 @@ class _Item:
 @dataclass
 class _Written:
     path: Path
-    item: _Item
+    item: Item
     split: str
 
 
@@ -173,10 +189,10 @@ def from_class_uploads(
         for file in files:
             path = Path(file)
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                items.append(_Item(path, None, name))
+                items.append(Item(path, None, name))
             else:
                 skipped[NOT_IMAGES] += 1
-    return _prepare(items, skipped, out, limits)
+    return prepare(items, skipped, out, limits)
 
 
 def from_imagefolder_zip(zip_path: str | Path, out: Path, limits: IntakeLimits = IntakeLimits()) -> Prepared:
@@ -194,8 +210,8 @@ def from_imagefolder_zip(zip_path: str | Path, out: Path, limits: IntakeLimits =
             elif len(parts) < 2:
                 skipped[NO_CLASS] += 1
             else:
-                items.append(_Item(info, split, class_name(parts[0])))
-        return _prepare(items, skipped, out, limits, archive)
+                items.append(Item(info, split, class_name(parts[0])))
+        return prepare(items, skipped, out, limits, archive)
 
 
 def metadata_columns(zip_path: str | Path) -> list[str]:
@@ -222,12 +238,7 @@ def from_regression_zip(
         tables = _metadata_tables(archive, files)
         rows = {}  # image path in the zip -> (split, row)
         for folder, (columns, table) in tables.items():
-            missing = [column for column in wanted if column not in columns]
-            if missing:
-                raise IntakeError(
-                    f"{folder / METADATA} has no column {', '.join(repr(c) for c in missing)}; its columns are: "
-                    f"{', '.join(columns)}. Pick the target (and condition) among these."
-                )
+            check_columns(wanted, columns, where=str(folder / METADATA))
             split = folder.parts[0] if folder.parts else None
             rows |= {folder / (row[FILE_NAME] or "").strip(): (split, row) for row in table}
         items = []
@@ -240,21 +251,34 @@ def from_regression_zip(
                 skipped[UNLISTED] += 1
             else:
                 split, row = rows[path]
-                items.append(_regression_item(info, split, row, path.name, target_column, condition_column))
-        return _prepare(items, skipped, out, limits, archive, columns=(target_column, condition_column))
+                row_name = f"{METADATA}'s row of {path.name}"
+                items.append(regression_item(info, split, row, row_name, target_column, condition_column))
+        return prepare(items, skipped, out, limits, archive, columns=(target_column, condition_column))
 
 
-def _regression_item(info, split, row: dict, name: str, target_column: str, condition_column: str | None) -> _Item:
+def check_columns(wanted: Iterable[str], columns: Sequence[str], *, where: str) -> None:
+    """Refuse a target or condition column that `where` lacks, naming the columns it has."""
+    missing = [column for column in wanted if column not in columns]
+    if missing:
+        raise IntakeError(
+            f"{where} has no column {', '.join(repr(c) for c in missing)}; its columns are: {', '.join(columns)}. "
+            "Pick the target (and condition) among these."
+        )
+
+
+def regression_item(source, split, row: dict, name: str, target_column: str, condition_column: str | None) -> Item:
+    """The Item of a regression row ({column: text}, `name` saying which row): its target must read as a number; its
+    condition, if any, is its group."""
     target = (row[target_column] or "").strip()
     try:
         float(target)
     except ValueError:
         raise IntakeError(
-            f"metadata.csv gives {name} the {target_column} '{target[:40]}', which is not a number: the target "
-            "column must hold a number on every row."
+            f"{name} gives the {target_column} '{target[:40]}', which is not a number: the target column must hold "
+            "a number on every row."
         ) from None
     condition = (row[condition_column] or "").strip() if condition_column else None
-    return _Item(info, split, condition or "images", target, condition)
+    return Item(source, split, condition or "images", target, condition)
 
 
 def class_name(name) -> str:
@@ -383,7 +407,7 @@ def _shown(name: str) -> str:
 # ----------------------------------------------------------------------------- writing, checking, splitting
 
 
-def _prepare(
+def prepare(
     items,
     skipped: Counter,
     out: Path,
@@ -398,8 +422,7 @@ def _prepare(
     if not items:
         reasons = f" (skipped: {', '.join(f'{n} {r}' for r, n in skipped.items())})" if skipped else ""
         raise IntakeError(f"No images found{reasons}. Give images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-    if len(items) > limits.max_images:
-        raise IntakeError(f"The data holds {len(items)} images; this server trains on at most {limits.max_images}.")
+    check_image_count(len(items), limits)
     if out.exists():
         shutil.rmtree(out)  # a new dataset replaces the session's previous one
     regression = columns is not None
@@ -421,6 +444,12 @@ def _prepare(
     if regression:
         _write_metadata(written, out, columns)
     return prepared
+
+
+def check_image_count(count: int, limits: IntakeLimits) -> None:
+    """Refuse more images than this server trains on."""
+    if count > limits.max_images:
+        raise IntakeError(f"The data holds {count} images; this server trains on at most {limits.max_images}.")
 
 
 def _write_all(items, out: Path, limits: IntakeLimits, archive, skipped: Counter) -> list[_Written]:
@@ -446,11 +475,17 @@ def _write_all(items, out: Path, limits: IntakeLimits, archive, skipped: Counter
 
 
 def _source_name(source) -> str:
-    return source.filename if isinstance(source, zipfile.ZipInfo) else str(source)
+    if isinstance(source, zipfile.ZipInfo):
+        return source.filename
+    return source.name if isinstance(source, Encoded) else str(source)
 
 
 def _copied(source, path: Path, archive) -> bool:
-    """Copy an upload or a zip member to `path`; False when the member cannot be unpacked (damaged, encrypted)."""
+    """Copy an upload, a dataset's image or a zip member to `path`; False when the member cannot be unpacked
+    (damaged, encrypted)."""
+    if isinstance(source, Encoded):
+        path.write_bytes(source.data)
+        return True
     if not isinstance(source, zipfile.ZipInfo):
         shutil.copyfile(source, path)
         return True

@@ -3,8 +3,8 @@
 Each job is a folder of its session's (`<root>/<session>/<job>/`) holding the data (`data/`), the run folder
 (`run/`), the command's output (`train.log`) and its progress stream (`progress.jsonl`, the JSON lines `python -m
 train --progress-jsonl` writes). The process starts in that folder, so that the command a visitor is shown reads
-`--dataset data --output-dir run`, in a process group of its own at a lower CPU priority (predictions keep their
-speed), and:
+`--dataset data --output-dir run` (or, for a hub dataset read by its id, `--dataset owner/name --output-dir run`),
+in a process group of its own at a lower CPU priority (predictions keep their speed), and:
 - Cancel ends the whole group (the command and any data-loading workers it started): SIGTERM, then SIGKILL;
 - a run longer than the cap is ended the same way;
 - a crash ends only that process: the job says it failed and shows the last lines the command printed;
