@@ -378,6 +378,7 @@ def build_model_card(run_dir: Path, *, repo_id: str | None = None, demo_space: s
         hyper_rows=_hyper_rows(training),
         command=_redact(training.command),
         earlier_commands=[_redact(command) for command in training.earlier_commands],
+        averaged_from=list(training.averaged_from),
         intended_use=_intended_use(training, dataset_text),
         data_terms=training.data_terms or UNRECORDED_DATA_TERMS,
         demo_space=demo_space,

@@ -214,7 +214,8 @@ class TrainingRecord:
     target_unit: str | None = None
     condition_column: str | None = None
     # what the run chose and measured at its end
-    weights: str | None = None  # "ema" or "final": which weights were saved
+    weights: str | None = None  # "ema" or "final": which weights were saved; "average" for train.average's
+    averaged_from: tuple[str, ...] = ()  # train.average: the checkpoints whose weights were averaged into this one
     eval_sizes: Mapping[str, float] | None = field(default=None, hash=False)  # headline metric by served size
     calibration: Mapping[str, float] | None = field(default=None, hash=False)
 
@@ -224,6 +225,7 @@ class TrainingRecord:
         object.__setattr__(self, "mode", TrainingMode(self.mode))
         object.__setattr__(self, "augment", Augmentation(self.augment))
         object.__setattr__(self, "earlier_commands", tuple(self.earlier_commands))
+        object.__setattr__(self, "averaged_from", tuple(self.averaged_from))
         if self.image_size is not None:
             object.__setattr__(self, "image_size", tuple(self.image_size))
         if isinstance(self.recipe, Mapping):

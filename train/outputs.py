@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hub.cards import base_record, rerunnable_path
@@ -160,16 +161,40 @@ def recipe(args: TrainArguments) -> Recipe:
 
 
 def evaluate_saved(run: Run, outcome: dict) -> dict:
-    """Evaluate the checkpoint as saved (regression logits already in the target's unit) and write the results."""
-    args, task = run.args, run.task
-    saved = load_checkpoint(str(run.run_dir))
-    logits, labels = evaluation.split_logits(
-        saved.model,
-        saved.processor,
+    """Evaluate the run's checkpoint as saved (regression logits already in the target's unit), write the results."""
+    args = run.args
+    return evaluate_folder(
+        run.run_dir,
         run.eval_split,
-        task,
+        run.task,
+        outcome,
+        dataset=args.dataset,
+        split=args.eval_split,
+        unit=args.target_unit,
+        robustness_check=args.robustness_check,
         batch_size=args.eval_batch_size,
         workers=args.dataloader_workers,
+    )
+
+
+def evaluate_folder(
+    folder: Path,
+    rows,
+    task: data.TaskData,
+    outcome: dict,
+    *,
+    dataset: str,
+    split: str,
+    unit: str | None,
+    robustness_check: bool,
+    batch_size: int,
+    workers: int,
+) -> dict:
+    """Evaluate the checkpoint saved in `folder` on `rows` (the `split` of `dataset`), and write eval_results.json
+    and its plot there with what `outcome` holds of the run's choices (weights, sizes, calibration)."""
+    saved = load_checkpoint(str(folder))
+    logits, labels = evaluation.split_logits(
+        saved.model, saved.processor, rows, task, batch_size=batch_size, workers=workers
     )
     results = evaluation.task_metrics(task, logits, labels)
     extra = {key: outcome[key] for key in ("weights", "eval_sizes") if key in outcome}
@@ -178,21 +203,22 @@ def evaluate_saved(run: Run, outcome: dict) -> dict:
             **outcome["calibration"],
             "ece_after": metrics.expected_calibration_error(logits, labels),
         }
-    if args.robustness_check:
+    if robustness_check:
         robust = evaluation.split_logits(
             saved.model,
             saved.processor,
-            robustness_split(run.eval_split, task.image_column),
+            robustness_split(rows, task.image_column),
             task,
-            batch_size=args.eval_batch_size,
+            batch_size=batch_size,
             workers=0,
         )
         mae = evaluation.task_metrics(task, *robust)["mae"]
         extra["robustness"] = {"mae": mae, "ratio_to_validation": mae / results["mae"]}
-    payload = evaluation.results_payload(task, args.dataset, args.eval_split, results, len(labels), **extra)
-    evaluation.write_eval_results(run.run_dir, payload, task, logits, labels, unit=args.target_unit)
+    payload = evaluation.results_payload(task, dataset, split, results, len(labels), **extra)
+    evaluation.write_eval_results(Path(folder), payload, task, logits, labels, unit=unit)
     logger.info(
-        "validation metrics of the saved checkpoint: %s %s",
+        "%s metrics of the saved checkpoint: %s %s",
+        split,
         {k: v for k, v in results.items() if k != "per_class_accuracy"},
         extra,
     )
