@@ -295,7 +295,8 @@ def _handler_for(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                         return
                     handler(head=method == "HEAD", query=parse_qs(url.query), **match.groupdict())
                     return
-            self._error(404, None, f"stand-in has no route for {method} {path}")
+            # A HEAD answer has no body: one sent anyway would be read as the next answer on a kept-alive connection
+            self._error(404, None, f"stand-in has no route for {method} {path}", head=method == "HEAD")
 
         # --- endpoints ---
 
