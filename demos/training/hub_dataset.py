@@ -72,10 +72,10 @@ def from_hub_dataset(
 ) -> Prepared:
     """The hub dataset `dataset_id` checked, and copied as an imagefolder into `out`; classes from `target_column`
     (default: label), or a regression when that column holds numbers (one output per value of `condition_column`)."""
-    dataset_id = checked_id(dataset_id)
     offline = offline_reason()
     if offline:
         raise IntakeError(offline)
+    dataset_id = checked_id(dataset_id)
     _check_size(dataset_id, limits)
     splits = _load(dataset_id)
     if SPLITS[0] not in splits:
