@@ -1,12 +1,13 @@
 """A hub dataset as the Train tab's data: read by its id where the hub is reachable, checked as uploads are.
 
-The id is checked first (hub/repo_ids.py). Offline (HF_HUB_OFFLINE=1) or with the hub out of reach, the tab refuses
-and says to give the images another way. Only public datasets are read, without this server's login: a visitor
-must not train on (and take home a model of) the operator's private data. Before anything is downloaded, the
-dataset's files must fit the server's cap on unpacked data; then `datasets` loads it, as `python -m train` does,
-and every image of its train and validation splits goes through the intake of uploads (demos/training/datasets.py):
-the caps on images and megapixels, the counts per class and their warnings, unreadable images left out, a stratified
-validation split drawn when the dataset has none. The checked copy is written to the job's folder.
+Offline (HF_HUB_OFFLINE=1) or with the hub out of reach, the tab refuses and says to give the images another way;
+the id is checked (hub/repo_ids.py) before any request. Only public datasets are read, without this server's
+login: a visitor must not train on (and take home a model of) the operator's private data. Before anything is
+downloaded, the dataset's files must fit the server's cap on unpacked data; then `datasets` loads it, as
+`python -m train` does, and every image of its train and validation splits goes through the intake of uploads
+(demos/training/datasets.py): the caps on images and megapixels, the counts per class and their warnings,
+unreadable images left out, a stratified validation split drawn when the dataset has none. The checked copy is
+written to the job's folder.
 
 The run reads the dataset by its id (`python -m train --dataset owner/name`; its model card then names the dataset)
 when that copy is the dataset's own train and validation splits, whole. Otherwise (a validation split drawn here,
