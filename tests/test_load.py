@@ -1,5 +1,5 @@
-"""Load: 8 concurrent gradio_client users send 200 mixed requests to the app on loopback; none may fail,
-latency percentiles are printed, and the serving process's resident memory may not grow by 200 MB.
+"""Load: 8 concurrent gradio_client users send 96 mixed requests to the app on loopback; none may fail,
+latency percentiles are printed, and the serving process's resident memory may not grow by 120 MB.
 
     OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s tests/test_load.py   # -s prints p50/p95 and RSS growth
 """
@@ -22,12 +22,16 @@ from tests.serving import serving
 from tests.test_demos_images import cat_photo, xray_16bit
 
 CLIENTS = 8
-REQUESTS = 200
+# Each client sends every kind 3 times, all 8 at once: 8 requests always in flight on every endpoint. (It was 200;
+# a request costs 0.13-0.39 s of CPU whatever the photo's size, so the count is the test's cost.)
+REQUESTS = 96
 # One of each kind per client slot: model, Grad-CAM hooks, caches and thread pools exist before RSS is read.
 WARM_UP = 16
-MAX_RSS_GROWTH_MB = 200
+# Growth measured here after the warm-up: +16 to +47 MB for 96 requests, +80 MB for 200 (it comes early: allocator
+# arenas of new threads). A leak of about 0.8 MB a request fails this, as 200 MB for 200 requests failed 0.6 MB.
+MAX_RSS_GROWTH_MB = 120
 # A hang bound, not a speed figure: a hung request fails this test instead of the suite. 180 s was too short for
-# the 200 requests on this 2-core machine with two test sessions and a training run at load 13.
+# 200 requests on this 2-core machine with two test sessions and a training run at load 13.
 MAX_WALL_S = 480
 
 
@@ -63,7 +67,7 @@ def run_lane(client: Client, lane: list) -> list[tuple[str, float, str | None]]:
 
 
 @pytest.mark.timeout(MAX_WALL_S + 240)  # the warm-up and start-up come on top
-def test_eight_clients_200_mixed_requests_no_failure_bounded_memory(tiny_checkpoints, tmp_path):
+def test_eight_clients_mixed_requests_no_failure_bounded_memory(tiny_checkpoints, tmp_path):
     photo, xray = cat_photo(tmp_path / "cat.png"), xray_16bit(tmp_path / "xray.png")
     kinds = request_kinds(photo, xray)
     process = psutil.Process()
@@ -102,6 +106,7 @@ def test_identical_output_images_saved_concurrently_are_never_read_half_written(
     """Two users getting the same output image: Gradio caches it under its content hash, so both write one path.
 
     The load test above lost about 1 request in 70 to this (the download of a file being rewritten got 0 bytes).
+    Without the atomic cache, 0.5 s of this race saw about 15,000 short reads here (at load 5), 1.5 s saw 62,038.
     """
     from gradio import processing_utils
 
@@ -124,7 +129,7 @@ def test_identical_output_images_saved_concurrently_are_never_read_half_written(
     threads = [threading.Thread(target=write_again) for _ in range(2)] + [threading.Thread(target=read)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    time.sleep(0.5)
     stop.set()
     for thread in threads:
         thread.join()
