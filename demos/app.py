@@ -1,8 +1,10 @@
 """The Gradio app: loads the two models once and composes the tabs listed in `TABS`.
 
-A tab is a module in demos/tabs/ with `TITLE: str` and `render(models: DemoModels) -> None` (the app's model set,
+A tab is a module in demos/tabs/ with `TITLE: str` and `render(models: DemoModels)` (the app's model set,
 demos/models.py), which builds its components and events (each with an `api_name`) inside the enclosing `gr.Tab`. To add
-one, write the module and append it to `TABS`.
+one, write the module and append it to `TABS`. `render` may return an event's arguments (`fn`, `inputs`, `outputs`,
+...): the app runs that event when the tab is opened, for a view too costly to make at start-up (the Model tab's layer
+table runs the model).
 
 `python -m demos` serves the app (see demos/__main__.py); `from demos.app import demo` gives it with
 the default models, built on first access so that importing this module loads no model.
@@ -29,6 +31,7 @@ from demos.guards.upload_budget import UPLOAD_MB_PER_CLIENT, UploadBudget
 from demos.models import DemoModels, load_models
 from demos.serving.corrections import CorrectionStore
 from demos.serving.gradio_cache import apply_atomic_image_cache
+from demos.serving.memory import releasing_memory
 from demos.serving.precision import precision_notice
 from demos.serving.sessions import MAX_LOADED_MODELS, MAX_MODEL_MB, SessionModels, current_session, visitor_limits
 from demos.tabs import batch, bone_age, feature_maps, food, model_info, network_sees, train
@@ -108,8 +111,10 @@ def build_app(
         for note in models.notes.values():
             gr.Markdown(f"> **Note:** {note}")
         for tab in TABS:
-            with gr.Tab(tab.TITLE):
-                tab.render(models)
+            with gr.Tab(tab.TITLE) as shown:
+                when_opened = tab.render(models)
+            if when_opened is not None:
+                shown.select(**when_opened)
         demo.unload(lambda: models.visitors.forget(current_session()))  # a closed tab frees its models
     limit_expensive_endpoints(demo)
     # api_open=False: gradio would otherwise serve every endpoint at /gradio_api/run/<api> too, outside the queue.
@@ -122,12 +127,13 @@ def build_app(
 
 def limit_expensive_endpoints(demo: gr.Blocks) -> None:
     """Put each endpoint of `EXPENSIVE_ENDPOINTS` in its concurrency group, its work at a low CPU priority
-    (demos/guards/priority.py); one missing is a KeyError: rename both."""
+    (demos/guards/priority.py), the memory it freed given back after it (demos/serving/memory.py); one missing is a
+    KeyError: rename both."""
     events = {event.api_name: event for event in demo.fns.values() if event.api_name}
     for api_name, group in EXPENSIVE_ENDPOINTS.items():
         events[api_name].concurrency_id = group
         events[api_name].concurrency_limit = EXPENSIVE_CONCURRENCY
-        events[api_name].fn = at_low_priority(events[api_name].fn)
+        events[api_name].fn = at_low_priority(releasing_memory(events[api_name].fn))
 
 
 def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT, *, training: bool = False) -> dict:

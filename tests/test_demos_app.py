@@ -1,5 +1,8 @@
 """The demo app served in-process on tiny checkpoints, driven through gradio_client like any API user."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,7 @@ from PIL import Image
 from demos import app as demo_app
 from demos import models as demo_models
 from demos.examples import made_up_pictures
-from demos.explaining import explain
+from demos.explaining import explain, summary
 from demos.explaining.explain import prepare
 from demos.serving.images import load_image
 from demos.serving.inference import regress, top_k
@@ -138,6 +141,24 @@ def test_upload_over_the_cap_is_refused(served, tmp_path, cat_file):
     with pytest.raises(Exception, match="exceeds the maximum file size of 20971520 bytes"):
         client.predict(handle_file(huge), api_name="/classify")
     assert client.predict(handle_file(cat_file), api_name="/classify")["label"]
+
+
+def test_the_start_runs_no_model_and_imports_no_explanation_or_training_package(tiny_checkpoints):
+    """What made the start slow and big: the Model tab's layer table ran the model while the app was built, and
+    pytorch-grad-cam (with OpenCV, scikit-learn, SciPy) came in with the app. Each is now made or imported by the
+    first request that needs it; the training packages never come in with serving."""
+    models = demo_app.load_models(
+        *(str(tiny_checkpoints[key]) for key in [("vit", "classification"), ("resnet", "regression")])
+    )
+    demo_app.build_app(models=models)
+    assert all(models.get(name).model not in summary._TABLES for name in models.names())
+    summary.readable_layer_table(models.get("food"))
+    assert models.get("food").model in summary._TABLES
+    # (accelerate is not among them: transformers' modelling code imports it wherever it is installed.)
+    heavy = ("pytorch_grad_cam", "sklearn", "cv2", "datasets", "tensorboard")
+    code = f"import sys, demos.app; print(sorted(name for name in {heavy!r} if name in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
 
 
 def test_model_tab_loads_a_folder_and_explains_an_offline_hub_id(served, tiny_checkpoints):

@@ -6,6 +6,9 @@ Every function takes a `hub.Checkpoint` (the app's are served models: their hook
 nothing else runs through) and a PIL image (or its `ModelInput`). Preprocessing is the checkpoint's own
 image processor; pixel-space views (overlays) come from `hub.preprocessing.denormalize` of that same input, so an
 overlay lines up with exactly what the model saw.
+
+pytorch-grad-cam is imported by the first explanation, not with this module: it brings OpenCV, scikit-learn and SciPy
+(about 2 s and 60 MB), which the app's start and its predictions never need.
 """
 
 from __future__ import annotations
@@ -16,9 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchvision.utils import make_grid
 
 from demos.explaining.annotate import label, label_height
@@ -152,6 +152,10 @@ def grad_cam_pass(
     `class_index` None means the top class, which pytorch-grad-cam picks from that same pass; a regression
     checkpoint explains its output for `condition` (the mean of its outputs when None).
     """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     if checkpoint.task.is_regression:
         targets = [MeanOfOutputsTarget(checkpoint.task.output_indices(condition))]
     else:
@@ -189,6 +193,8 @@ def attention_rollout(checkpoint: Checkpoint, prepared: ModelInput) -> np.ndarra
     """
     if not has_attention_rollout(checkpoint.model):
         return None
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     explanation_copy = served(checkpoint).explanation_model()  # no hooks: the hook lock is not needed
     with torch.inference_mode():
         attentions = explanation_copy(pixel_values=prepared.inputs, output_attentions=True).attentions

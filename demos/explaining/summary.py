@@ -5,6 +5,7 @@ its model card, and its class names as labels ("bread_pudding" -> "Bread pudding
 from __future__ import annotations
 
 import re
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 TABLE_DEPTH = 3  # nesting levels shown: deep enough for stages and blocks, short enough to read
 LABELS_SHOWN = 20
 LABEL_SEPARATOR = "; "  # ImageNet labels hold commas themselves ("tench, Tinca tinca")
+# Each model's table, made by its first request: it runs the model once, which a start-up need not wait for. Weak:
+# a visitor's model dropped from memory takes its table with it.
+_TABLES: weakref.WeakKeyDictionary[torch.nn.Module, pd.DataFrame] = weakref.WeakKeyDictionary()
 
 
 def human_label(label: str) -> str:
@@ -56,8 +60,15 @@ def known_classes(checkpoint: Checkpoint, limit: int = LABELS_SHOWN) -> str:
     return f"{shown}{LABEL_SEPARATOR}… ({len(labels)} in all)" if len(labels) > limit else shown
 
 
-def layer_table(checkpoint: Checkpoint, depth: int = TABLE_DEPTH) -> pd.DataFrame:
-    """One row per module down to `depth`: name, type, output shape, parameters, trainable (like Keras' summary())."""
+def layer_table(checkpoint: Checkpoint) -> pd.DataFrame:
+    """One row per module down to TABLE_DEPTH: name, type, output shape, parameters, trainable (like Keras'
+    summary()); made once per checkpoint."""
+    if checkpoint.model not in _TABLES:
+        _TABLES[checkpoint.model] = _new_layer_table(checkpoint, TABLE_DEPTH)
+    return _TABLES[checkpoint.model]
+
+
+def _new_layer_table(checkpoint: Checkpoint, depth: int) -> pd.DataFrame:
     spec = image_spec(checkpoint.processor)
     with served(checkpoint).hookable() as explanation_copy:  # torchinfo hooks every module: not the served one
         stats = torchinfo.summary(

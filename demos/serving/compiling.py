@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 import torch
 
+from demos.guards.priority import lower_this_threads_priority
 from demos.serving.fx_tracing import confine_fx_patches_to_their_thread
+from demos.serving.memory import release_freed_memory
 from hub.serving_options import Precision
 
 _COMPILE_LOCK = threading.Lock()  # one compile at a time: each uses every core
@@ -40,8 +42,11 @@ def compile_in_background(
     confine_fx_patches_to_their_thread()  # requests go on running models while the compile traces its copy
 
     def compile_and_publish() -> None:
+        # At a low priority (and so the C++ compiler it starts): requests keep the cores while the model compiles.
+        lower_this_threads_priority()
         with _COMPILE_LOCK:
             compiled = compiled_copy(reference, spec, precision, name=name)
+            release_freed_memory()  # tracing and code generation free a hundred MB or more
         publish(compiled)
 
     # Run in a copy of the caller's context: torch's compiler settings are context variables, so that the caller's

@@ -2,7 +2,8 @@
 
 A `ServedModel` is a `hub.Checkpoint` (model, processor, task, ...) that also holds
 - its prediction copy: the model computing in the operator's precision (`Precision`), compiled in the background for
-  the start-up models (demos/serving/compiling.py); `predictor` is what /classify and /bone_age's number run;
+  the start-up models (demos/serving/compiling.py) once they have given their first answer; `predictor` is what
+  /classify and /bone_age's number run;
 - its explanation copy: new modules around the same weights, with eager attention, on which Grad-CAM, feature maps and
   the layer table put their hooks (`hookable`). Nothing else ever runs through it.
 
@@ -50,6 +51,9 @@ class ServedModel(Checkpoint):
     _int8: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _compiled: torch.nn.Module | None = field(default=None, init=False, repr=False)  # set once compiled and checked
     _settled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)  # no compile running
+    # What will be compiled, until its compile starts (`compile_when_first_used`).
+    _to_compile: torch.nn.Module | None = field(default=None, init=False, repr=False)
+    _to_compile_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _explanation_copy: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _explanation_copy_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -64,9 +68,20 @@ class ServedModel(Checkpoint):
         return self._int8 if self._int8 is not None else uncompiled(self.model, self.precision)
 
     def wait_until_compiled(self, timeout: float | None = None) -> bool:
-        """Wait until the compile ends (at most `timeout` s); whether predictions now run a compiled copy."""
+        """Start the compile if it waits for a first answer, and wait until it ends (at most `timeout` s); whether
+        predictions now run a compiled copy."""
+        self.start_compiling()
         self._settled.wait(timeout)
         return self._compiled is not None
+
+    def start_compiling(self) -> None:
+        """Start the compile set up by `serve(compile=True)`, unless it has started (or there is none)."""
+        with self._to_compile_lock:
+            reference, self._to_compile = self._to_compile, None
+        if reference is not None:
+            compile_in_background(
+                reference, image_spec(self.processor), self.precision, name=str(self.source), publish=self._publish
+            )
 
     def explanation_model(self) -> torch.nn.Module:
         """The explanation copy, built once: its own modules and config around the model's tensors.
@@ -93,13 +108,11 @@ class ServedModel(Checkpoint):
         with _HOOK_LOCK:
             yield self.explanation_model()
 
-    def _start_compiling(self) -> None:
+    def _compile_when_first_used(self) -> None:
         # From a copy, made now, before any request (the int8 model is one already): a hook present on the model
         # while dynamo traces would be compiled into every prediction (it does not guard on hooks).
-        reference = self._int8 if self._int8 is not None else uncompiled(copy.deepcopy(self.model), self.precision)
-        compile_in_background(
-            reference, image_spec(self.processor), self.precision, name=str(self.source), publish=self._publish
-        )
+        copied = self._int8 if self._int8 is not None else uncompiled(copy.deepcopy(self.model), self.precision)
+        self._to_compile = copied
 
     def _publish(self, compiled: torch.nn.Module | None) -> None:
         self._compiled = compiled
@@ -107,12 +120,13 @@ class ServedModel(Checkpoint):
 
 
 def serve(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32, *, compile: bool = False) -> ServedModel:
-    """The checkpoint served with its predictions computing in `precision`; with `compile`, start compiling them.
+    """The checkpoint served with its predictions computing in `precision`; with `compile`, compiled once it has
+    answered (or when `ServedModel.wait_until_compiled` is called).
 
-    A model predicts in one precision: a served model asked for another is an error. `compile` returns at once:
-    `ServedModel.wait_until_compiled` waits for the copy. Visitors' models are never compiled: dynamo keeps every
-    compiled copy, with its frozen weights, for the life of the process, and strangers must not be able to make the
-    server spend CPU and memory on that.
+    Compiling takes the cores for 5-15 s: started with the app, it would delay the app's start and its first answer,
+    which the model answers as fast without it. A model predicts in one precision: a served model asked for another is
+    an error. Visitors' models are never compiled: dynamo keeps every compiled copy, with its frozen weights, for the
+    life of the process, and strangers must not be able to make the server spend CPU and memory on that.
     """
     precision = checked_precision(precision)
     if isinstance(checkpoint, ServedModel):
@@ -124,7 +138,7 @@ def serve(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32, *
     if precision is Precision.INT8:
         served._int8 = int8_copy(served.model)
     if compile:
-        served._start_compiling()
+        served._compile_when_first_used()
     else:
         served._settled.set()
     return served
@@ -141,8 +155,11 @@ def model_inputs(checkpoint: Checkpoint, image: Image.Image) -> torch.Tensor:
 
 
 def predicted_logits(checkpoint: Checkpoint, image: Image.Image) -> torch.Tensor:
+    model = served(checkpoint)
     with torch.inference_mode():
-        return served(checkpoint).predictor()(model_inputs(checkpoint, image))[0]
+        logits = model.predictor()(model_inputs(checkpoint, image))[0]
+    model.start_compiling()  # after the first answer, not before it (`serve`)
+    return logits
 
 
 def top_k(checkpoint: Checkpoint, image: Image.Image, k: int = TOP_K) -> dict[str, float]:

@@ -56,7 +56,8 @@ def load_for_visitor(models: DemoModels, ref: str) -> None:
         raise
 
 
-def render(models: DemoModels) -> None:
+def render(models: DemoModels) -> dict:
+    """The tab's components and events; returns the event that fills the layer table when the tab is opened."""
     first = models.names()[0]
     with gr.Row():
         model_name = gr.Dropdown(model_choices(models), value=first, label="Model")
@@ -70,8 +71,9 @@ def render(models: DemoModels) -> None:
             load = gr.Button("Load")
     description = gr.Markdown(describe(models.get(first)), elem_id="model-description")
     card_panel, card_text = model_card(models.get(first))
+    # Filled when the tab is opened (`opened` below): the table runs the model once, which the start need not wait for.
     table = gr.Dataframe(
-        readable_layer_table(models.get(first)),
+        None,
         label="Layers (like Keras' model.summary())",
         interactive=False,
         wrap=True,
@@ -107,3 +109,9 @@ def render(models: DemoModels) -> None:
         # model's summary, which stays as it was (the message itself is a toast).
         show_progress_on=ref,
     )
+
+    @user_errors
+    def opened(name: str):
+        return readable_layer_table(models.get(checked_text(name, "The model")))
+
+    return {"fn": opened, "inputs": model_name, "outputs": table, "api_visibility": "private"}
