@@ -148,15 +148,26 @@ def test_cancel_ends_the_process_group_and_the_next_job_in_line_starts(tiny_base
     assert group_is_gone(second.process.pid) and second.state is JobState.CANCELLED
 
 
-def test_a_crash_is_a_failed_job_with_its_last_lines_and_the_run_time_is_capped(tiny_base, images, tmp_path):
-    runner = JobRunner(tmp_path / "jobs")
-    broken = runner.submit("alice", runner.new_folder("alice"), argv(tiny_base, TrainingMode.FULL))  # no data/
-    capped = JobRunner(tmp_path / "capped", max_run_s=3)
+def test_a_crash_is_a_failed_job_with_its_last_lines_and_the_run_time_is_capped(
+    tiny_base, images, tmp_path, monkeypatch, capsys
+):
+    capped = JobRunner(tmp_path / "capped", max_run_s=1)
     slow = capped.submit("bob", job_folder(capped, "bob", images), argv(tiny_base, TrainingMode.FULL, epochs=500))
+    # The command fails on its arguments, before torch loads (a failure after the imports took 10-20 s more here).
+    runner = JobRunner(tmp_path / "jobs")
+    broken = runner.submit("alice", runner.new_folder("alice"), [*argv(tiny_base, TrainingMode.FULL), "--epochs", "x"])
     assert broken.finished.wait(120) and slow.finished.wait(30)
     assert broken.state is JobState.FAILED
-    assert "Could not load the dataset 'data'" in broken.last_lines()[-1]
+    assert broken.last_lines()[-1] == "python -m train: error: argument --epochs: invalid float value: 'x'"
     assert slow.state is JobState.TIMED_OUT and group_is_gone(slow.process.pid)
+
+    # What a run without its data/ prints last, so what the tab shows for it: `python -m train`'s own main, called
+    # here in this process (the job above shows that whatever the command prints last is the job's last line).
+    from train.__main__ import main
+
+    monkeypatch.chdir(runner.new_folder("carol"))  # no data/
+    assert main(argv(tiny_base, TrainingMode.FULL)) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: Could not load the dataset 'data'")
 
 
 def test_sessions_folders_are_deleted_after_the_stated_time_unless_a_job_runs(tmp_path):
