@@ -313,9 +313,7 @@ def _data_inputs() -> dict:
 def _offline_note() -> None:
     """Say at once, where this server works offline, that a hub dataset cannot be read here (Check and Train refuse
     it too, saying the same)."""
-    from demos.training.hub_dataset import offline_reason  # needs `datasets`: this tab is on, so training's are here
-
-    reason = offline_reason()
+    reason = datasets.offline_reason()
     if reason:
         gr.Markdown(f"⚠️ {reason}", elem_id="train-hub-offline")
 

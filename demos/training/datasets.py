@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from huggingface_hub import constants
 from PIL import Image, UnidentifiedImageError
 
 from hub.constants import IMAGE_SUFFIXES
@@ -64,6 +65,10 @@ UNREADABLE = "images that could not be read"
 NO_CLASS = "images outside a class folder"
 OTHER_FOLDERS = "files outside train/ and validation/"
 UNLISTED = "images not listed in metadata.csv"
+ANOTHER_WAY = (  # where a hub dataset cannot be read
+    "Give the images another way: a zip of class folders (for a regression, a zip of images with metadata.csv), "
+    "or images per class."
+)
 
 
 class IntakeError(ValueError):
@@ -279,6 +284,14 @@ def regression_item(source, split, row: dict, name: str, target_column: str, con
         ) from None
     condition = (row[condition_column] or "").strip() if condition_column else None
     return Item(source, split, condition or "images", target, condition)
+
+
+def offline_reason() -> str | None:
+    """Why this server reads no hub dataset at all, or None where it may try. Here, not in hub_dataset.py: the tab
+    asks as its page is built, which need not import training's `datasets` (a second more to start the app)."""
+    if constants.HF_HUB_OFFLINE:
+        return f"This server works offline (HF_HUB_OFFLINE=1): it cannot read a hub dataset. {ANOTHER_WAY}"
+    return None
 
 
 def class_name(name) -> str:

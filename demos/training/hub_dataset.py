@@ -31,6 +31,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from PIL import Image, UnidentifiedImageError
 
 from demos.training.datasets import (
+    ANOTHER_WAY,
     SPLITS,
     UNREADABLE,
     Encoded,
@@ -41,6 +42,7 @@ from demos.training.datasets import (
     check_columns,
     check_image_count,
     class_name,
+    offline_reason,
     prepare,
     regression_item,
 )
@@ -48,19 +50,8 @@ from hub.constants import IMAGE_SUFFIXES
 from hub.repo_ids import repo_id_problem
 
 DEFAULT_TARGET = "label"  # python -m train's default --target-column (train/arguments.py), which demos/ may not import
-ANOTHER_WAY = (
-    "Give the images another way: a zip of class folders (for a regression, a zip of images with metadata.csv), "
-    "or images per class."
-)
 UNLABELLED = "images without a label"
 OUTSIDE = "images naming a file outside the dataset"
-
-
-def offline_reason() -> str | None:
-    """Why this server reads no hub dataset at all, or None where it may try."""
-    if constants.HF_HUB_OFFLINE:
-        return f"This server works offline (HF_HUB_OFFLINE=1): it cannot read a hub dataset. {ANOTHER_WAY}"
-    return None
 
 
 def from_hub_dataset(
