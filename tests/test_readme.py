@@ -22,11 +22,11 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def readme_training_commands() -> list[str]:
-    """The Training section's `python -m train` commands, each on one line."""
+    """The Training section's `python -m train` and `python -m train.average` commands, each on one line."""
     section = (REPO / "README.md").read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.+?)\n```", section, re.DOTALL).group(1)
     lines = re.sub(r"\\\n\s*", "", block).splitlines()
-    return [line for line in lines if line.startswith("python -m train --model")]
+    return [line for line in lines if line.startswith(("python -m train --model", "python -m train.average "))]
 
 
 @pytest.mark.parametrize("name", ["food10", "boneage"])
@@ -35,5 +35,5 @@ def test_a_shipped_card_gives_the_readmes_commands(name):
     training = json.loads((REPO / "checkpoints" / name / "training_config.json").read_text())
     assert len(commands) >= 2 and [*training["earlier_commands"], training["command"]] == commands
     card = (REPO / "checkpoints" / name / "README.md").read_text()
-    assert re.findall(r"```bash\n(python -m train .+?)\n```", card) == commands
+    assert re.findall(r"```bash\n(python -m train(?:\.average)? .+?)\n```", card) == commands
     assert "fixres" not in card and f'"checkpoints/{name}"' in card
