@@ -22,6 +22,7 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from huggingface_hub.utils import logging as hf_logging
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import demos.__main__ as demos_main
@@ -61,45 +62,49 @@ def test_trust_remote_code_is_never_switched_on():
 # ----------------------------------------------------------------------------- the token
 
 
-def test_the_token_never_reaches_output_logs_or_card_of_a_push_that_fails_or_succeeds(stand_in, tmp_path):  # noqa: F811
+def test_the_token_never_reaches_output_logs_or_card_of_a_push_that_fails_or_succeeds(stand_in, tmp_path, capfd):  # noqa: F811
     token = f"hf_{uuid.uuid4().hex}"  # unique: any occurrence can only be a leak
-    env = dict(subprocess_env(stand_in, tmp_path), HF_TOKEN=token, HF_HUB_VERBOSITY="debug")
     run = make_run_folder(tmp_path / "run", "vit", "classification")
-
-    def push(repo_id: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "hub", "push", str(run), repo_id]
-        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-
-    stand_in.deny_writes = True  # refused credentials: an error message that talks about the token
-    denied = push("alice/denied")
-    assert denied.returncode != 0 and "hf auth login" in denied.stderr
-    stand_in.deny_writes = False
-    pushed = push("alice/published")
+    # The command line in a fresh process, its token from the environment, huggingface_hub at debug verbosity.
+    env = dict(subprocess_env(stand_in, tmp_path), HF_TOKEN=token, HF_HUB_VERBOSITY="debug")
+    command = [sys.executable, "-m", "hub", "push", str(run), "alice/published"]
+    pushed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert pushed.returncode == 0, pushed.stderr
     assert stand_in.commit_messages("alice/published")[-1] == "Upload run with TransferLab"
 
+    # The pushes that fail run the same code in this process (a second fresh process cost 10 s of imports), with
+    # every logger, huggingface_hub's own included, at DEBUG into a file, and this process's output captured.
     with online_in_this_process(stand_in), pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_TOKEN", token)
-        stand_in.fail_writes = 100  # 5xx until the retries run out, with every logger at DEBUG
         logs = tmp_path / "push.log"
         handler = logging.FileHandler(logs)
         logging.getLogger().addHandler(handler)
-        previous = logging.getLogger().level
+        previous, previous_hub = logging.getLogger().level, hf_logging.get_verbosity()
         logging.getLogger().setLevel(logging.DEBUG)
+        hf_logging.set_verbosity_debug()
         try:
+            stand_in.deny_writes = True  # refused credentials: an error message that talks about the token
+            with pytest.raises(SystemExit) as denied:
+                hub_cli(["push", str(run), "alice/denied"])
+            stand_in.deny_writes = False
+            stand_in.fail_writes = 100  # 5xx until the retries run out
             with pytest.raises(PushError) as failure:
                 push_checkpoint(run, "alice/failing")
         finally:
             logging.getLogger().removeHandler(handler)
             logging.getLogger().setLevel(previous)
+            hf_logging.set_verbosity(previous_hub)
             handler.close()
+    assert "hf auth login" in str(denied.value.code)
     assert "Retry with" in str(failure.value) and "retrying in" in logs.read_text()
+    assert "(authenticated: True)" in logs.read_text()  # huggingface_hub's debug line of each request is searched
 
     texts = {
-        "denied push": denied.stdout + denied.stderr,
+        "denied push": str(denied.value.code),
         "push": pushed.stdout + pushed.stderr,
         "failed push": str(failure.value) + repr(failure.value.__cause__),
         "debug log": logs.read_text(),
+        "this process's output": "".join(capfd.readouterr()),
     }
     texts |= {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in run.rglob("*") if p.is_file()}
     texts["card on the hub"] = stand_in.file("alice/published", "README.md").decode()
