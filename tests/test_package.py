@@ -56,38 +56,56 @@ def installed(tmp_path_factory) -> dict:
     return {"site": site, "wheel": wheel, "run": run}
 
 
+# One process of the install for what the checks below ask of its Python side (each such process costs 7-11 s of
+# imports here): `show boneage` through the hub command's own main, where the demo opens, the card templates' and
+# the Space's pins. The console scripts themselves run in the tests.
+INSIDE = """
+import contextlib, io, json
+import hub.cards, hub.push, hub.space
+from demos.models import default_ref
+from hub.__main__ import main
+shown = io.StringIO()
+with contextlib.redirect_stdout(shown):
+    main(["show", "boneage"])
+print(json.dumps({
+    "show boneage": shown.getvalue(),
+    "default refs": [default_ref("food"), default_ref("boneage")],
+    "files": [str(hub.cards.TEMPLATE), str(hub.push.DATASET_CARD_TEMPLATE)],
+    "space": hub.space.pinned_requirements(),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def inside(installed) -> dict:
+    return json.loads(installed["run"](sys.executable, "-c", INSIDE).stdout)
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_console_command_answers_outside_the_checkout(installed, command):
     usage = installed["run"](str(installed["site"] / "bin" / command), "--help").stdout
     assert usage.startswith("usage: ")
 
 
-def test_the_shipped_checkpoints_come_with_the_install(installed):
+def test_the_shipped_checkpoints_come_with_the_install(installed, inside):
     site = installed["site"]
-    hub = str(site / "bin" / "transferlab-hub")
-    food = installed["run"](hub, "show", "food10").stdout
+    food = installed["run"](str(site / "bin" / "transferlab-hub"), "show", "food10").stdout
     assert f"folder: {site / 'transferlab_checkpoints' / 'food10'}" in food
     accuracy = json.loads((REPO / "checkpoints" / "food10" / "eval_results.json").read_text())["metrics"]["accuracy"]
     assert "classification into 10 classes: apple_pie" in food and f"accuracy: {accuracy:.4g}" in food  # its card's
-    bone = installed["run"](hub, "show", "boneage").stdout
+    bone = inside["show boneage"]
+    assert f"folder: {site / 'transferlab_checkpoints' / 'boneage'}" in bone
     assert "regression of bone age in months" in bone
     # The demo opens on them (it fell back to the ImageNet backbone on both tabs: "French loaf" for an apple pie).
-    code = "from demos.models import default_ref; print(default_ref('food'), default_ref('boneage'))"
-    assert installed["run"](sys.executable, "-c", code).stdout.strip() == "('food10', None) ('boneage', None)"
+    assert inside["default refs"] == [["food10", None], ["boneage", None]]
 
 
-def test_the_install_carries_its_card_templates_and_serving_pins(installed):
-    code = (
-        "import json, hub.cards, hub.push, hub.space\n"
-        "print(json.dumps({'files': [str(hub.cards.TEMPLATE), str(hub.push.DATASET_CARD_TEMPLATE)],"
-        " 'space': hub.space.pinned_requirements()}))"
-    )
-    found = json.loads(installed["run"](sys.executable, "-c", code).stdout)
-    for path in found["files"]:
+def test_the_install_carries_its_card_templates_and_serving_pins(installed, inside):
+    for path in inside["files"]:
         assert path.startswith(str(installed["site"])) and Path(path).is_file(), path
     # transferlab-space writes the Space's requirements from the install's own metadata: serving, not training.
-    assert found["space"] == pins(REPO / "requirements-serve.txt")
-    assert not {pin.split("==")[0] for pin in found["space"]} & TRAINING_ONLY
+    assert inside["space"] == pins(REPO / "requirements-serve.txt")
+    assert not {pin.split("==")[0] for pin in inside["space"]} & TRAINING_ONLY
 
 
 def test_training_is_an_extra(installed):
