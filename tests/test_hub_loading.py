@@ -15,6 +15,7 @@ from skimage import data as skimage_data
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 from hub import CheckpointError, Task, TaskKind, is_timm, load_checkpoint
+from hub.__main__ import main as hub_cli
 from tests.tiny_checkpoints import LABELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,9 +77,10 @@ def test_default_alias_recognises_a_cat():
     assert top5 & IMAGENET_CATS, top5
 
 
-def test_hub_default_command_writes_a_folder_plain_transformers_loads(tmp_path):
+def test_hub_default_command_writes_a_folder_plain_transformers_loads(tmp_path, capsys):
     out = tmp_path / "lite0"
-    subprocess.run([sys.executable, "-m", "hub", "default", "--out", str(out)], cwd=REPO, check=True)
+    hub_cli(["default", "--out", str(out)])  # `python -m hub default`'s main, in this process (its imports are here)
+    assert capsys.readouterr().out == f"Wrote efficientnet-lite0 (timm tf_efficientnet layout) to {out}\n"
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in out.iterdir()}
     model = AutoModelForImageClassification.from_pretrained(out)
     assert type(model).__name__ == "TimmWrapperForImageClassification"
