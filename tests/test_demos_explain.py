@@ -12,6 +12,7 @@ from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNex
 from demos.explaining import explain, layers
 from demos.models import load_model
 from demos.serving.inference import top_k
+from demos.serving.precision import LogitsOnly
 from tests.tiny_checkpoints import ARCHITECTURES
 
 
@@ -59,6 +60,39 @@ def test_grad_cam_depends_on_the_class(loaded, cat):
     top = list(checkpoint.task.labels).index(next(iter(top_k(checkpoint, cat, k=1))))
     default = explain.grad_cam(checkpoint, cat, layer)
     assert np.array_equal(default, explain.grad_cam(checkpoint, cat, layer, class_index=top)), "the top class"
+
+
+@pytest.mark.parametrize("arch, task", [(a, t) for a in ARCHITECTURES for t in ("classification", "regression")])
+def test_grad_cam_equals_pytorch_grad_cams_own_on_the_whole_graph(loaded, cat, arch, task):
+    """The backward pass stops at the target layer (explain._autograd_from_here): the map must be the one that
+    pytorch-grad-cam computes with autograd over the whole network, at the first layer and the last."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    checkpoint = loaded[(arch, task)]
+    prepared = explain.prepare(checkpoint, cat)
+    grid = layers.token_grid(checkpoint.model)
+    reshape = (lambda tokens: layers.tokens_to_map(tokens, grid)) if grid is not None else None
+    names = list(layers.feature_layers(checkpoint.model))
+    for name in (names[0], names[-1]):
+        _, layer = layers.resolve_layer(checkpoint.model, name)
+        targets = [explain.MeanOfOutputsTarget(checkpoint.task.output_indices(None))] if task == "regression" else None
+        with (
+            torch.enable_grad(),
+            GradCAM(
+                model=LogitsOnly(checkpoint.model),
+                target_layers=[layers.cam_target_layer(layer)],
+                reshape_transform=reshape,
+            ) as cam,
+        ):
+            heatmap = cam(input_tensor=prepared.inputs, targets=targets)[0]
+        expected = show_cam_on_image(prepared.pixels, heatmap, use_rgb=True)
+        assert np.abs(explain.grad_cam(checkpoint, cat, name).astype(int) - expected).max() <= 1, name
+    # The last layer's map left no gradient on the first layer's weights: the backward pass never went there.
+    checkpoint.model.zero_grad()
+    explain.grad_cam(checkpoint, cat, names[-1])
+    first = layers.resolve_layer(checkpoint.model, names[0])[1]
+    assert all(parameter.grad is None for parameter in first.parameters())
 
 
 def test_pca_rgb_separates_two_kinds_of_position():
