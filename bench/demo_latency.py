@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -209,28 +210,35 @@ class StartedApp:
 
 
 @contextlib.contextmanager
-def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeout_s: float = 120, models: int = 0):
-    """`python -m demos` (or another app `module`) in its own process, as users run it, asked to /classify `photo`.
+def demo_server(
+    photo: Path,
+    *demo_args: str,
+    module: str = "demos",
+    start_timeout_s: float = 120,
+    models: int = 0,
+    space: Path | None = None,
+):
+    """`python -m demos` (or another app `module`) in its own process, as users run it, asked to /classify `photo`;
+    with `space`, that Space folder's app.py, run as Spaces run it (the port in GRADIO_SERVER_PORT).
 
     Yields a StartedApp once it has answered and the compiles of its `models` start-up models have ended (as it
-    prints them).
+    prints them). A start-up model compiles after its first answer: with two, /bone_age is asked once too.
     """
     from gradio_client import Client, handle_file
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    if space is None:
+        command, folder, env = [sys.executable, "-m", module, "--port", str(port), *demo_args], REPO, None
+    else:
+        command, folder, env = [sys.executable, "app.py"], space, {**os.environ, "GRADIO_SERVER_PORT": str(port)}
     start = time.perf_counter()
 
     def waited_too_long(server: subprocess.Popen) -> bool:
         return time.perf_counter() - start > start_timeout_s or server.poll() is not None
 
     with tempfile.NamedTemporaryFile("w+") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", str(port), *demo_args],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.DEVNULL,
-        )
+        server = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.DEVNULL)
 
         def memory_mib() -> float:
             return psutil.Process(server.pid).memory_info().rss / 2**20
@@ -242,12 +250,14 @@ def demo_server(photo: Path, *demo_args: str, module: str = "demos", start_timeo
                     break
                 except Exception:  # not listening yet: poll until it answers (bounded below)
                     if waited_too_long(server):
-                        raise RuntimeError(f"python -m {module} did not answer within {start_timeout_s:g} s")
+                        raise RuntimeError(f"{shlex.join(command)} did not answer within {start_timeout_s:g} s")
                     time.sleep(0.25)
             first_answer = (time.perf_counter() - start, memory_mib())
+            if models > 1:
+                Client(url, verbose=False).predict(handle_file(photo), api_name="/bone_age")
             while len(COMPILE_ENDED.findall(Path(log.name).read_text())) < models:
                 if waited_too_long(server):
-                    raise RuntimeError(f"python -m {module} did not compile its models within {start_timeout_s:g} s")
+                    raise RuntimeError(f"{shlex.join(command)} did not compile its models within {start_timeout_s:g} s")
                 time.sleep(0.25)
             yield StartedApp(url, *first_answer, time.perf_counter() - start, memory_mib())
         finally:

@@ -1,0 +1,247 @@
+"""What a visitor feels, in one command: each endpoint through gradio_client, the start, the memory, a Space's start,
+and /classify's throughput with many clients at once (issue 30's table, every row in one run).
+
+    OMP_WAIT_POLICY=PASSIVE python -m bench.visitor [--food-model food10] [--boneage-model boneage] [--images 10] \
+        [--runs 5] [--clients 8] [--requests 32]
+
+Each run, on synthetic 512x384 JPEG photos:
+1. the models' own time, in this process: what /classify runs (`top_k`) and what /bone_age's number runs (`regress`),
+   on the models compiled as the app compiles them, with the app's torch threads per request. It is the floor under
+   those endpoints, measured in the same run;
+2. `python -m demos` started as users start it: the time to its first /classify answer (the cold start) and its
+   resident memory then, and again once its start-up models have compiled (each compiles after its first answer);
+3. the median latency through gradio_client of /classify, of /bone_age's first update (its number) and of its whole
+   answer (with the Grad-CAM), and of /feature_maps (last layer, top class), output images downloaded;
+4. /classify's requests per second and median latency from 1 client sending --requests photos one after another,
+   then from --clients clients at once (threads here, each with its own gradio_client) sending as many in all;
+5. a Space of the same checkpoints (hub.space's folder, its models on local disk, as a Space's build preloads them),
+   `python app.py` started as Spaces start it, to its first answer.
+The clients run on the server's own cores, as a one-machine bench must. The last lines give each row's median and
+range over the runs, beside its goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from PIL import Image
+
+from bench.demo_latency import demo_server, median_ms, synthetic_photos, time_call
+from bench.options import at_least_one
+from hub.checkpoint import resolve_folder
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    unit: str
+    goal: float
+    lower_is_better: bool = True
+
+    def met(self, value: float) -> bool:
+        return value <= self.goal if self.lower_is_better else value >= self.goal
+
+
+ROWS = {
+    row.name: row
+    for row in (
+        Row("/classify through gradio_client", "ms", 100),
+        Row("/bone_age's number (first update)", "ms", 100),
+        Row("/feature_maps / /classify", "x", 3),
+        Row("cold start, python -m demos to first answer", "s", 8),
+        Row("resident memory after the first answer", "MiB", 1024),
+        Row("resident memory once compiled", "MiB", 1.2 * 1024),
+        Row("a Space, models on disk, to first answer", "s", 20),
+        Row("/classify requests/s, many clients / 1 client", "x", 1.5, lower_is_better=False),
+    )
+}
+
+
+def compiled_models(food_ref: str, boneage_ref: str) -> tuple:
+    """(food, boneage) loaded and compiled as the app does it, with its torch threads per request."""
+    from demos.app import share_cores_between_requests
+    from demos.models import load_model
+
+    share_cores_between_requests()
+    food, boneage = load_model(food_ref, compile=True), load_model(boneage_ref, compile=True)
+    for model in (food, boneage):
+        model.wait_until_compiled()
+    return food, boneage
+
+
+def model_times(food, boneage, photos: list[Image.Image]) -> dict[str, float]:
+    """Median ms of the models' own work behind /classify and /bone_age's number."""
+    from demos.serving.inference import regress, top_k
+
+    return {
+        "top_k": median_ms([time_call(top_k, food, photo) for photo in photos]),
+        "regress": median_ms([time_call(regress, boneage, photo) for photo in photos]),
+    }
+
+
+def endpoint_times(url: str, photos: list[Path]) -> dict[str, float]:
+    """Median ms through gradio_client of /classify, /bone_age's first update and whole answer, /feature_maps."""
+    from gradio_client import Client, handle_file
+
+    with tempfile.TemporaryDirectory() as downloads:
+        client = Client(url, verbose=False, download_files=downloads)
+
+        def bone_age(photo: Path) -> tuple[float, float]:
+            start = time.perf_counter()
+            job = client.submit(handle_file(photo), api_name="/bone_age")
+            next(iter(job))
+            number = time.perf_counter() - start
+            job.result()
+            return number, time.perf_counter() - start
+
+        def classify(photo: Path) -> None:
+            client.predict(handle_file(photo), api_name="/classify")
+
+        def feature_maps(photo: Path) -> None:
+            client.predict(handle_file(photo), "food", "", "top prediction", api_name="/feature_maps")
+
+        for first_call in (classify, bone_age, feature_maps):  # each endpoint's first call sets it up
+            first_call(photos[0])
+        classify_s = [time_call(classify, p) for p in photos]
+        bone_ages = [bone_age(p) for p in photos]
+        features = [time_call(feature_maps, p) for p in photos]
+    return {
+        "/classify": median_ms(classify_s),
+        "/bone_age number": median_ms([number for number, _ in bone_ages]),
+        "/bone_age whole": median_ms([whole for _, whole in bone_ages]),
+        "/feature_maps": median_ms(features),
+    }
+
+
+def throughput(url: str, photos: list[Path], clients: int, requests: int) -> tuple[float, float]:
+    """(requests/s, median ms) of /classify with `clients` clients at once sending `requests` photos in all."""
+    from gradio_client import Client, handle_file
+
+    connected = [Client(url, verbose=False) for _ in range(clients)]
+    latencies: list[float] = []
+    start = threading.Barrier(clients + 1)
+
+    def send(client: Client, count: int) -> None:
+        start.wait()
+        for i in range(count):
+            photo = handle_file(photos[i % len(photos)])
+            latencies.append(time_call(lambda: client.predict(photo, api_name="/classify")))
+
+    shares = [requests // clients + (i < requests % clients) for i in range(clients)]
+    threads = [threading.Thread(target=send, args=pair) for pair in zip(connected, shares, strict=True)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return requests / (time.perf_counter() - began), median_ms(latencies)
+
+
+def space_folder(out: Path, food_ref: str, boneage_ref: str) -> Path:
+    """hub.space's Space folder for the two checkpoints, named by their local folders (a preloaded Space has them)."""
+    from huggingface_hub import SpaceCard
+
+    from hub.space import build_space_folder
+
+    roles = {"food": str(resolve_folder(food_ref).resolve()), "boneage": str(resolve_folder(boneage_ref).resolve())}
+    card = SpaceCard("---\ntitle: bench\n---\n")
+    return build_space_folder(out, roles=roles, precision="fp32", card=card, requirements=[], command="bench.visitor")
+
+
+def one_run(args: argparse.Namespace, models: tuple, photos: list[Path], tmp: Path) -> dict[str, float]:
+    """Every figure of one run, printed as it is measured; `models`: compiled_models, timed here."""
+    own = model_times(*models, [Image.open(p).convert("RGB") for p in photos])
+    print(f"  the models' own time: top_k {own['top_k']:.1f} ms, regress {own['regress']:.1f} ms", flush=True)
+    demo_args = ("--food-model", args.food_model, "--boneage-model", args.boneage_model)
+    models = len({args.food_model, args.boneage_model})
+    with demo_server(photos[0], *demo_args, start_timeout_s=args.start_timeout, models=models) as app:
+        print(
+            f"  python -m demos: first answer {app.first_answer_s:.1f} s ({app.first_answer_mib:.0f} MiB), compiled "
+            f"{app.compiled_s:.1f} s ({app.compiled_mib:.0f} MiB)",
+            flush=True,
+        )
+        ms = endpoint_times(app.url, photos)
+        print("  " + ", ".join(f"{name} {value:.0f} ms" for name, value in ms.items()), flush=True)
+        alone, alone_p50 = throughput(app.url, photos, 1, args.requests)
+        crowd, crowd_p50 = throughput(app.url, photos, args.clients, args.requests)
+        print(
+            f"  /classify: 1 client {alone:.1f} requests/s (median {alone_p50:.0f} ms), {args.clients} clients "
+            f"{crowd:.1f} requests/s (median {crowd_p50:.0f} ms)",
+            flush=True,
+        )
+    space_app = space_folder(tmp / "space", args.food_model, args.boneage_model)
+    with demo_server(photos[0], start_timeout_s=args.start_timeout, space=space_app) as space:
+        print(
+            f"  Space app.py: first answer {space.first_answer_s:.1f} s ({space.first_answer_mib:.0f} MiB)", flush=True
+        )
+    print(
+        f"  /classify {ms['/classify']:.0f} ms is {ms['/classify'] / own['top_k']:.2f}x the model's own time; "
+        f"/bone_age's number {ms['/bone_age number']:.0f} ms is {ms['/bone_age number'] / own['regress']:.2f}x its own",
+        flush=True,
+    )
+    return {
+        "/classify through gradio_client": ms["/classify"],
+        "/bone_age's number (first update)": ms["/bone_age number"],
+        "/feature_maps / /classify": ms["/feature_maps"] / ms["/classify"],
+        "cold start, python -m demos to first answer": app.first_answer_s,
+        "resident memory after the first answer": app.first_answer_mib,
+        "resident memory once compiled": app.compiled_mib,
+        "a Space, models on disk, to first answer": space.first_answer_s,
+        "/classify requests/s, many clients / 1 client": crowd / alone,
+    }
+
+
+def summary(runs: list[dict[str, float]]) -> list[str]:
+    """A line per row: its median and range over the runs, its goal, and whether the median meets it."""
+    lines = []
+    for name, row in ROWS.items():
+        values = [run[name] for run in runs]
+        median = statistics.median(values)
+        sign = "<=" if row.lower_is_better else ">="
+        lines.append(
+            f"{name:48s} median {median:7.2f} {row.unit:3s} (range {min(values):.2f}-{max(values):.2f}, "
+            f"{len(values)} runs), goal {sign} {row.goal:g}: {'met' if row.met(median) else 'NOT met'}"
+        )
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--food-model", default="food10")
+    parser.add_argument("--boneage-model", default="boneage")
+    parser.add_argument("--images", type=at_least_one, default=10, help="synthetic photos timed per endpoint")
+    parser.add_argument("--runs", type=at_least_one, default=5, help="runs, each with fresh servers")
+    parser.add_argument("--clients", type=at_least_one, default=8, help="clients at once for the throughput")
+    parser.add_argument("--requests", type=at_least_one, default=32, help="/classify requests for each throughput")
+    parser.add_argument("--start-timeout", type=float, default=300, help="seconds a server may take to answer")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"cores {os.cpu_count()}, load average {load}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        photos = synthetic_photos(tmp, args.images)
+        models = compiled_models(args.food_model, args.boneage_model)
+        for run in range(1, args.runs + 1):
+            print(f"run {run}:", flush=True)
+            runs.append(one_run(args, models, photos, tmp))
+    for line in summary(runs):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
