@@ -19,7 +19,7 @@ from demos.serving.inference import top_k
 from demos.training.jobs import JobRunner
 from demos.training.settings import TrainingSettings
 from tests.serving import serving
-from tests.test_browser_demo import open_tab, page, pytestmark  # noqa: F401  (the browser fixture and its skips)
+from tests.test_browser_demo import browser, open_tab, page, pytestmark  # noqa: F401  (the browser fixtures, skips)
 from tests.test_train_tab import photos  # noqa: F401  (the zip of three classes of colour squares)
 from tests.test_train_tab_jobs import TINY, tiny_base  # noqa: F401
 
