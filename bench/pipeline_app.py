@@ -1,9 +1,11 @@
 """What a user would build instead of our demo: a plain `gr.Interface` around `pipeline("image-classification")`.
 
     HF_HUB_OFFLINE=1 python -m bench.pipeline_app --model checkpoints/food10 --port 7870
+    python -m bench.pipeline_app --floor --port 7870
 
 The baseline of `bench.classify_e2e`; its endpoint is /classify, like the demo's, and answers the same top-5
-label dictionary.
+label dictionary. With --floor it runs no model: the photo is decoded and a fixed label answers, so that its
+/classify time is what Gradio and gradio_client alone cost an image endpoint on this machine (bench.visitor).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from transformers import pipeline
 TOP_K = 5
 
 
-def build_app(model: str) -> gr.Interface:
-    classifier = pipeline("image-classification", model=model)
+def build_app(model: str | None) -> gr.Interface:
+    """The Interface around `model`'s pipeline; None: around no model at all (the floor)."""
+    classifier = None if model is None else pipeline("image-classification", model=model)
 
     def classify(image):
+        if classifier is None:
+            return {"no model": 1.0}
         return {p["label"]: p["score"] for p in classifier(image, top_k=TOP_K)}
 
     return gr.Interface(
@@ -29,7 +34,9 @@ def build_app(model: str) -> gr.Interface:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a checkpoint folder or hub id")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a checkpoint folder or hub id")
+    which.add_argument("--floor", action="store_true", help="no model: a fixed answer (Gradio's own cost)")
     parser.add_argument("--port", type=int, default=7870)
     args = parser.parse_args()
     build_app(args.model).launch(server_port=args.port)
