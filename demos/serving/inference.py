@@ -94,9 +94,7 @@ class ServedModel(Checkpoint):
         """
         with self._explanation_copy_lock:
             if self._explanation_copy is None:
-                tensors = itertools.chain(self.model.parameters(), self.model.buffers())
-                shared = {id(tensor): tensor for tensor in tensors}
-                explanation_copy = copy.deepcopy(self.model, memo=shared)
+                explanation_copy = copy_sharing_weights(self.model)
                 if has_attention_rollout(self.model):
                     explanation_copy.set_attn_implementation("eager")
                 self._explanation_copy = explanation_copy
@@ -110,13 +108,21 @@ class ServedModel(Checkpoint):
 
     def _compile_when_first_used(self) -> None:
         # From a copy, made now, before any request (the int8 model is one already): a hook present on the model
-        # while dynamo traces would be compiled into every prediction (it does not guard on hooks).
-        copied = self._int8 if self._int8 is not None else uncompiled(copy.deepcopy(self.model), self.precision)
+        # while dynamo traces would be compiled into every prediction (it does not guard on hooks). Its modules are
+        # new, its weights the model's: the compiled copy keeps it, and a third copy of the weights would stay too.
+        copied = self._int8 if self._int8 is not None else uncompiled(copy_sharing_weights(self.model), self.precision)
         self._to_compile = copied
 
     def _publish(self, compiled: torch.nn.Module | None) -> None:
         self._compiled = compiled
         self._settled.set()
+
+
+def copy_sharing_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """New modules (and config) around the model's own parameters and buffers: hooks and settings on the copy stay
+    off the model, and no tensor is duplicated."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return copy.deepcopy(model, memo={id(tensor): tensor for tensor in tensors})
 
 
 def serve(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32, *, compile: bool = False) -> ServedModel:
