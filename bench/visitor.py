@@ -8,7 +8,9 @@ Each run, on synthetic 512x384 JPEG photos:
 1. the floors under /classify, measured in the same run: the models' own time, in this process (what /classify runs,
    `top_k`, and what /bone_age's number runs, `regress`, on the models compiled as the app compiles them, with its
    torch threads per request), and what Gradio and gradio_client alone cost an image endpoint (/classify of
-   `python -m bench.pipeline_app --floor`: a `gr.Interface` that decodes the photo and answers a fixed label);
+   `python -m bench.pipeline_app --floor`: a `gr.Interface` that decodes the photo and answers a fixed label), whose
+   start to its first answer and memory then are the floor under the cold start and the memory (the same imports:
+   torch, torchvision, transformers and gradio);
 2. `python -m demos` started as users start it: the time to its first /classify answer (the cold start) and its
    resident memory then, and again once its start-up models have compiled (each compiles after its first answer);
 3. the median latency through gradio_client of /classify, of /bone_age's first update (its number) and of its whole
@@ -225,7 +227,8 @@ def one_run(args: argparse.Namespace, models: tuple, photos: list[Path], tmp: Pa
         own["gradio"] = endpoint_times(app.url, photos, ("/classify",))["/classify"]
     print(
         f"  floors: the models' own time top_k {own['top_k']:.1f} ms, regress {own['regress']:.1f} ms; Gradio's own "
-        f"image endpoint (no model) {own['gradio']:.0f} ms",
+        f"image endpoint (no model) {own['gradio']:.0f} ms, its app's first answer {app.first_answer_s:.1f} s "
+        f"({app.first_answer_mib:.0f} MiB)",
         flush=True,
     )
     demo_args = ("--food-model", args.food_model, "--boneage-model", args.boneage_model)
