@@ -23,14 +23,13 @@ SLOW_WORK_NICENESS = 10
 SLOW_WORK_THREADS = 8
 
 
-def lower_this_threads_priority() -> None:
-    """Raise the calling thread's nice value to SLOW_WORK_NICENESS (Linux; elsewhere nothing changes)."""
+def _lower_this_threads_priority() -> None:
     if sys.platform == "linux":
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_WORK_NICENESS)
 
 
 _SLOW_WORK = ThreadPoolExecutor(
-    SLOW_WORK_THREADS, thread_name_prefix="slow-work", initializer=lower_this_threads_priority
+    SLOW_WORK_THREADS, thread_name_prefix="slow-work", initializer=_lower_this_threads_priority
 )
 
 

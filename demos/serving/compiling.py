@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import torch
 
-from demos.guards.priority import lower_this_threads_priority
 from demos.serving.fx_tracing import confine_fx_patches_to_their_thread
 from demos.serving.memory import release_freed_memory
 from hub.serving_options import Precision
@@ -42,8 +41,8 @@ def compile_in_background(
     confine_fx_patches_to_their_thread()  # requests go on running models while the compile traces its copy
 
     def compile_and_publish() -> None:
-        # At a low priority (and so the C++ compiler it starts): requests keep the cores while the model compiles.
-        lower_this_threads_priority()
+        # At the requests' own priority: most of a compile is Python holding the GIL, and a low-priority thread that
+        # holds it while the kernel runs others stalls every request (a visitor's waited 10 s on a busy machine).
         with _COMPILE_LOCK:
             compiled = compiled_copy(reference, spec, precision, name=name)
             release_freed_memory()  # tracing and code generation free a hundred MB or more
