@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tests.test_hub_push import online_in_this_process
+from tests.test_hub_push import online_in_this_process, stand_in  # noqa: F401 (fixture, which hub uses)
 from tests.test_space import hub  # noqa: F401 (fixture)
 from tests.test_train import classes_dir  # noqa: F401 (fixture)
 from tests.test_train_push import head_only_argv
