@@ -62,6 +62,7 @@ ROWS = {
     row.name: row
     for row in (
         Row("/classify through gradio_client", "ms", 100),
+        Row("/classify as the page calls it (1 client)", "ms", 100),
         Row("/bone_age's number (first update)", "ms", 100),
         Row("/feature_maps / /classify", "x", 3),
         Row("cold start, python -m demos to first answer", "s", 8),
@@ -265,6 +266,7 @@ def one_run(args: argparse.Namespace, models: tuple, photos: list[Path], tmp: Pa
         )
     return {
         "/classify through gradio_client": ms["/classify"],
+        "/classify as the page calls it (1 client)": alone_p50,
         "/bone_age's number (first update)": ms["/bone_age number"],
         "/feature_maps / /classify": ms["/feature_maps"] / ms["/classify"],
         "cold start, python -m demos to first answer": app.first_answer_s,
