@@ -51,7 +51,7 @@ class ServedModel(Checkpoint):
     _int8: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _compiled: torch.nn.Module | None = field(default=None, init=False, repr=False)  # set once compiled and checked
     _settled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)  # no compile running
-    # What will be compiled, until its compile starts (`compile_when_first_used`).
+    # What will be compiled, until its compile starts (`_compile_when_first_used`, `start_compiling`).
     _to_compile: torch.nn.Module | None = field(default=None, init=False, repr=False)
     _to_compile_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _explanation_copy: torch.nn.Module | None = field(default=None, init=False, repr=False)

@@ -3,7 +3,7 @@
 A Grad-CAM of a 320 px photo, a batch or a compile allocates hundreds of MB that torch frees at the end; glibc's
 allocator keeps those freed pages for reuse, so the server's resident memory stays at its highest point for good
 (measured: a feature-map request +342 MiB on the shipped food10, 300 MiB of it returned by malloc_trim). Only glibc
-has malloc_trim, and no library wraps it: one ctypes call, done nowhere else on other C libraries.
+has malloc_trim and no library wraps it, hence one ctypes call; with another C library nothing is done.
 """
 
 from __future__ import annotations
