@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx
 from PIL import Image
 
-from bench.demo_latency import demo_server, median_ms, synthetic_photos, time_call
+from bench.demo_latency import demo_server, endpoint_times, median_ms, synthetic_photos, time_call
 from bench.options import at_least_one
 from hub.checkpoint import resolve_folder
 
@@ -94,46 +94,6 @@ def model_times(food, boneage, photos: list[Image.Image]) -> dict[str, float]:
         "top_k": median_ms([time_call(top_k, food, photo) for photo in photos]),
         "regress": median_ms([time_call(regress, boneage, photo) for photo in photos]),
     }
-
-
-ENDPOINTS = ("/classify", "/bone_age", "/feature_maps")
-
-
-def endpoint_times(url: str, photos: list[Path], endpoints: tuple[str, ...] = ENDPOINTS) -> dict[str, float]:
-    """Median ms through gradio_client of `endpoints`: /classify, /bone_age's first update and whole answer,
-    /feature_maps."""
-    from gradio_client import Client, handle_file
-
-    with tempfile.TemporaryDirectory() as downloads:
-        client = Client(url, verbose=False, download_files=downloads)
-
-        def bone_age(photo: Path) -> tuple[float, float]:
-            start = time.perf_counter()
-            job = client.submit(handle_file(photo), api_name="/bone_age")
-            next(iter(job))
-            number = time.perf_counter() - start
-            job.result()
-            return number, time.perf_counter() - start
-
-        def classify(photo: Path) -> None:
-            client.predict(handle_file(photo), api_name="/classify")
-
-        def feature_maps(photo: Path) -> None:
-            client.predict(handle_file(photo), "food", "", "top prediction", api_name="/feature_maps")
-
-        results = {}
-        if "/classify" in endpoints:
-            classify(photos[0])  # each endpoint's first call sets it up
-            results["/classify"] = median_ms([time_call(classify, p) for p in photos])
-        if "/bone_age" in endpoints:
-            bone_age(photos[0])
-            bone_ages = [bone_age(p) for p in photos]
-            results["/bone_age number"] = median_ms([number for number, _ in bone_ages])
-            results["/bone_age whole"] = median_ms([whole for _, whole in bone_ages])
-        if "/feature_maps" in endpoints:
-            feature_maps(photos[0])
-            results["/feature_maps"] = median_ms([time_call(feature_maps, p) for p in photos])
-    return results
 
 
 class PageClient:
