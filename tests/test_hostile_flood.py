@@ -24,7 +24,7 @@ from PIL import Image
 
 from demos import app as demo_app
 from demos.guards import queue_limits
-from demos.guards.priority import SLOW_WORK_NICENESS
+from demos.guards.priority import slow_work_niceness
 from demos.guards.queue_limits import (
     MAX_EXPENSIVE_JOBS_PER_CLIENT,
     MAX_JOBS_PER_CLIENT,
@@ -173,8 +173,13 @@ def test_slow_endpoints_run_at_a_lower_cpu_priority_than_predictions(app, monkey
     assert client.predict(*dream_data(app), api_name="/dream")[-1] == "dreamt"
     monkeypatch.setattr(app.models, "get", recording_get)
     client.predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/classify")
-    assert seen["dream"] == (priority_of_this_thread() + SLOW_WORK_NICENESS, app.models.get("food").name)
+    assert seen["dream"] == (slow_work_niceness(priority_of_this_thread()), app.models.get("food").name)
     assert seen["classify"] == priority_of_this_thread()
+
+
+def test_slow_work_is_niced_relative_to_the_app_so_an_app_under_nice_keeps_its_order():
+    """The suite itself, or a demo, may run under `nice`: the slow work still ranks below the predictions."""
+    assert [slow_work_niceness(app) for app in (0, 5, 9, 15, 19)] == [10, 15, 19, 19, 19]
 
 
 def upload(url: str, size: int, client: str) -> httpx.Response:

@@ -17,15 +17,24 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-# Nice 10 gets about a tenth of a core against nice 0 when both want it (CFS weights 110 against 1024).
+# Nice 10 more gets about a tenth of a core against the app's own threads when both want it (CFS weights 110 against
+# 1024 at nice 10 against 0).
 SLOW_WORK_NICENESS = 10
+MAX_NICENESS = 19
 # One thread per concurrency group of slow endpoints can run at once; more wait in their own queues before this.
 SLOW_WORK_THREADS = 8
 
 
+def slow_work_niceness(app_niceness: int) -> int:
+    """Added to the app's own niceness, not set absolutely: an app already started under `nice` (as a test suite or a
+    batch job may be) would otherwise give its slow work the same priority as its predictions, or a higher one."""
+    return min(MAX_NICENESS, app_niceness + SLOW_WORK_NICENESS)
+
+
 def _lower_this_threads_priority() -> None:
     if sys.platform == "linux":
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_WORK_NICENESS)
+        own = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, own, slow_work_niceness(os.getpriority(os.PRIO_PROCESS, own)))
 
 
 _SLOW_WORK = ThreadPoolExecutor(
