@@ -1,5 +1,5 @@
-"""bench.visitor's summary (each row's median, range and goal over the runs) and its floor app: Gradio around no
-model."""
+"""bench.visitor's summary (each row's median, range and goal over the runs), its floor app (Gradio around no
+model) and bench.batching's batched app."""
 
 import pytest
 
@@ -35,3 +35,15 @@ def test_each_row_gives_its_median_range_and_goal_and_says_whether_the_median_me
 def test_a_count_below_one_is_refused(option):
     with pytest.raises(SystemExit):
         visitor.parse_args([option, "0"])
+
+
+def test_the_batched_app_answers_each_photo_of_a_batch_as_the_plain_app_answers_it_alone(tiny_checkpoints, photo, cat):
+    """bench.batching compares the two apps: each must give every visitor the answer to their own photo."""
+    model = str(tiny_checkpoints[("vit", "classification")])
+    plain, batched = pipeline_app.build_app(model), pipeline_app.build_app(model, batch=4)
+    assert batched.batch and batched.max_batch_size == 4 and not plain.batch
+    [answers] = batched.fn([photo, cat, photo])
+    alone = [plain.fn(photo), plain.fn(cat), plain.fn(photo)]
+    assert [list(a) for a in answers] == [list(a) for a in alone], "the same labels, in the same order"
+    assert all(a == pytest.approx(b, abs=1e-5) for a, b in zip(answers, alone, strict=True))  # batched kernels differ
+    assert answers[0] != answers[1], "the tiny model tells the two photos apart: a mixed-up batch would show"
