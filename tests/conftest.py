@@ -25,6 +25,12 @@ from skimage import data
 from tests.tiny_checkpoints import ARCHITECTURES, TASKS, build_tiny_checkpoint
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: a worker per core, at most 4: each holds torch, Gradio and the apps it serves (about 1.5 GB), and
+    many tests start servers and training processes of their own."""
+    return min(os.cpu_count() or 1, 4)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """The default backbone is built into a fresh cache once per session, as on a new machine."""

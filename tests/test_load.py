@@ -1,7 +1,7 @@
 """Load: 8 concurrent gradio_client users send 96 mixed requests to the app on loopback; none may fail,
 latency percentiles are printed, and the serving process's resident memory may not grow by 120 MB.
 
-    OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s tests/test_load.py   # -s prints p50/p95 and RSS growth
+    OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s -n 0 tests/test_load.py   # -s -n 0 prints p50/p95 and RSS growth
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reliability: every kind of upload gets a prediction or a clear message and the app keeps serving;
 a training run killed with SIGKILL resumes to the same end; a truncated training image stops the run by name.
 
-    OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s tests/test_reliability.py   # -s prints the zoo table
+    OMP_WAIT_POLICY=PASSIVE python -m pytest -q -s -n 0 tests/test_reliability.py   # -s -n 0 prints the zoo table
 """
 
 from __future__ import annotations
