@@ -87,7 +87,8 @@ def channel_grid(features: torch.Tensor, count: int = GRID_CHANNELS) -> np.ndarr
         left = GRID_PADDING_PX + column * (side + GRID_PADDING_PX)
         bottom = (row + 1) * (side + 2 * line + GRID_PADDING_PX)
         label(image, (left, bottom - line), f"channel {channel}", from_bottom=True)
-        label(image, (left, bottom), f"{low:.2g} to {high:.2g}", from_bottom=True)
+        # Two spaces: PIL's small default font draws one after a digit so narrow that "14 to 37" reads "14to 37".
+        label(image, (left, bottom), f"{low:.2g}  to  {high:.2g}", from_bottom=True)
     return np.asarray(image)
 
 

@@ -134,7 +134,7 @@ def render(models: DemoModels) -> None:
             caption = gr.Markdown(elem_id="features-caption")
             # PNG: the views are shown pixel for pixel, and PNG encodes them faster than Gradio's default WebP.
             channels = gr.Image(label="Strongest channels", format="png", interactive=False)
-    with gr.Row():
+    with gr.Row(equal_height=True):  # the square PCA view and a photo's Grad-CAM overlay in boxes of one height
         pca = gr.Image(label="PCA of the features (first 3 components as RGB)", format="png", interactive=False)
         cam = gr.Image(label="Grad-CAM", format="png", interactive=False, elem_id="features-cam")
         rollout = gr.Image(
