@@ -114,13 +114,13 @@ def test_sex_selector_picks_the_output_of_a_conditioned_bone_age_model(condition
     months, text, overlay, _ = client.predict(handle_file(xray), api_name="/bone_age")  # the default: unknown
     assert months == pytest.approx((female + male) / 2, abs=1e-4)
     assert f"Sex unknown: the mean of the model's female and male outputs (female {female:.1f}, male {male:.1f}" in text
-    # The overlay is the Grad-CAM of the mean of both outputs (served as lossy WebP: compared on average), not of one.
+    # The overlay is the Grad-CAM of the mean of both outputs (served as lossy JPEG: compared on average), not of one.
     served = np.asarray(Image.open(overlay).convert("RGB"), dtype=np.float64)
     cams = {
         which: grad_cam(models.get("boneage"), load_image(xray), condition=which) for which in (None, "false", "true")
     }
     distance = {which: np.abs(served - cam).mean() for which, cam in cams.items()}
-    assert served.shape == cams[None].shape and distance[None] < 12, distance  # WebP costs ~7 levels
+    assert served.shape == cams[None].shape and distance[None] < 12, distance  # the lossy format costs a few levels
     assert distance[None] < min(distance["false"], distance["true"]), distance
     selector = next(c for c in config["components"] if c["props"].get("elem_id") == "boneage-sex")
     assert selector["props"]["visible"] is True and selector["props"]["value"] == "unknown"

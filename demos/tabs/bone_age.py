@@ -18,7 +18,14 @@ from demos.guards.refusals import one_of
 from demos.models import DemoModels
 from demos.serving.images import DECODED_SUFFIXES, is_colour
 from demos.serving.inference import ServedModel, output_for, regression_outputs, top_k
-from demos.tabs.common import decoded_upload, model_header, read_upload, too_small, user_errors
+from demos.tabs.common import (
+    OVERLAY_FORMAT,
+    decoded_upload,
+    model_header,
+    read_upload,
+    too_small,
+    user_errors,
+)
 from demos.tabs.correction_controls import bone_age_correction
 
 TITLE = "Bone age"
@@ -132,6 +139,7 @@ def render(models: DemoModels) -> None:
         overlay = gr.Image(
             label="Grad-CAM: what drove the number (the last layer; others in the Feature maps tab)",
             interactive=False,
+            format=OVERLAY_FORMAT,
             elem_id="boneage-cam",
             height=IMAGE_HEIGHT_PX,
         )

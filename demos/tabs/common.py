@@ -27,6 +27,9 @@ from demos.models import DemoModels
 from demos.serving.images import ImageDecodeError, load_image
 from hub import Checkpoint, CheckpointError
 
+# Heat maps laid over a photo or an X-ray (Grad-CAM, attention rollout): JPEG encoded food10's 320 px one of a real
+# photo in 0.5 ms, where PNG took 34 ms and Gradio's default WebP 8 ms, and lost less than WebP (1.8 levels on average).
+OVERLAY_FORMAT = "jpeg"
 SMALLEST_SIDE_PX = 32  # below this on a side, a picture holds too little to classify (or to read an age from)
 
 

@@ -17,7 +17,7 @@ from demos.guards.refusals import checked_text
 from demos.models import DemoModels
 from demos.serving.images import is_colour
 from demos.serving.inference import ServedModel
-from demos.tabs.common import read_upload, refresh_when_opened, user_errors
+from demos.tabs.common import OVERLAY_FORMAT, read_upload, refresh_when_opened, user_errors
 
 TITLE = "Feature maps"
 TOP_CLASS = "top prediction"
@@ -132,14 +132,15 @@ def render(models: DemoModels) -> None:
             button = gr.Button("Show feature maps", variant="primary")
         with gr.Column():
             caption = gr.Markdown(elem_id="features-caption")
-            # PNG: the views are shown pixel for pixel, and PNG encodes them faster than Gradio's default WebP.
+            # PNG: the views are shown pixel for pixel, and PNG encodes them faster than Gradio's default WebP. The
+            # overlays on the photo are JPEG (OVERLAY_FORMAT).
             channels = gr.Image(label="Strongest channels", format="png", interactive=False)
     with gr.Row(equal_height=True):  # the square PCA view and a photo's Grad-CAM overlay in boxes of one height
         pca = gr.Image(label="PCA of the features (first 3 components as RGB)", format="png", interactive=False)
-        cam = gr.Image(label="Grad-CAM", format="png", interactive=False, elem_id="features-cam")
+        cam = gr.Image(label="Grad-CAM", format=OVERLAY_FORMAT, interactive=False, elem_id="features-cam")
         rollout = gr.Image(
             label="Attention rollout (ViT)",
-            format="png",
+            format=OVERLAY_FORMAT,
             interactive=False,
             visible=has_attention_rollout(first.model),
             elem_id="features-rollout",
