@@ -156,7 +156,7 @@ def test_an_output_the_app_made_is_served(app, tmp_path):
     raw = Client(url, verbose=False, download_files=False)  # answers carry the server's file URLs
     _, _, overlay, _ = raw.predict(handle_file(cat_photo(tmp_path / "cat.png")), api_name="/bone_age")
     response = httpx.get(overlay["url"], timeout=10)
-    assert response.status_code == 200 and response.content[:4] == b"RIFF"  # a WebP image
+    assert response.status_code == 200 and response.content[:3] == b"\xff\xd8\xff"  # a JPEG image (OVERLAY_FORMAT)
 
 
 def test_an_api_call_naming_a_server_path_instead_of_an_upload_is_refused(app, tmp_path, monkeypatch):
