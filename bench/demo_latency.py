@@ -160,7 +160,7 @@ def report_fp32_bound(pairs: dict[str, Contender], pipeline_ms: dict[str, float]
         floor_ms, theirs = 1000 * pair.gflop / peak, pipeline_ms[name]
         print(
             f"fp32 bound {name}: {pair.gflop:.3g} GFLOP an image at that peak >= {floor_ms:.3g} ms, against the "
-            f"pipeline's {theirs:.1f} ms: no fp32 server beats it by more than {theirs / floor_ms:.2f}x"
+            f"pipeline's {theirs:.3f} ms: no fp32 server beats it by more than {theirs / floor_ms:.2f}x"
         )
 
 
