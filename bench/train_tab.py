@@ -124,17 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"command: {result['command']}")
     print(f"tab, pressing Train to a usable model: {seconds:.1f} s", flush=True)
     job_folder = next((work / "jobs").glob("*/*/run")).parent
+
+    def accuracy(run: str) -> float:
+        return json.loads((job_folder / run / "eval_results.json").read_text())["metrics"]["accuracy"]
+
     if args.tab_only:
-        tab_accuracy = json.loads((job_folder / "run" / "eval_results.json").read_text())["metrics"]["accuracy"]
-        print(f"validation accuracy: tab {tab_accuracy:.3f}")
+        print(f"validation accuracy: tab {accuracy('run'):.3f}")
         return
     cli_seconds = cli_run(job_folder, result["command"])
-    accuracy = {
-        name: json.loads((job_folder / folder / "eval_results.json").read_text())["metrics"]["accuracy"]
-        for name, folder in (("tab", "run"), ("cli", "run-cli"))
-    }
     print(f"cli, the same command: {cli_seconds:.1f} s")
-    print(f"validation accuracy: tab {accuracy['tab']:.3f}, cli {accuracy['cli']:.3f}")
+    print(f"validation accuracy: tab {accuracy('run'):.3f}, cli {accuracy('run-cli'):.3f}")
     print(f"tab / cli: {seconds / cli_seconds:.3f}")
 
 
