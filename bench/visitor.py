@@ -14,7 +14,9 @@ Each run, on synthetic 512x384 JPEG photos:
 2. `python -m demos` started as users start it: the time to its first /classify answer (the cold start) and its
    resident memory then, and again once its start-up models have compiled (each compiles after its first answer);
 3. the median latency through gradio_client of /classify, of /bone_age's first update (its number) and of its whole
-   answer (with the Grad-CAM), and of /feature_maps (last layer, top class), output images downloaded;
+   answer (with the Grad-CAM), and of /feature_maps (last layer, top class), output images downloaded; and
+   /feature_maps against /classify as the page calls them (`PageClient`, its images fetched): gradio_client adds
+   50 ms steps and its own download of each image, which a browser does not pay;
 4. /classify's requests per second and median latency from 1 client sending --requests photos one after another,
    then from --clients clients at once sending as many in all (threads here, each calling over plain HTTP as the
    page does, from an address of its own: `throughput` says why not gradio_client);
@@ -65,6 +67,7 @@ ROWS = {
         Row("/classify as the page calls it (1 client)", "ms", 100),
         Row("/bone_age's number (first update)", "ms", 100),
         Row("/feature_maps / /classify", "x", 3),
+        Row("/feature_maps / /classify as the page calls them", "x", 3),
         Row("cold start, python -m demos to first answer", "s", 8),
         Row("resident memory after the first answer", "MiB", 1024),
         Row("resident memory once compiled", "MiB", 1.2 * 1024),
@@ -97,8 +100,9 @@ def model_times(food, boneage, photos: list[Image.Image]) -> dict[str, float]:
 
 
 class PageClient:
-    """/classify called as the page calls it (upload, /gradio_api/queue/join, the session's event stream), over plain
-    HTTP, with one session for all its calls as a visitor's page has: no gradio_client.
+    """An endpoint called as the page calls it (upload, /gradio_api/queue/join, the session's event stream, then each
+    output image fetched), over plain HTTP, with one session for all its calls as a visitor's page has: no
+    gradio_client.
 
     Each session costs Gradio a copy of the whole app's component config when it is first seen (a third of the
     server's time when every call was a session of its own, as `/gradio_api/call` makes it), so a session a call
@@ -108,26 +112,46 @@ class PageClient:
     def __init__(self, url: str, address: str):
         self.http = httpx.Client(base_url=url, headers={"X-Forwarded-For": address}, timeout=120)
         config = self.http.get("config").raise_for_status().json()
-        self.fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "classify")
+        self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
         self.session = uuid.uuid4().hex
 
-    def classify(self, photo: Path) -> None:
+    def call(self, api_name: str, photo: Path, *rest) -> None:
+        """Send `photo` and the other inputs `rest` to `api_name`; return once its answer and images have arrived."""
         with photo.open("rb") as file:
             uploaded = self.http.post("gradio_api/upload", files={"files": (photo.name, file, "image/jpeg")})
-        data = [{"path": uploaded.raise_for_status().json()[0], "meta": {"_type": "gradio.FileData"}}]
-        body = {"data": data, "fn_index": self.fn_index, "session_hash": self.session, "trigger_id": None}
+        data = [{"path": uploaded.raise_for_status().json()[0], "meta": {"_type": "gradio.FileData"}}, *rest]
+        body = {"data": data, "fn_index": self.fn_index[api_name], "session_hash": self.session, "trigger_id": None}
         event = self.http.post("gradio_api/queue/join", json=body).raise_for_status().json()["event_id"]
         with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session}) as stream:
             for line in stream.raise_for_status().iter_lines():
                 message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
                 if message.get("event_id") == event and message.get("msg") == "process_completed":
                     if not message.get("success"):
-                        raise RuntimeError(f"/classify failed: {message}")
+                        raise RuntimeError(f"/{api_name} failed: {message}")
+                    for output in message["output"]["data"]:
+                        if isinstance(output, dict) and output.get("url"):  # an image: the page fetches it
+                            self.http.get(output["url"]).raise_for_status()
                     return
-        raise RuntimeError("/classify's event stream ended without an answer")
+        raise RuntimeError(f"/{api_name}'s event stream ended without an answer")
+
+    def classify(self, photo: Path) -> None:
+        self.call("classify", photo)
 
     def close(self) -> None:
         self.http.close()
+
+
+def page_feature_maps_ratio(url: str, photos: list[Path]) -> float:
+    """/feature_maps (last layer, top class) over /classify, each the median over `photos` from one `PageClient`."""
+    page = PageClient(url, "10.3.0.100")
+    try:
+        medians = {}
+        for api_name, rest in (("classify", ()), ("feature_maps", ("food", "", "top prediction"))):
+            page.call(api_name, photos[0], *rest)  # each endpoint's first call sets it up
+            medians[api_name] = median_ms([time_call(page.call, api_name, photo, *rest) for photo in photos])
+    finally:
+        page.close()
+    return medians["feature_maps"] / medians["classify"]
 
 
 def throughput(url: str, photos: list[Path], clients: int, requests: int) -> tuple[float, float]:
@@ -202,6 +226,8 @@ def one_run(args: argparse.Namespace, models: tuple, photos: list[Path], tmp: Pa
         )
         ms = endpoint_times(app.url, photos)
         print("  " + ", ".join(f"{name} {value:.0f} ms" for name, value in ms.items()), flush=True)
+        page_ratio = page_feature_maps_ratio(app.url, photos)
+        print(f"  as the page calls them, /feature_maps / /classify {page_ratio:.2f}x", flush=True)
         alone, alone_p50 = throughput(app.url, photos, 1, args.requests)
         crowd, crowd_p50 = throughput(app.url, photos, args.clients, args.requests)
         print(
@@ -229,6 +255,7 @@ def one_run(args: argparse.Namespace, models: tuple, photos: list[Path], tmp: Pa
         "/classify as the page calls it (1 client)": alone_p50,
         "/bone_age's number (first update)": ms["/bone_age number"],
         "/feature_maps / /classify": ms["/feature_maps"] / ms["/classify"],
+        "/feature_maps / /classify as the page calls them": page_ratio,
         "cold start, python -m demos to first answer": app.first_answer_s,
         "resident memory after the first answer": app.first_answer_mib,
         "resident memory once compiled": app.compiled_mib,
