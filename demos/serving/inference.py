@@ -139,6 +139,10 @@ def serve(checkpoint: Checkpoint, precision: Precision | str = Precision.FP32, *
         if checkpoint.precision is not precision:
             raise ValueError(f"{checkpoint.source} already predicts in {checkpoint.precision}, not {precision}.")
         return checkpoint
+    # oneDNN's convolutions run faster on channels-last weights: the eager passes (Grad-CAM and feature maps, the
+    # models visitors load, predictions until compiled) take 15-20% less on the shipped food10 (feature maps 109 ->
+    # 94 ms on one thread). A layout only: the values, and a ViT's Linear layers, are untouched.
+    checkpoint.model.to(memory_format=torch.channels_last)
     facts = {fact.name: getattr(checkpoint, fact.name) for fact in dataclasses.fields(Checkpoint)}
     served = ServedModel(**facts, precision=precision)
     if precision is Precision.INT8:
