@@ -60,6 +60,9 @@ QUEUE_SIZE = CHEAP_QUEUE_SIZE + MAX_WAITING_PER_EXPENSIVE_GROUP * len(set(EXPENS
 DELETE_CACHE = (3600, 24 * 3600)
 MAX_FILE_SIZE = "20mb"  # a full-resolution 16-bit hand radiograph is ~8 MB; phone photos are smaller
 TRAINING_MAX_FILE_SIZE = "200mb"  # where the Train tab is on: a zip of 2,000 phone photos (its image cap) is ~150 MB
+# The Bone age tab's two images fill their boxes: Gradio never enlarges an image, so a 100 px X-ray and its 160 px
+# Grad-CAM would sit at their own small, unequal sizes in the middle of them.
+PAGE_CSS = "#boneage-decoded img, #boneage-cam img {width: 100%; height: 100%; object-fit: contain}"
 
 
 # transformers 5 asks for a torchvision image processor first and warns when it falls back to PIL; timm checkpoints
@@ -136,13 +139,14 @@ def limit_expensive_endpoints(demo: gr.Blocks) -> None:
         events[api_name].fn = at_low_priority(releasing_memory(events[api_name].fn))
 
 
-def upload_caps(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT, *, training: bool = False) -> dict:
+def launch_options(upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT, *, training: bool = False) -> dict:
     """`demo.launch`'s arguments that every server of this app passes (`launch`, a Space's app.py): the size of one
-    upload (larger where the Train tab is on, for its zips), and the megabytes a client address may upload in an hour
-    (demos/guards/upload_budget.py)."""
+    upload (larger where the Train tab is on, for its zips), the megabytes a client address may upload in an hour
+    (demos/guards/upload_budget.py), and the page's style (`PAGE_CSS`)."""
     return {
         "max_file_size": TRAINING_MAX_FILE_SIZE if training else MAX_FILE_SIZE,
         "app_kwargs": {"middleware": [Middleware(UploadBudget, megabytes=upload_mb_per_client)]},
+        "css": PAGE_CSS,
     }
 
 
@@ -155,13 +159,13 @@ def launch(
     upload_mb_per_client: float = UPLOAD_MB_PER_CLIENT,
     training: bool = False,
 ):
-    """Serve on 127.0.0.1 with the upload caps (`upload_caps`; `training`: the Train tab is on); when a share link
-    cannot be made, say why and keep serving locally."""
+    """Serve on 127.0.0.1 with the upload caps and the page's style (`launch_options`; `training`: the Train tab is
+    on); when a share link cannot be made, say why and keep serving locally."""
     _, local_url, share_url = demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         share=share,
-        **upload_caps(upload_mb_per_client, training=training),
+        **launch_options(upload_mb_per_client, training=training),
         prevent_thread_lock=True,
         quiet=not share,  # without --share Gradio's banner says "set `share=True` in `launch()`": ours names the flag
     )
@@ -190,7 +194,7 @@ def share_cores_between_requests() -> None:
 
 
 def build_space_app(food_model: str | None, boneage_model: str | None, prediction_precision: str) -> gr.Blocks:
-    """The app as a Hugging Face Space serves it (its app.py calls this, then `demo.launch(**upload_caps())`).
+    """The app as a Hugging Face Space serves it (its app.py calls this, then `demo.launch(**launch_options())`).
 
     The public-demo limits: visitors load hub ids and aliases only, never a folder of the Space's disk, and a
     bounded number and size of models. Visitors reach a Space through its proxies, so each request's peer is a

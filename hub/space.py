@@ -56,13 +56,13 @@ APP_TEMPLATE = '''"""The TransferLab demo, served by this Space (Spaces runs `py
 Written by `{command}`.
 """
 
-from demos.app import build_space_app, upload_caps
+from demos.app import build_space_app, launch_options
 
 demo = build_space_app(food_model={food!r}, boneage_model={boneage!r}, prediction_precision={precision!r})
 
 if __name__ == "__main__":
     # No server_name/port here: Spaces sets GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
-    demo.launch(**upload_caps())
+    demo.launch(**launch_options())
 '''
 
 CARD_TEMPLATE = """---

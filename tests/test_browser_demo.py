@@ -18,6 +18,7 @@ from demos.explaining.adversarial import attack
 from demos.explaining.summary import human_label
 from demos.serving.images import load_image
 from demos.serving.inference import regress, top_k
+from demos.tabs.bone_age import IMAGE_HEIGHT_PX
 from tests.serving import serving
 from tests.test_demos_images import cat_photo, not_an_image, xray_16bit
 
@@ -125,6 +126,12 @@ def test_every_tab_takes_an_upload_and_shows_the_models_answer(page, served, tmp
     expect(page.locator("#boneage-text")).to_contain_text(f"{months:.1f} months ({months / 12:.1f} years)")
     expect(page.locator("#boneage-cam img")).to_be_visible()
     expect(page.locator("#boneage-sex")).to_be_hidden()  # the tiny model is not conditioned on sex
+    # Both images are drawn to fill their boxes (demos/app.py PAGE_CSS): Gradio's own style never enlarges an image
+    # (its boxes are as large, the picture inside them is not), and here they are 48x64 and 32x32 pixels.
+    for box in ("boneage-decoded", "boneage-cam"):
+        image = page.locator(f"#{box} img")
+        assert image.evaluate("e => getComputedStyle(e).objectFit") == "contain", box
+        assert image.bounding_box()["height"] > IMAGE_HEIGHT_PX / 2, box
     page.screenshot(path=tmp_path / "bone_age.png", full_page=True)
 
     open_tab(page, "Feature maps")

@@ -135,7 +135,9 @@ def render(models: DemoModels) -> None:
             # "Wrong? Correct it": /correct_bone_age
             bone_age_correction(models, xray, sex_column=SEX_COLUMN, sex_values=SEX_VALUES)
     with gr.Row():
-        decoded = gr.Image(label="Decoded X-ray", type="pil", interactive=False, height=IMAGE_HEIGHT_PX)
+        decoded = gr.Image(
+            label="Decoded X-ray", type="pil", interactive=False, elem_id="boneage-decoded", height=IMAGE_HEIGHT_PX
+        )
         overlay = gr.Image(
             label="Grad-CAM: what drove the number (the last layer; others in the Feature maps tab)",
             interactive=False,
