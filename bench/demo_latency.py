@@ -180,6 +180,9 @@ def free_port() -> int:
 ENDPOINTS = ("/classify", "/bone_age", "/feature_maps")
 
 
+FEATURE_MAPS_INPUTS = ("food", "", "top prediction")  # /feature_maps' inputs after the image: last layer, top class
+
+
 def endpoint_times(url: str, photos: list[Path], endpoints: tuple[str, ...] = ENDPOINTS) -> dict[str, float]:
     """Median ms through gradio_client of `endpoints` (output images downloaded, as a client gets them): /classify,
     /bone_age's first update (its number) and whole answer, /feature_maps."""
@@ -200,7 +203,7 @@ def endpoint_times(url: str, photos: list[Path], endpoints: tuple[str, ...] = EN
             client.predict(handle_file(photo), api_name="/classify")
 
         def feature_maps(photo: Path) -> None:
-            client.predict(handle_file(photo), "food", "", "top prediction", api_name="/feature_maps")
+            client.predict(handle_file(photo), *FEATURE_MAPS_INPUTS, api_name="/feature_maps")
 
         results = {}
         if "/classify" in endpoints:

@@ -44,7 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx
 from PIL import Image
 
-from bench.demo_latency import demo_server, endpoint_times, median_ms, synthetic_photos, time_call
+from bench.demo_latency import FEATURE_MAPS_INPUTS, demo_server, endpoint_times, median_ms, synthetic_photos, time_call
 from bench.options import at_least_one
 from hub.checkpoint import resolve_folder
 
@@ -146,7 +146,7 @@ def page_feature_maps_ratio(url: str, photos: list[Path]) -> float:
     page = PageClient(url, "10.3.0.100")
     try:
         medians = {}
-        for api_name, rest in (("classify", ()), ("feature_maps", ("food", "", "top prediction"))):
+        for api_name, rest in (("classify", ()), ("feature_maps", FEATURE_MAPS_INPUTS)):
             page.call(api_name, photos[0], *rest)  # each endpoint's first call sets it up
             medians[api_name] = median_ms([time_call(page.call, api_name, photo, *rest) for photo in photos])
     finally:
