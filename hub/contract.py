@@ -172,6 +172,9 @@ class Recipe:
     mixup: float | None = None
     cutmix: float | None = None
     ema_decay: float | None = None
+    teacher: str | None = None  # the checkpoint it was distilled from (train/distillation.py)
+    distill_weight: float | None = None
+    distill_temperature: float | None = None
     warmup_ratio: float | None = None
     weight_decay: float | None = None
     precision: str | None = None  # what it computed in: bf16 or fp32 (TrainingPrecision.AUTO resolved)

@@ -101,6 +101,19 @@ class TrainArguments:
     ema_decay: float | None = field(
         default=None, metadata={"help": "Keep an EMA of the weights (e.g. 0.998); saved when it validates better."}
     )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Classification: distil from this checkpoint (hub id, folder or alias; the same classes) while "
+            "the whole network trains. It sees each augmented batch at its own input size; the student is saved."
+        },
+    )
+    distill_weight: float = field(
+        default=0.5, metadata={"help": "--teacher: its share of the loss (the labels' loss gets the rest)."}
+    )
+    distill_temperature: float = field(
+        default=1.0, metadata={"help": "--teacher: softmax temperature of the distillation loss."}
+    )
     cache_images: bool = field(
         default=True,
         metadata={

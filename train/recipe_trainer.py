@@ -1,6 +1,7 @@
-"""The small-data fine-tuning recipe on top of the Trainer: timm's Mixup/CutMix and an EMA of the weights.
+"""The small-data fine-tuning recipe on top of the Trainer: timm's Mixup/CutMix, an EMA of the weights, a teacher.
 
-`RecipeTrainer` mixes training batches (never evaluation ones) and, when given a `timm.utils.ModelEmaV3`,
+`RecipeTrainer` mixes training batches (never evaluation ones), blends a `train.distillation.Teacher`'s
+predictions on them into the training loss when given one, and, when given a `timm.utils.ModelEmaV3`,
 updates it after every optimizer step, evaluates it after every evaluation of the live weights (as
 `eval_ema_*`) and keeps the best-scoring EMA snapshot, so the run can save whichever weights validate better.
 The EMA and its best snapshot travel in every `checkpoint-*` folder, so `--resume` continues them.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -19,6 +21,9 @@ from timm.data import Mixup
 from timm.utils import ModelEmaV3
 from torch import nn
 from transformers import Trainer, TrainerCallback
+
+if TYPE_CHECKING:
+    from train.distillation import Teacher
 
 logger = logging.getLogger("train")
 EMA_FILE = "ema.safetensors"
@@ -54,19 +59,20 @@ class EmaUpdate(TrainerCallback):
 
 
 class RecipeTrainer(Trainer):
-    """Trainer + Mixup/CutMix on training batches + an EMA evaluated beside the live weights."""
+    """Trainer + Mixup/CutMix and a teacher on training batches + an EMA evaluated beside the live weights."""
 
     def __init__(
         self,
         *args,
         mixup: Mixup | None = None,
         ema: ModelEmaV3 | None = None,
+        teacher: Teacher | None = None,
         metric: str,
         greater_is_better: bool,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.mixup, self.ema = mixup, ema
+        self.mixup, self.ema, self.teacher = mixup, ema, teacher
         self.metric, self.greater_is_better = metric, greater_is_better
         self.live_score: float | None = None  # the live weights' score at the last evaluation
         self.best_ema: tuple[float, dict[str, torch.Tensor]] | None = None  # (score, EMA state) of the best epoch
@@ -78,7 +84,16 @@ class RecipeTrainer(Trainer):
         if self.mixup is not None and model.training and len(inputs["pixel_values"]) % 2 == 0:
             inputs = dict(inputs)
             inputs["pixel_values"], inputs["labels"] = self.mixup(inputs["pixel_values"], inputs["labels"])
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if self.teacher is None or not model.training:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        teacher_logits = self.teacher.logits(inputs["pixel_values"])  # the batch as mixed for the student
+        label_loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        loss = self.teacher.loss(label_loss, outputs.logits, teacher_logits)
+        return (loss, outputs) if return_outputs else loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         results = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)

@@ -23,6 +23,7 @@ from hub.contract import TrainingMode
 from hub.preprocessing import ImageSpec, PhotoAugment, ProcessorTransform, build_transform, image_spec
 from train import data, heads
 from train.arguments import TrainArguments, TrainError
+from train.distillation import Teacher, teacher_for
 from train.model import build_model, head_config, prepare_for_device, processor_at_size, resolution_processor
 from train.outputs import evaluate_saved, save_run, write_training_config
 from train.progress import ProgressLog
@@ -50,6 +51,7 @@ class Run:
     train_spec: ImageSpec  # the input it trains at
     train_transform: Callable  # PIL image -> augmented model input
     eval_transform: Callable  # PIL image -> model input, through `processor` as the demos serve it
+    teacher: Teacher | None  # --teacher, loaded before any training so that a bad one fails at once
 
     @property
     def splits(self) -> tuple[Dataset, Dataset]:
@@ -100,6 +102,7 @@ def build_run(args: TrainArguments) -> Run:
         train_spec=train_spec,
         train_transform=build_transform(train_spec, args.augment, photo_augment(args)),
         eval_transform=ProcessorTransform(processor),
+        teacher=teacher_for(args, task, train_spec),
     )
     log_inputs(run)
     return run

@@ -225,6 +225,7 @@ def whole_network_trainer(
         callbacks=list(callbacks),
         mixup=mixup_for(task, mixup=args.mixup, cutmix=args.cutmix, label_smoothing=args.label_smoothing),
         ema=ModelEmaV3(model, decay=args.ema_decay, use_warmup=True) if args.ema_decay else None,
+        teacher=run.teacher,
         metric=task.kind.headline_metric,
         greater_is_better=task.is_classification,
     )
