@@ -51,6 +51,10 @@ def test_train_help_shows_the_readme_spelling_each_default_once_and_examples():
     no_freeze = text[text.index("--no-freeze-batchnorm") : text.index("--weight-decay")]
     assert "Let BatchNorm layers adapt" in no_freeze and "Keep BatchNorm" not in no_freeze
     assert "--freeze-batchnorm " not in text.replace("--no-freeze-batchnorm", "")
+    # a default of 0.0 or 1.0 is stated too, though it equals False or True, whose flags state none
+    for option, default in (("--mixup MIXUP", "0.0"), ("--distill-temperature", "1.0")):
+        entry = " ".join(text[text.index(option) :].split("\n  --")[0].split())
+        assert entry.endswith(f"(default: {default})"), entry
     examples = text[text.index("examples:") :]
     first = "python -m train --model efficientnet-lite2 --dataset ../shared/data/food10 --output-dir runs/food10-192"
     assert f"{first} \\" in examples

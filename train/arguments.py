@@ -195,7 +195,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False, True, argparse.SUPPRESS) or "default" in text or action.nargs == 0:
+        # by identity: `in` would also match 0.0 and 1.0 (== False, True), whose defaults are worth stating
+        unstated = any(action.default is value for value in (None, False, True, argparse.SUPPRESS))
+        if unstated or "default" in text or action.nargs == 0:
             return text
         return f"{text} (default: %(default)s)"
 
