@@ -169,6 +169,7 @@ class Recipe:
     color_jitter: float | None = None
     random_erasing: float | None = None
     label_smoothing: float | None = None
+    reverse_ce_weight: float | None = None  # symmetric cross-entropy's reverse term (train/stages.py)
     mixup: float | None = None
     cutmix: float | None = None
     ema_decay: float | None = None

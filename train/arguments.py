@@ -96,6 +96,13 @@ class TrainArguments:
     )
     random_erasing: float = field(default=0.0, metadata={"help": "random-crop: probability of timm's random erasing."})
     label_smoothing: float = field(default=0.0, metadata={"help": "Classification: label smoothing of the targets."})
+    reverse_ce_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Classification: add this times the reverse cross-entropy to the loss (symmetric cross-entropy, "
+            "Wang et al. 2019: bounded, so wrongly labelled images pull less; 0 = off)."
+        },
+    )
     mixup: float = field(default=0.0, metadata={"help": "Classification: timm Mixup alpha (0 = off)."})
     cutmix: float = field(default=0.0, metadata={"help": "Classification: timm CutMix alpha (0 = off)."})
     ema_decay: float | None = field(

@@ -151,6 +151,7 @@ def recipe(args: TrainArguments) -> Recipe:
         color_jitter=args.color_jitter,
         random_erasing=args.random_erasing,
         label_smoothing=args.label_smoothing,
+        reverse_ce_weight=args.reverse_ce_weight,
         mixup=args.mixup,
         cutmix=args.cutmix,
         ema_decay=args.ema_decay,

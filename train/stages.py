@@ -50,28 +50,54 @@ def log_trainable(model: nn.Module, stage: str) -> None:
 # ----------------------------------------------------------------------------- losses and metrics
 
 
-def classification_loss(label_smoothing: float = 0.0):
-    """Cross-entropy against class ids (smoothed) or against Mixup's soft targets (smoothed by Mixup)."""
+# Symmetric cross-entropy (Wang et al., ICCV 2019) is written here: neither timm nor torch ships it.
+REVERSE_LOG_ZERO = -4.0  # the paper's value for log 0 in the reverse term: what a wrong label costs at most
+
+
+def classification_loss(label_smoothing: float = 0.0, reverse_weight: float = 0.0):
+    """Cross-entropy against class ids (smoothed) or against Mixup's soft targets (smoothed by Mixup), plus
+    `reverse_weight` times the reverse cross-entropy (symmetric cross-entropy, for noisy labels)."""
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"].float()
         smoothing = label_smoothing if labels.ndim == 1 else 0.0
-        return nn.functional.cross_entropy(outputs["logits"].float(), labels, label_smoothing=smoothing)
+        loss = nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
+        if reverse_weight:
+            loss = loss + reverse_weight * reverse_cross_entropy(logits, labels, smoothing)
+        return loss
 
     return compute_loss
 
 
-def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, *, label_smoothing: float, loss: str):
+def reverse_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """-sum(p * log q): the model's probabilities p against the targets q, with log 0 taken as REVERSE_LOG_ZERO.
+
+    Bounded by -REVERSE_LOG_ZERO, so a photo whose label is wrong cannot pull the model as hard as under
+    cross-entropy alone; for a hard label it is -REVERSE_LOG_ZERO * (1 - p_label), a mean absolute error."""
+    if labels.ndim == 1:
+        targets = nn.functional.one_hot(labels, logits.shape[-1]).float()
+        targets = targets * (1 - label_smoothing) + label_smoothing / logits.shape[-1]
+    else:
+        targets = labels.float()
+    log_targets = targets.log().clamp(min=REVERSE_LOG_ZERO)
+    return -(logits.softmax(-1) * log_targets).sum(-1).mean()
+
+
+def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, args: TrainArguments):
     """(compute_loss_func, compute_metrics) for the Trainer; regression metrics are in the target's unit."""
+    if args.reverse_ce_weight < 0:
+        raise TrainError(f"--reverse-ce-weight must be 0 (off) or above, not {args.reverse_ce_weight}.")
     if task.is_classification:
-        return classification_loss(label_smoothing), lambda prediction: metrics.classification_scalars(
-            prediction.predictions, prediction.label_ids
-        )
+        loss = classification_loss(args.label_smoothing, args.reverse_ce_weight)
+        return loss, lambda prediction: metrics.classification_scalars(prediction.predictions, prediction.label_ids)
 
     def regression_eval(prediction):
         predicted, targets = own_outputs(prediction.predictions, prediction.label_ids)
         return metrics.regression_metrics(scaler.denormalize(predicted), targets)
 
-    return regression_loss(loss, scaler), regression_eval
+    if args.reverse_ce_weight:
+        raise TrainError("--reverse-ce-weight is a term of the class labels' loss: it applies to classification only.")
+    return regression_loss(args.loss, scaler), regression_eval
 
 
 def training_arguments(
@@ -172,9 +198,7 @@ def train_head_on_features(run: Run) -> Trainer:
         )
         for split in run.splits
     )
-    loss_func, compute_metrics = loss_and_metrics(
-        run.task, run.scaler, label_smoothing=args.label_smoothing, loss=args.loss
-    )
+    loss_func, compute_metrics = loss_and_metrics(run.task, run.scaler, args)
     trainer = Trainer(
         model=HeadOnly(heads.head_layer(run.model)),
         args=training_arguments(
@@ -209,9 +233,7 @@ def whole_network_trainer(
         ),
         fused=torch.cuda.is_available(),  # what the Trainer's own default optimizer uses on a GPU (not timed here)
     )
-    loss_func, compute_metrics = loss_and_metrics(
-        task, run.scaler, label_smoothing=args.label_smoothing, loss=args.loss
-    )
+    loss_func, compute_metrics = loss_and_metrics(task, run.scaler, args)
     return RecipeTrainer(
         model=model,
         args=training_args,
