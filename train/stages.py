@@ -90,13 +90,13 @@ def loss_and_metrics(task: data.TaskData, scaler: TargetScaler | None, args: Tra
     if task.is_classification:
         loss = classification_loss(args.label_smoothing, args.reverse_ce_weight)
         return loss, lambda prediction: metrics.classification_scalars(prediction.predictions, prediction.label_ids)
+    if args.reverse_ce_weight:
+        raise TrainError("--reverse-ce-weight is a term of the class labels' loss: it applies to classification only.")
 
     def regression_eval(prediction):
         predicted, targets = own_outputs(prediction.predictions, prediction.label_ids)
         return metrics.regression_metrics(scaler.denormalize(predicted), targets)
 
-    if args.reverse_ce_weight:
-        raise TrainError("--reverse-ce-weight is a term of the class labels' loss: it applies to classification only.")
     return regression_loss(args.loss, scaler), regression_eval
 
 
